@@ -1,0 +1,201 @@
+//! Bronze: lands the nine Olist CSV files unmodified, idempotently, with an
+//! audit trail. Owns `golden360.ingest_bronze`, `golden360.source_files`, the
+//! tables of schema `bronze`, `golden360.bronze_batches` and the idempotency
+//! index `golden360.bronze_files`.
+//!
+//! One call is one batch and one transaction's worth of work: every check
+//! (privileges, confinement, completeness, headers, hashes) runs before the
+//! first row is written, and any error afterwards rolls the whole batch back.
+
+mod loader;
+mod source;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+use crate::error::raise;
+use crate::olist::SOURCE_FILES;
+use pgrx::prelude::*;
+use pgrx::{JsonB, PgSqlErrorCode};
+use serde_json::json;
+
+/// Ingestions take this transaction-scoped advisory lock, so two concurrent
+/// calls cannot both decide a file is new: the second waits, then skips.
+const INGEST_LOCK_KEY: i64 = 0x6f6c_6973_7442; // "olistB"
+
+/// Per-file result of an ingestion, as returned to the caller.
+struct FileResult {
+    file_name: &'static str,
+    table: &'static str,
+    sha256: String,
+    bytes: u64,
+    rows: i64,
+    rejected: i64,
+    status: &'static str,
+    /// The batch that holds this content (this one, or an earlier one).
+    loaded_in: i64,
+}
+
+/// The SQL-facing functions, in schema `golden360`.
+#[pg_schema]
+pub mod golden360 {
+    use super::*;
+
+    /// The nine files golden360 reads, their bronze tables and header columns.
+    #[pg_extern(immutable, parallel_safe)]
+    fn source_files() -> TableIterator<'static, (name!(file_name, String), name!(table_name, String), name!(columns, Vec<String>))> {
+        TableIterator::new(SOURCE_FILES.iter().map(|f| {
+            (f.file_name.to_string(), f.table.to_string(), f.columns.iter().map(|c| c.to_string()).collect())
+        }))
+    }
+
+    /// Ingest the Olist CSV files of `source_dir` into bronze as one batch.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn ingest_bronze(source_dir: &str, allow_partial: default!(bool, false)) -> TableIterator<
+        'static,
+        (
+            name!(file_name, String),
+            name!(sha256, String),
+            name!(bytes, i64),
+            name!(rows, i64),
+            name!(status, String),
+            name!(batch_id, i64),
+            name!(rejected, i64),
+        ),
+    > {
+        source::require_read_privilege();
+        let dir = source::resolve_source_dir(source_dir);
+        let (present, missing) = source::inventory(&dir);
+        if !missing.is_empty() && (!allow_partial || present.is_empty()) {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
+                format!("{} is missing {} of the nine Olist files", dir.display(), missing.len()),
+                Some(format!("missing: {}", missing.join(", "))),
+                if present.is_empty() {
+                    "None of the Olist files is there: check the directory."
+                } else {
+                    "Add the missing files, or load the others with golden360.ingest_bronze(dir, allow_partial => true)."
+                },
+            );
+        }
+
+        Spi::run_with_args("SELECT pg_advisory_xact_lock($1)", &[INGEST_LOCK_KEY.into()]).unwrap_or_else(|e| spi_failed(e));
+        let (batch_id, started_at) = Spi::get_two::<i64, TimestampWithTimeZone>(
+            "SELECT nextval('golden360.bronze_batch_seq'), clock_timestamp()",
+        )
+        .ok()
+        .and_then(|(id, at)| Some((id?, at?)))
+        .unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "could not start a bronze batch", None, ""));
+
+        // Every header is checked and every file hashed before anything loads,
+        // so a bad fifth file costs seconds, not a rolled-back load.
+        let planned: Vec<_> = present
+            .iter()
+            .map(|(source, path)| {
+                source::check_header(source, path, &mut source::csv_reader(source::open(path)));
+                let (sha256, bytes) = source::sha256_file(path);
+                (source, path, sha256, bytes)
+            })
+            .collect();
+
+        let lineage = loader::Lineage { batch_id, ingested_at: started_at.into_datum().expect("a timestamptz datum") };
+        let results: Vec<FileResult> = planned
+            .into_iter()
+            .map(|(source, path, sha256, bytes)| match known_file(&sha256) {
+                Some((loaded_in, rows, rejected)) => FileResult {
+                    file_name: source.file_name,
+                    table: source.table,
+                    sha256,
+                    bytes,
+                    rows,
+                    rejected,
+                    status: "skipped_duplicate",
+                    loaded_in,
+                },
+                None => {
+                    let loaded = loader::load(source, path, &sha256, &lineage);
+                    FileResult {
+                        file_name: source.file_name,
+                        table: source.table,
+                        sha256: loaded.sha256,
+                        bytes: loaded.bytes,
+                        rows: loaded.rows,
+                        rejected: loaded.rejected,
+                        status: "loaded",
+                        loaded_in: batch_id,
+                    }
+                }
+            })
+            .collect();
+
+        record_batch(batch_id, &dir.display().to_string(), started_at, allow_partial, &missing, &results);
+        TableIterator::new(results.into_iter().map(move |r| {
+            (r.file_name.to_string(), r.sha256, r.bytes as i64, r.rows, r.status.to_string(), batch_id, r.rejected)
+        }))
+    }
+}
+
+/// (batch, rows, rejected) of an earlier load of this exact content.
+fn known_file(sha256: &str) -> Option<(i64, i64, i64)> {
+    Spi::get_three_with_args::<i64, i64, i64>(
+        "SELECT batch_id, rows, rejected FROM golden360.bronze_files WHERE sha256 = $1",
+        &[sha256.into()],
+    )
+    .ok()
+    .and_then(|(batch, rows, rejected)| Some((batch?, rows?, rejected?)))
+}
+
+/// Write the batch's audit row (with its metadata.json) and index the files
+/// it loaded by SHA-256.
+fn record_batch(
+    batch_id: i64,
+    source_dir: &str,
+    started_at: TimestampWithTimeZone,
+    allow_partial: bool,
+    missing: &[&str],
+    results: &[FileResult],
+) {
+    let files: Vec<_> = results
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.file_name, "table": format!("bronze.{}", r.table), "sha256": r.sha256,
+                "bytes": r.bytes, "rows": r.rows, "rejected": r.rejected, "status": r.status,
+                "loaded_in_batch": r.loaded_in,
+            })
+        })
+        .collect();
+    let metadata = json!({
+        "batch_id": batch_id,
+        "source_dir": source_dir,
+        "extension_version": env!("CARGO_PKG_VERSION"),
+        "allow_partial": allow_partial,
+        "missing_files": missing,
+        "files": files,
+    });
+    Spi::run_with_args(
+        "INSERT INTO golden360.bronze_batches (batch_id, source_dir, started_at, finished_at, metadata) \
+         VALUES ($1, $2, $3, clock_timestamp(), $4 || jsonb_build_object('database_user', current_user::text))",
+        &[batch_id.into(), source_dir.into(), started_at.into(), JsonB(metadata).into()],
+    )
+    .unwrap_or_else(|e| spi_failed(e));
+    for r in results.iter().filter(|r| r.status == "loaded") {
+        Spi::run_with_args(
+            "INSERT INTO golden360.bronze_files (sha256, batch_id, file_name, table_name, bytes, rows, rejected) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                r.sha256.as_str().into(),
+                batch_id.into(),
+                r.file_name.into(),
+                r.table.into(),
+                (r.bytes as i64).into(),
+                r.rows.into(),
+                r.rejected.into(),
+            ],
+        )
+        .unwrap_or_else(|e| spi_failed(e));
+    }
+}
+
+fn spi_failed(e: pgrx::spi::SpiError) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("golden360 bronze bookkeeping failed: {e}"), None, "")
+}

@@ -1,0 +1,33 @@
+//! Golden 360: a medallion pipeline inside PostgreSQL. Nine Olist CSV files
+//! become bronze (raw, audited), silver (typed, validated) and gold (one
+//! golden record per customer), served over HTTP by PostgREST.
+//!
+//! This file only wires the modules and the SQL files together.
+
+use pgrx::prelude::*;
+
+::pgrx::pg_module_magic!(name, version);
+
+mod bronze;
+mod error;
+mod olist;
+mod ops;
+
+extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!("../sql/bronze_tables.sql", name = "bronze_tables", requires = [bronze::golden360::source_files]);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    ops::register_settings();
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
