@@ -99,3 +99,51 @@ $$;
 COMMENT ON FUNCTION golden360.bronze_manifest(bigint) IS
     'The metadata.json of a bronze batch: per file name, sha256, bytes, rows, rejected, status; '
     'extension version; database user';
+
+-- Who may ingest: superusers, and members of golden360_loader (a NOLOGIN
+-- group role: GRANT golden360_loader TO alice). Roles are cluster-wide, so
+-- it may already exist from another database.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'golden360_loader') THEN
+        CREATE ROLE golden360_loader NOLOGIN;
+    END IF;
+END
+$$;
+GRANT pg_read_server_files TO golden360_loader;
+GRANT USAGE ON SCHEMA golden360, bronze TO golden360_loader;
+GRANT SELECT, INSERT ON golden360.bronze_batches, golden360.bronze_files, bronze.rejected_rows
+    TO golden360_loader;
+GRANT USAGE ON SEQUENCE golden360.bronze_batch_seq TO golden360_loader;
+
+-- Checked before ingest_bronze reads a byte, so a role that lacks a grant
+-- learns all it lacks at once instead of failing halfway on one.
+CREATE FUNCTION golden360.assert_can_ingest() RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    missing text;
+BEGIN
+    SELECT string_agg(need, ', ') INTO missing FROM (
+        SELECT format('USAGE ON SCHEMA %I', n.nspname) AS need
+          FROM pg_namespace n
+         WHERE n.nspname IN ('golden360', 'bronze') AND NOT has_schema_privilege(n.oid, 'USAGE')
+        UNION ALL
+        SELECT format('%s ON %I.%I', p.privilege, n.nspname, c.relname)
+          FROM pg_class c
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          CROSS JOIN (VALUES ('SELECT'), ('INSERT')) AS p(privilege)
+         WHERE ((n.nspname = 'bronze' AND c.relkind = 'r')
+                OR (n.nspname = 'golden360' AND c.relname IN ('bronze_batches', 'bronze_files')))
+           AND NOT has_table_privilege(c.oid, p.privilege)
+        UNION ALL
+        SELECT 'USAGE ON SEQUENCE golden360.bronze_batch_seq'
+         WHERE NOT has_sequence_privilege('golden360.bronze_batch_seq'::regclass, 'USAGE')
+    ) AS needs;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'permission denied to ingest into bronze'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'missing: ' || missing,
+                  HINT = 'An administrator can run: GRANT golden360_loader TO <role>;';
+    END IF;
+END
+$$;

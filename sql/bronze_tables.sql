@@ -20,3 +20,5 @@ BEGIN
     END LOOP;
 END
 $$;
+
+GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA bronze TO golden360_loader;

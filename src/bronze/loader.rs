@@ -187,11 +187,14 @@ struct BulkTarget {
 
 impl BulkTarget {
     fn open(source: &SourceFile) -> BulkTarget {
-        let relid = Spi::get_one::<pg_sys::Oid>(&format!("SELECT 'bronze.{}'::regclass::oid", source.table))
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| missing_table(source));
         unsafe {
+            // Catalog lookups without ACL checks: the privilege that matters
+            // is INSERT on the table, checked next with a message saying so.
+            let table = std::ffi::CString::new(source.table).expect("registry names have no NUL");
+            let relid = pg_sys::get_relname_relid(table.as_ptr(), pg_sys::get_namespace_oid(c"bronze".as_ptr(), false));
+            if relid == pg_sys::InvalidOid {
+                missing_table(source);
+            }
             if pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_INSERT as pg_sys::AclMode)
                 != pg_sys::AclResult::ACLCHECK_OK
             {

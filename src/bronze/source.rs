@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 /// from the profile, small enough to stay in L2.
 pub const READ_BUFFER: usize = 1 << 20;
 
-/// Reading server files is what COPY FROM 'file' guards with the same rule.
+/// Reading server files is what COPY FROM 'file' guards with the same rule;
+/// writing bronze needs the grants that role golden360_loader carries.
 pub fn require_read_privilege() {
     let allowed = unsafe {
         pg_sys::superuser()
@@ -26,8 +27,12 @@ pub fn require_read_privilege() {
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             "permission denied to read server files with golden360.ingest_bronze",
             Some("Only superusers and members of pg_read_server_files may ingest files from the server's file system.".into()),
-            "An administrator can run: GRANT pg_read_server_files TO <role>;",
+            "An administrator can run: GRANT golden360_loader TO <role>; (it includes pg_read_server_files)",
         );
+    }
+    // Then every grant on golden360's own objects, listed at once.
+    if let Err(e) = pgrx::Spi::run("SELECT golden360.assert_can_ingest()") {
+        raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("checking ingestion privileges: {e}"), None, "");
     }
 }
 
