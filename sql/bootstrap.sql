@@ -102,12 +102,14 @@ COMMENT ON FUNCTION golden360.bronze_manifest(bigint) IS
 
 -- Who may ingest: superusers, and members of golden360_loader (a NOLOGIN
 -- group role: GRANT golden360_loader TO alice). Roles are cluster-wide, so
--- it may already exist from another database.
+-- it may already exist from another database, or be created at this very
+-- moment by another database's CREATE EXTENSION: a check-then-create would
+-- race, so create and tolerate the duplicate.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'golden360_loader') THEN
-        CREATE ROLE golden360_loader NOLOGIN;
-    END IF;
+    CREATE ROLE golden360_loader NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
 END
 $$;
 GRANT pg_read_server_files TO golden360_loader;

@@ -808,3 +808,96 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generate_into(name: &str, scale: f64, seed: u64) -> (PathBuf, Out) {
+        let dir = std::env::temp_dir().join(format!("olist-gen-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = generate(&Args { out: dir.clone(), scale, seed }).unwrap();
+        (dir, out)
+    }
+
+    fn records(path: &Path) -> Vec<csv::StringRecord> {
+        csv::ReaderBuilder::new().has_headers(false).from_path(path).unwrap().records().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_bytes_and_another_seed_does_not() {
+        let (a, _) = generate_into("det-a", 0.01, 5);
+        let (b, _) = generate_into("det-b", 0.01, 5);
+        let (c, _) = generate_into("det-c", 0.01, 6);
+        for source in &olist::SOURCE_FILES {
+            let bytes = |dir: &Path| std::fs::read(dir.join(source.file_name)).unwrap();
+            assert_eq!(bytes(&a), bytes(&b), "{}", source.file_name);
+        }
+        let customers = |dir: &Path| std::fs::read(dir.join("olist_customers_dataset.csv")).unwrap();
+        assert_ne!(customers(&a), customers(&c));
+        for dir in [a, b, c] {
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn files_have_the_registry_headers_and_the_counted_rows() {
+        let (dir, out) = generate_into("shape", 0.02, 1);
+        for source in &olist::SOURCE_FILES {
+            let all = records(&dir.join(source.file_name));
+            let header: Vec<&str> = all[0].iter().collect();
+            assert_eq!(header, source.columns, "{}", source.file_name);
+            assert_eq!((all.len() - 1) as u64, out.rows[source.file_name], "{}", source.file_name);
+            assert!(all.iter().all(|r| r.len() == source.columns.len()), "{}", source.file_name);
+        }
+        let translation = std::fs::read(dir.join("product_category_name_translation.csv")).unwrap();
+        assert!(translation.starts_with(b"\xEF\xBB\xBFproduct_category_name,"));
+        assert!(translation.ends_with(b"\r\n") && !translation.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn every_kind_of_dirt_is_there_and_people_have_several_ids() {
+        let (dir, out) = generate_into("dirt", 0.2, 360);
+        for kind in [
+            "customer_duplicate",
+            "customer_empty_unique_id",
+            "order_unknown_status",
+            "order_delivered_without_date",
+            "order_delivery_before_purchase",
+            "order_duplicate",
+            "order_empty_id",
+            "item_non_positive_price",
+            "item_orphan",
+            "payment_non_positive",
+            "payment_orphan",
+            "review_multiple_per_order",
+            "review_score_out_of_range",
+            "review_score_non_numeric",
+            "geolocation_exact_duplicate",
+            "geolocation_outside_brazil",
+        ] {
+            assert!(out.dirt.get(kind).copied().unwrap_or(0) > 0, "no {kind}");
+        }
+        let customers = records(&dir.join("olist_customers_dataset.csv"));
+        let mut ids_per_person: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+        for r in customers.iter().skip(1).filter(|r| !r[1].is_empty()) {
+            ids_per_person.entry(&r[1]).or_default().insert(&r[0]);
+        }
+        let several = ids_per_person.values().filter(|ids| ids.len() > 1).count() as f64;
+        let share = several / ids_per_person.len() as f64;
+        assert!((0.02..0.05).contains(&share), "{share} of people have several customer_ids");
+        let reviews = std::fs::read_to_string(dir.join("olist_order_reviews_dataset.csv")).unwrap();
+        assert!(reviews.contains("\"Recomendo.\nEntrega rápida"), "quoted multi-line comments");
+        let cities = std::fs::read_to_string(dir.join("olist_customers_dataset.csv")).unwrap();
+        assert!(cities.contains("são paulo") && cities.contains("florianópolis"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn timestamps_are_calendar_dates() {
+        assert_eq!(timestamp(0), "1970-01-01 00:00:00");
+        assert_eq!(timestamp(951_782_400 + 3_661), "2000-02-29 01:01:01");
+        assert_eq!(timestamp(FIRST_PURCHASE), "2016-09-04 00:00:00");
+    }
+}

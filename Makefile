@@ -1,0 +1,20 @@
+# Convenience targets; each is one script under scripts/ or bench/.
+.PHONY: setup demo test bench bench-bronze install cluster-start cluster-stop psql
+
+setup:
+	scripts/setup.sh
+demo:
+	scripts/demo.sh
+test:
+	scripts/test.sh
+install:
+	scripts/install-extension.sh
+bench: bench-bronze
+bench-bronze:
+	bench/bronze.sh
+cluster-start:
+	scripts/cluster.sh start
+cluster-stop:
+	scripts/cluster.sh stop
+psql:
+	scripts/cluster.sh psql

@@ -1,0 +1,142 @@
+//! Bronze across connections and commits: what a single rolled-back
+//! transaction cannot show.
+
+use golden360_it::{connect, fresh_database, generate, sha256sum, ScratchDir};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Barrier};
+
+const INGEST: &str = "SELECT file_name, status, rows, rejected, sha256 FROM golden360.ingest_bronze($1)";
+
+/// The generated sample lands whole: every table has the generator's row
+/// count, nothing is rejected, every sha256 equals `sha256sum`'s.
+#[test]
+fn the_generated_sample_lands_whole() {
+    let db = fresh_database("sample");
+    let dir = ScratchDir::new("sample");
+    let summary = generate(&dir.0, 0.01, 7);
+    let mut client = connect(&db);
+    let rows = client.query(INGEST, &[&dir.path()]).unwrap();
+    assert_eq!(rows.len(), 9);
+    for row in &rows {
+        let file: String = row.get(0);
+        let status: String = row.get(1);
+        let loaded: i64 = row.get(2);
+        let rejected: i64 = row.get(3);
+        let sha: String = row.get(4);
+        assert_eq!(status, "loaded", "{file}");
+        assert_eq!(loaded, summary["rows"][&file].as_i64().unwrap(), "{file}");
+        assert_eq!(rejected, 0, "{file}");
+        assert_eq!(sha, sha256sum(&dir.0.join(&file)), "{file}");
+    }
+    let tables: Vec<(String, String)> = client
+        .query("SELECT file_name, table_name FROM golden360.source_files()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (file, table) in tables {
+        let count: i64 = client.query_one(&format!("SELECT count(*) FROM bronze.{table}"), &[]).unwrap().get(0);
+        assert_eq!(count, summary["rows"][&file].as_i64().unwrap(), "bronze.{table}");
+    }
+}
+
+/// Two sessions ingesting the same directory at once: each file is loaded
+/// exactly once, the other session reports it skipped.
+#[test]
+fn concurrent_ingestions_load_each_file_once() {
+    let db = fresh_database("concurrent");
+    let dir = Arc::new(ScratchDir::new("concurrent"));
+    let summary = generate(&dir.0, 0.01, 11);
+    let barrier = Arc::new(Barrier::new(2));
+    let sessions: Vec<_> = (0..2)
+        .map(|_| {
+            let (db, dir, barrier) = (db.clone(), dir.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut client = connect(&db);
+                barrier.wait();
+                client
+                    .query(INGEST, &[&dir.path()])
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut statuses: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for session in sessions {
+        for (file, status) in session.join().unwrap() {
+            statuses.entry(file).or_default().push(status);
+        }
+    }
+    for (file, mut seen) in statuses {
+        seen.sort();
+        assert_eq!(seen, ["loaded", "skipped_duplicate"], "{file}");
+    }
+    let mut client = connect(&db);
+    let customers: i64 = client.query_one("SELECT count(*) FROM bronze.customers", &[]).unwrap().get(0);
+    assert_eq!(customers, summary["rows"]["olist_customers_dataset.csv"].as_i64().unwrap());
+    let batches: i64 = client.query_one("SELECT count(*) FROM golden360.bronze_batches", &[]).unwrap().get(0);
+    assert_eq!(batches, 2);
+}
+
+/// A batch is invisible to other sessions until it commits, then whole.
+#[test]
+fn a_batch_is_invisible_until_it_commits() {
+    let db = fresh_database("visibility");
+    let dir = ScratchDir::new("visibility");
+    let summary = generate(&dir.0, 0.01, 13);
+    let expected = summary["rows"]["olist_geolocation_dataset.csv"].as_i64().unwrap();
+    let mut writer = connect(&db);
+    let mut reader = connect(&db);
+    let count = |c: &mut postgres::Client| -> i64 { c.query_one("SELECT count(*) FROM bronze.geolocation", &[]).unwrap().get(0) };
+
+    let mut tx = writer.transaction().unwrap();
+    tx.query(INGEST, &[&dir.path()]).unwrap();
+    assert_eq!(count(&mut reader), 0, "uncommitted rows visible to another session");
+    tx.commit().unwrap();
+    assert_eq!(count(&mut reader), expected);
+}
+
+/// A failed ingestion leaves nothing behind, seen from another session after
+/// the failure: no bronze row, no batch, no file in the idempotency index.
+#[test]
+fn a_failed_ingestion_leaves_nothing_behind() {
+    let db = fresh_database("failed");
+    let dir = ScratchDir::new("failed");
+    generate(&dir.0, 0.01, 17);
+    std::fs::write(dir.0.join("olist_order_reviews_dataset.csv"), "review_id,order_id\nr1,o1\n").unwrap();
+    let mut client = connect(&db);
+    let error = client.query(INGEST, &[&dir.path()]).unwrap_err();
+    let message = error.as_db_error().unwrap().message().to_string();
+    assert!(message.contains("olist_order_reviews_dataset.csv has the wrong header"), "{message}");
+
+    let mut other = connect(&db);
+    let leftovers: i64 = other
+        .query_one(
+            "SELECT (SELECT count(*) FROM bronze.customers) + (SELECT count(*) FROM bronze.geolocation)
+                  + (SELECT count(*) FROM golden360.bronze_batches) + (SELECT count(*) FROM golden360.bronze_files)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(leftovers, 0);
+}
+
+
+/// DROP EXTENSION removes every schema and function it created.
+#[test]
+fn drop_extension_leaves_nothing_behind() {
+    let mut client = connect(&fresh_database("drop"));
+    client.batch_execute("DROP EXTENSION golden360 CASCADE").unwrap();
+    let leftovers: i64 = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname IN ('golden360', 'bronze', 'silver', 'gold'))
+                  + (SELECT count(*) FROM pg_proc WHERE proname IN ('ingest_bronze', 'source_files', 'bronze_manifest'))",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(leftovers, 0);
+    client.batch_execute("CREATE EXTENSION golden360").unwrap(); // and it installs again
+}

@@ -1,0 +1,49 @@
+//! Installing the extension. A test binary of its own: cargo runs test
+//! binaries one after another, so this may drop every test database and the
+//! cluster-wide role without disturbing other tests.
+
+use golden360_it::connect;
+use std::sync::{Arc, Barrier};
+
+/// CREATE EXTENSION in several databases at once, with the cluster-wide
+/// golden360_loader role not there yet: none of them may fail.
+#[test]
+fn the_extension_installs_in_several_databases_at_once() {
+    let mut admin = connect("postgres");
+    let stale: Vec<String> = admin
+        .query("SELECT datname::text FROM pg_database WHERE datname LIKE 'g360\\_it\\_%'", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for name in stale {
+        admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).unwrap();
+    }
+    admin.batch_execute("DROP ROLE IF EXISTS golden360_loader").unwrap();
+
+    let names: Vec<String> = (0..4).map(|i| format!("g360_it_parallel_{i}")).collect();
+    for name in &names {
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    }
+    let barrier = Arc::new(Barrier::new(names.len()));
+    let installs: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let (name, barrier) = (name.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut client = connect(&name);
+                barrier.wait();
+                client.batch_execute("CREATE EXTENSION golden360").map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for (name, install) in names.iter().zip(installs) {
+        assert_eq!(install.join().unwrap(), Ok(()), "{name}");
+    }
+    let loader_grants: i64 = connect(&names[0])
+        .query_one("SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = 'golden360_loader'", &[])
+        .unwrap()
+        .get(0);
+    assert!(loader_grants >= 2 * 12, "golden360_loader has SELECT and INSERT on the bronze tables");
+}
+

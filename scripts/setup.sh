@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything golden360 needs on Debian 12 as root, skipping what is
+# already there. Safe to run any number of times.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+PGRX_VERSION=0.18.1
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron prometheus-postgres-exporter
+              libclang-dev clang sudo bc make curl ca-certificates)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup.sh installs system packages: run it as root" >&2
+    exit 1
+fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "apt: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# Debian starts a main cluster on 5432 when postgresql-15 is installed; ours
+# runs on its own port (scripts/cluster.sh), so that one may stay or go.
+
+if ! command -v cargo >/dev/null; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+
+if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
+    say "cargo-pgrx $PGRX_VERSION: installing (about 11 minutes)"
+    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --force >/dev/null 2>&1
+fi
+
+if ! grep -qs "^pg15 = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+    say "cargo pgrx init --pg15"
+    cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+fi
+
+say "setup complete"
