@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 ::pgrx::pg_module_magic!(name, version);
 
 mod bronze;
+mod bulk;
 mod error;
 mod olist;
 mod ops;

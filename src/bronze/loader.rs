@@ -1,22 +1,18 @@
 //! Streaming CSV → bronze table, the way COPY does it but with lineage and
 //! per-row rejection: records are parsed by the csv crate from a reader that
-//! hashes as it goes, formed into heap tuples, and written in batches through
-//! the table AM's multi-insert with a bulk-insert buffer strategy.
+//! hashes as it goes and written through `bulk::BulkInsert`.
 //!
 //! Memory stays flat whatever the file size: one record buffer, one varlena
-//! scratch buffer, and a per-batch memory context reset after every flush.
+//! scratch buffer, and the bulk writer's per-batch memory context.
 
 use super::source::{self, HashingReader};
+use crate::bulk::{self, push_varlena, BulkInsert};
 use crate::error::raise;
 use crate::olist::SourceFile;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-
-/// Flush thresholds, COPY's own (copyfrom.c MAX_BUFFERED_TUPLES/BYTES).
-const MAX_BUFFERED_TUPLES: usize = 1000;
-const MAX_BUFFERED_BYTES: usize = 65_535;
 
 /// A rejected record keeps at most this many raw bytes (bytea's limit is
 /// 1 GB; a runaway unterminated quote can swallow the rest of a file).
@@ -168,17 +164,11 @@ fn reject(
     .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("recording a rejected row: {e}"), None, ""));
 }
 
-/// A bronze table opened for bulk insertion.
+/// A bronze table opened for bulk insertion, with the recipe that turns a
+/// CSV record and its lineage into the table's row.
 struct BulkTarget {
-    rel: pg_sys::Relation,
-    tupdesc: pg_sys::TupleDesc,
+    insert: BulkInsert,
     columns: Vec<Column>,
-    slots: Vec<*mut pg_sys::TupleTableSlot>,
-    buffered: usize,
-    buffered_bytes: usize,
-    bistate: pg_sys::BulkInsertState,
-    cid: pg_sys::CommandId,
-    batch_cx: pg_sys::MemoryContext,
     values: Vec<pg_sys::Datum>,
     nulls: Vec<bool>,
     varlenas: Vec<u8>,
@@ -187,78 +177,28 @@ struct BulkTarget {
 
 impl BulkTarget {
     fn open(source: &SourceFile) -> BulkTarget {
-        unsafe {
-            // Catalog lookups without ACL checks: the privilege that matters
-            // is INSERT on the table, checked next with a message saying so.
-            let table = std::ffi::CString::new(source.table).expect("registry names have no NUL");
-            let relid = pg_sys::get_relname_relid(table.as_ptr(), pg_sys::get_namespace_oid(c"bronze".as_ptr(), false));
-            if relid == pg_sys::InvalidOid {
-                missing_table(source);
-            }
-            if pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_INSERT as pg_sys::AclMode)
-                != pg_sys::AclResult::ACLCHECK_OK
-            {
-                raise(
-                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                    format!("permission denied for table bronze.{}", source.table),
-                    None,
-                    "An administrator can run: GRANT INSERT ON ALL TABLES IN SCHEMA bronze TO <role>;",
-                );
-            }
-            let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-            if (*(*rel).rd_rel).relhasindex {
-                // Tuples go straight to the heap; index maintenance would need
-                // the executor machinery COPY builds. Bronze is scanned whole.
-                raise(
-                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                    format!("bronze.{} has an index; bronze tables are bulk-loaded without indexes", source.table),
-                    None,
-                    "Drop the index (silver reads bronze by full scan), then ingest again.",
-                );
-            }
-            let tupdesc = (*rel).rd_att;
-            let columns = map_columns(source, tupdesc);
-            let natts = columns.len();
-            let slots = (0..MAX_BUFFERED_TUPLES)
-                .map(|_| pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsHeapTuple))
-                .collect();
-            BulkTarget {
-                rel,
-                tupdesc,
-                columns,
-                slots,
-                buffered: 0,
-                buffered_bytes: 0,
-                bistate: pg_sys::GetBulkInsertState(),
-                cid: pg_sys::GetCurrentCommandId(true),
-                batch_cx: pg_sys::AllocSetContextCreateExtended(
-                    pg_sys::CurrentMemoryContext,
-                    c"golden360 bronze batch".as_ptr(),
-                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-                ),
-                values: vec![pg_sys::Datum::from(0); natts],
-                nulls: vec![false; natts],
-                varlenas: Vec::with_capacity(64 * 1024),
-                offsets: Vec::with_capacity(natts),
-            }
+        let name = format!("bronze.{}", source.table);
+        let relid = bulk::relation_oid("bronze", source.table).unwrap_or_else(|| missing_table(source));
+        let insert = BulkInsert::open(relid, &name);
+        let columns = map_columns(source, insert.tuple_desc());
+        let natts = columns.len();
+        BulkTarget {
+            insert,
+            columns,
+            values: vec![pg_sys::Datum::from(0); natts],
+            nulls: vec![false; natts],
+            varlenas: Vec::with_capacity(64 * 1024),
+            offsets: Vec::with_capacity(natts),
         }
     }
 
     /// Buffer one row: CSV fields become text varlenas in a reused scratch
-    /// buffer, lineage comes from `lineage`; heap_form_tuple copies it all
-    /// into one tuple in the batch context.
+    /// buffer (heap_form_tuple copies them), lineage comes from `lineage`.
     fn push(&mut self, record: &csv::ByteRecord, lineage: impl Fn(Column) -> pg_sys::Datum) {
-        const HEADER: usize = pg_sys::VARHDRSZ;
         self.varlenas.clear();
         self.offsets.clear();
         for field in record.iter() {
-            let at = self.varlenas.len().next_multiple_of(4);
-            self.varlenas.resize(at, 0);
-            self.varlenas.extend_from_slice(&(((field.len() + HEADER) as u32) << 2).to_le_bytes());
-            self.varlenas.extend_from_slice(field);
-            self.offsets.push(at);
+            self.offsets.push(push_varlena(&mut self.varlenas, field));
         }
         // Pointers are taken only now: the scratch buffer no longer moves.
         let base = self.varlenas.as_ptr();
@@ -271,52 +211,11 @@ impl BulkTarget {
             self.values[i] = value;
             self.nulls[i] = null;
         }
-        unsafe {
-            let old = pg_sys::MemoryContextSwitchTo(self.batch_cx);
-            let tuple = pg_sys::heap_form_tuple(self.tupdesc, self.values.as_mut_ptr(), self.nulls.as_mut_ptr());
-            pg_sys::MemoryContextSwitchTo(old);
-            self.buffered_bytes += (*tuple).t_len as usize;
-            // shouldFree: the slot owns the tuple, so the AM uses it in place.
-            pg_sys::ExecStoreHeapTuple(tuple, self.slots[self.buffered], true);
-        }
-        self.buffered += 1;
-        if self.buffered == MAX_BUFFERED_TUPLES || self.buffered_bytes >= MAX_BUFFERED_BYTES {
-            self.flush();
-        }
+        self.insert.push(&mut self.values, &mut self.nulls);
     }
 
-    fn flush(&mut self) {
-        if self.buffered == 0 {
-            return;
-        }
-        unsafe {
-            let old = pg_sys::MemoryContextSwitchTo(self.batch_cx);
-            pg_sys::table_multi_insert(self.rel, self.slots.as_mut_ptr(), self.buffered as i32, self.cid, 0, self.bistate);
-            pg_sys::MemoryContextSwitchTo(old);
-            for &slot in &self.slots[..self.buffered] {
-                pg_sys::ExecClearTuple(slot);
-            }
-            pg_sys::MemoryContextReset(self.batch_cx);
-        }
-        self.buffered = 0;
-        self.buffered_bytes = 0;
-        pg_sys::check_for_interrupts!();
-    }
-
-    fn finish(mut self) {
-        self.flush();
-        unsafe {
-            pg_sys::table_finish_bulk_insert(self.rel, 0);
-            pg_sys::FreeBulkInsertState(self.bistate);
-            for &slot in &self.slots {
-                pg_sys::ExecDropSingleTupleTableSlot(slot);
-            }
-            pg_sys::MemoryContextDelete(self.batch_cx);
-            // Keep the lock until commit, as any writer does.
-            pg_sys::table_close(self.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-            // Later statements of this transaction (silver, tests) see the rows.
-            pg_sys::CommandCounterIncrement();
-        }
+    fn finish(self) {
+        self.insert.finish();
     }
 }
 

@@ -302,6 +302,17 @@ mod tests {
     }
 
     #[pg_test]
+    fn an_index_a_dba_adds_on_bronze_is_maintained() {
+        let fx = Fixture::new("indexed");
+        Spi::run("CREATE INDEX sellers_by_id ON bronze.sellers (seller_id)").unwrap();
+        ingest(fx.path(), false);
+        Spi::run("SET LOCAL enable_seqscan = off").unwrap();
+        let plan = one::<pgrx::Json>("EXPLAIN (FORMAT JSON) SELECT count(*) FROM bronze.sellers WHERE seller_id = 'seller_id-2'").0;
+        assert!(plan.to_string().contains("sellers_by_id"), "{plan}");
+        assert_eq!(one::<i64>("SELECT count(*) FROM bronze.sellers WHERE seller_id = 'seller_id-2'"), 1);
+    }
+
+    #[pg_test]
     fn lineage_names_the_batch_file_row_and_time() {
         let fx = Fixture::new("lineage");
         let batch = one::<i64>(&format!("SELECT max(batch_id) FROM golden360.ingest_bronze({})", quote(fx.path())));

@@ -1,0 +1,231 @@
+//! Bulk insertion into a table, the way COPY FROM does it: tuples are formed
+//! in a per-batch memory context, written through the table AM's
+//! multi-insert with a bulk-insert buffer strategy, then their index entries
+//! are added. Used by bronze (CSV rows) and silver (typed rows).
+//!
+//! Writing this way bypasses the executor's INSERT checks, so `open` does the
+//! privilege check itself and refuses tables with triggers or constraints it
+//! would not honour.
+
+use crate::error::raise;
+use pgrx::{pg_sys, PgSqlErrorCode};
+
+/// Flush thresholds, COPY's own (copyfrom.c MAX_BUFFERED_TUPLES/BYTES).
+const MAX_BUFFERED_TUPLES: usize = 1000;
+const MAX_BUFFERED_BYTES: usize = 65_535;
+
+/// A table opened for bulk insertion. Call `finish` when done; on an error
+/// the transaction's abort releases everything.
+pub struct BulkInsert {
+    rel: pg_sys::Relation,
+    slots: Vec<*mut pg_sys::TupleTableSlot>,
+    buffered: usize,
+    buffered_bytes: usize,
+    bistate: pg_sys::BulkInsertState,
+    cid: pg_sys::CommandId,
+    batch_cx: pg_sys::MemoryContext,
+    estate: *mut pg_sys::EState,
+    result_rel: *mut pg_sys::ResultRelInfo,
+    not_null: Vec<usize>,
+    name: String,
+    inserted: i64,
+}
+
+/// The OID of `schema.table`, looked up without ACL checks (the privilege
+/// that matters is checked by `BulkInsert::open`).
+pub fn relation_oid(schema: &str, table: &str) -> Option<pg_sys::Oid> {
+    let schema = std::ffi::CString::new(schema).ok()?;
+    let table = std::ffi::CString::new(table).ok()?;
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
+        if namespace == pg_sys::InvalidOid {
+            return None;
+        }
+        let relid = pg_sys::get_relname_relid(table.as_ptr(), namespace);
+        (relid != pg_sys::InvalidOid).then_some(relid)
+    }
+}
+
+impl BulkInsert {
+    /// Open `schema.name` (its OID is `relid`) for insertion by the current user.
+    pub fn open(relid: pg_sys::Oid, name: &str) -> BulkInsert {
+        unsafe {
+            if pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_INSERT as pg_sys::AclMode)
+                != pg_sys::AclResult::ACLCHECK_OK
+            {
+                raise(
+                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    format!("permission denied for table {name}"),
+                    None,
+                    "An administrator can run: GRANT golden360_loader TO <role>;",
+                );
+            }
+            let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+            let rd_rel = &*(*rel).rd_rel;
+            if rd_rel.relhastriggers && has_row_insert_triggers(rel) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("{name} has an INSERT trigger; golden360 bulk-loads it without firing triggers"),
+                    None,
+                    "Drop the trigger; golden360 owns this table.",
+                );
+            }
+            let tupdesc = (*rel).rd_att;
+            let constraints = (*tupdesc).constr;
+            if !constraints.is_null() && (*constraints).num_check > 0 {
+                raise(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("{name} has a CHECK constraint; golden360 bulk-loads it and enforces its own rules"),
+                    None,
+                    "Drop the constraint; golden360 owns this table.",
+                );
+            }
+            let not_null = pgrx::PgTupleDesc::from_pg_unchecked(tupdesc)
+                .iter()
+                .enumerate()
+                .filter(|(_, att)| att.attnotnull && !att.is_dropped())
+                .map(|(i, _)| i)
+                .collect();
+            let slots = (0..MAX_BUFFERED_TUPLES)
+                .map(|_| pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsHeapTuple))
+                .collect();
+            let estate = pg_sys::CreateExecutorState();
+            let result_rel =
+                pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
+            (*result_rel).type_ = pg_sys::NodeTag::T_ResultRelInfo;
+            pg_sys::InitResultRelInfo(result_rel, rel, 1, std::ptr::null_mut(), 0);
+            pg_sys::ExecOpenIndices(result_rel, false);
+            BulkInsert {
+                rel,
+                slots,
+                buffered: 0,
+                buffered_bytes: 0,
+                bistate: pg_sys::GetBulkInsertState(),
+                cid: pg_sys::GetCurrentCommandId(true),
+                batch_cx: pg_sys::AllocSetContextCreateExtended(
+                    pg_sys::CurrentMemoryContext,
+                    c"golden360 bulk insert batch".as_ptr(),
+                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+                ),
+                estate,
+                result_rel,
+                not_null,
+                name: name.to_string(),
+                inserted: 0,
+            }
+        }
+    }
+
+    pub fn tuple_desc(&self) -> pg_sys::TupleDesc {
+        unsafe { (*self.rel).rd_att }
+    }
+
+    /// The memory context values for the current batch may be allocated in
+    /// (freed at the next flush).
+    pub fn batch_context(&self) -> pg_sys::MemoryContext {
+        self.batch_cx
+    }
+
+    /// Buffer one row. By-reference datums must stay valid until this call
+    /// returns: heap_form_tuple copies them into the batch context.
+    pub fn push(&mut self, values: &mut [pg_sys::Datum], nulls: &mut [bool]) {
+        if let Some(&i) = self.not_null.iter().find(|&&i| nulls[i]) {
+            // A bug in golden360, not bad input: rules run before rows get here.
+            raise(
+                PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+                format!("golden360 tried to write NULL into NOT NULL column {} of {}", i + 1, self.name),
+                None,
+                "Please report this; nothing of this run was kept.",
+            );
+        }
+        unsafe {
+            let old = pg_sys::MemoryContextSwitchTo(self.batch_cx);
+            let tuple = pg_sys::heap_form_tuple(self.tuple_desc(), values.as_mut_ptr(), nulls.as_mut_ptr());
+            pg_sys::MemoryContextSwitchTo(old);
+            self.buffered_bytes += (*tuple).t_len as usize;
+            // shouldFree: the slot owns the tuple, so the AM uses it in place.
+            pg_sys::ExecStoreHeapTuple(tuple, self.slots[self.buffered], true);
+        }
+        self.buffered += 1;
+        if self.buffered == MAX_BUFFERED_TUPLES || self.buffered_bytes >= MAX_BUFFERED_BYTES {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.buffered == 0 {
+            return;
+        }
+        unsafe {
+            let old = pg_sys::MemoryContextSwitchTo(self.batch_cx);
+            let n = self.buffered as i32;
+            pg_sys::table_multi_insert(self.rel, self.slots.as_mut_ptr(), n, self.cid, 0, self.bistate);
+            if (*self.result_rel).ri_NumIndices > 0 {
+                for &slot in &self.slots[..self.buffered] {
+                    // A unique index raises on a duplicate key here.
+                    pg_sys::ExecInsertIndexTuples(
+                        self.result_rel,
+                        slot,
+                        self.estate,
+                        false,
+                        false,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                    );
+                }
+            }
+            pg_sys::MemoryContextSwitchTo(old);
+            for &slot in &self.slots[..self.buffered] {
+                pg_sys::ExecClearTuple(slot);
+            }
+            pg_sys::MemoryContextReset(self.batch_cx);
+            if !(*self.estate).es_per_tuple_exprcontext.is_null() {
+                pg_sys::MemoryContextReset((*(*self.estate).es_per_tuple_exprcontext).ecxt_per_tuple_memory);
+            }
+        }
+        self.inserted += self.buffered as i64;
+        self.buffered = 0;
+        self.buffered_bytes = 0;
+        pg_sys::check_for_interrupts!();
+    }
+
+    /// Flush, release, and make the rows visible to later commands of this
+    /// transaction. Returns the number of rows inserted.
+    pub fn finish(mut self) -> i64 {
+        self.flush();
+        unsafe {
+            pg_sys::ExecCloseIndices(self.result_rel);
+            pg_sys::FreeExecutorState(self.estate);
+            pg_sys::table_finish_bulk_insert(self.rel, 0);
+            pg_sys::FreeBulkInsertState(self.bistate);
+            for &slot in &self.slots {
+                pg_sys::ExecDropSingleTupleTableSlot(slot);
+            }
+            pg_sys::MemoryContextDelete(self.batch_cx);
+            // Keep the lock until commit, as any writer does.
+            pg_sys::table_close(self.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            pg_sys::CommandCounterIncrement();
+        }
+        self.inserted
+    }
+}
+
+unsafe fn has_row_insert_triggers(rel: pg_sys::Relation) -> bool {
+    let triggers = (*rel).trigdesc;
+    !triggers.is_null() && ((*triggers).trig_insert_before_row || (*triggers).trig_insert_after_row)
+}
+
+/// Append `bytes` as a text varlena (4-byte header) to `buf`, 4-byte aligned;
+/// returns its offset. Build a row's fields this way, then take pointers
+/// once the buffer no longer grows.
+pub fn push_varlena(buf: &mut Vec<u8>, bytes: &[u8]) -> usize {
+    // VARSIZE_4B's layout on little-endian machines (size << 2).
+    const _: () = assert!(cfg!(target_endian = "little"), "varlena headers are built little-endian");
+    let at = buf.len().next_multiple_of(4);
+    buf.resize(at, 0);
+    buf.extend_from_slice(&(((bytes.len() + pg_sys::VARHDRSZ) as u32) << 2).to_le_bytes());
+    buf.extend_from_slice(bytes);
+    at
+}
