@@ -13,9 +13,21 @@ mod bulk;
 mod error;
 mod olist;
 mod ops;
+mod silver;
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/bronze_tables.sql", name = "bronze_tables", requires = [bronze::golden360::source_files]);
+extension_sql_file!(
+    "../sql/silver.sql",
+    name = "silver",
+    requires = [
+        "bronze_tables",
+        silver::golden360::silver_tables,
+        silver::golden360::silver_columns,
+        silver::golden360::silver_rule_list,
+        silver::golden360::build_silver
+    ]
+);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -1,0 +1,295 @@
+-- Silver: the typed tables (generated from the spec in src/silver/spec.rs,
+-- exposed as golden360.silver_tables() and golden360.silver_columns()),
+-- quarantine, quality thresholds and checks, and refresh_silver().
+--
+-- Two generations of every silver table: `silver` (live, indexed) and
+-- `silver_next` (the shadow a refresh bulk-loads without indexes). A refresh
+-- swaps them through `silver_swap`, so both stay members of the extension.
+
+CREATE SCHEMA silver_next;
+COMMENT ON SCHEMA silver_next IS 'golden360: the shadow generation of silver a refresh loads (internal)';
+CREATE SCHEMA silver_swap;
+COMMENT ON SCHEMA silver_swap IS 'golden360: empty; used while swapping silver generations (internal)';
+
+DO $$
+DECLARE
+    t record;
+    generation text;
+BEGIN
+    FOREACH generation IN ARRAY ARRAY['silver', 'silver_next'] LOOP
+        FOR t IN SELECT * FROM golden360.silver_tables() ORDER BY build_order LOOP
+            EXECUTE format('CREATE TABLE %I.%I (%s, _batch_id bigint NOT NULL, _row_number bigint NOT NULL)',
+                generation, t.table_name,
+                (SELECT string_agg(format('%I %s%s%s', c.column_name, c.sql_type,
+                                          CASE WHEN c.sql_type = 'text' THEN ' COLLATE "C"' ELSE '' END,
+                                          CASE WHEN c.not_null THEN ' NOT NULL' ELSE '' END), ', ' ORDER BY c.ordinal)
+                   FROM golden360.silver_columns() c WHERE c.table_name = t.table_name));
+            EXECUTE format('COMMENT ON TABLE %I.%I IS %L', generation, t.table_name,
+                format('Typed, validated, deduplicated rows of bronze.%s (rules: golden360.silver_rules)', t.table_name));
+        END LOOP;
+        EXECUTE format($q$
+            CREATE TABLE %I.quarantine (
+                run_id     bigint NOT NULL,
+                table_name text COLLATE "C" NOT NULL,
+                batch_id   bigint NOT NULL,
+                row_number bigint NOT NULL,
+                reason     text COLLATE "C" NOT NULL,
+                kind       text COLLATE "C" NOT NULL,
+                record     jsonb  NOT NULL)$q$, generation);
+        EXECUTE format('COMMENT ON TABLE %I.quarantine IS %L', generation,
+            'Bronze rows that failed a silver rule in the last refresh: the first failing rule (reason), its kind, '
+            'the source batch and row, and the whole bronze record');
+    END LOOP;
+    -- Keys of the live generation; a refresh copies every index and key of
+    -- the live tables (a DBA's included) onto the shadow before swapping.
+    FOR t IN SELECT * FROM golden360.silver_tables() WHERE cardinality(key) > 0 LOOP
+        EXECUTE format('ALTER TABLE silver.%I ADD PRIMARY KEY (%s)', t.table_name,
+            (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key) k));
+    END LOOP;
+END
+$$;
+
+-- What gold looks rows up by.
+CREATE INDEX customers_by_person ON silver.customers (customer_unique_id);
+CREATE INDEX orders_by_customer ON silver.orders (customer_id);
+CREATE INDEX quarantine_by_reason ON silver.quarantine (table_name, reason);
+
+CREATE VIEW golden360.silver_rules AS SELECT * FROM golden360.silver_rule_list();
+COMMENT ON VIEW golden360.silver_rules IS
+    'Every silver rule in evaluation order (presence, type, value, reference): a failing row is '
+    'quarantined once, with the first rule it fails';
+
+CREATE SEQUENCE golden360.run_seq;
+
+-- The thresholds, by check kind. A check passes when its pass rate is above
+-- min_pass_rate (strict) or at least min_pass_rate (not strict).
+CREATE TABLE golden360.quality_thresholds (
+    kind          text PRIMARY KEY,
+    min_pass_rate numeric NOT NULL CHECK (min_pass_rate BETWEEN 0 AND 1),
+    strict        boolean NOT NULL,
+    description   text NOT NULL
+);
+INSERT INTO golden360.quality_thresholds VALUES
+    ('uniqueness',   1.00, false, 'primary-key uniqueness 100%'),
+    ('key',          0.99, true,  'critical fields non-null > 99% (key columns)'),
+    ('not-null',     0.99, true,  'critical fields non-null > 99%'),
+    ('type',         1.00, false, 'type compliance 100%'),
+    ('business',     0.99, true,  'business rules > 99%'),
+    ('referential',  0.99, true,  'referential integrity > 99% (a business rule)'),
+    ('conservation', 1.00, false, 'bronze rows = silver rows + duplicates removed + quarantined');
+SELECT pg_catalog.pg_extension_config_dump('golden360.quality_thresholds', '');
+
+CREATE TABLE golden360.quality_checks (
+    run_id     bigint  NOT NULL,
+    layer      text    NOT NULL,
+    table_name text    NOT NULL,
+    check_name text    NOT NULL,
+    kind       text    NOT NULL,
+    passed     bigint  NOT NULL,
+    failed     bigint  NOT NULL,
+    pass_rate  numeric NOT NULL,
+    threshold  numeric NOT NULL,
+    status     text    NOT NULL CHECK (status IN ('passed', 'failed')),
+    checked_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (run_id, layer, table_name, check_name)
+);
+COMMENT ON TABLE golden360.quality_checks IS
+    'One row per check per run; pass_rate = passed / (passed + failed); status against golden360.quality_thresholds';
+
+CREATE TABLE golden360.silver_runs (
+    run_id      bigint NOT NULL,
+    table_name  text   NOT NULL,
+    bronze_rows bigint NOT NULL,
+    silver_rows bigint NOT NULL,
+    duplicates  bigint NOT NULL,
+    quarantined bigint NOT NULL,
+    millis      double precision NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (run_id, table_name)
+);
+COMMENT ON TABLE golden360.silver_runs IS 'Per table, what each successful refresh_silver() did';
+
+-- Records one check's outcome against its kind's threshold.
+CREATE FUNCTION golden360.record_check(run bigint, layer text, table_name text, check_name text,
+                                       kind text, passed bigint, failed bigint)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO golden360.quality_checks
+        (run_id, layer, table_name, check_name, kind, passed, failed, pass_rate, threshold, status)
+    SELECT run, layer, table_name, check_name, kind, passed, failed, r.rate, t.min_pass_rate,
+           CASE WHEN r.rate > t.min_pass_rate OR (NOT t.strict AND r.rate = t.min_pass_rate)
+                THEN 'passed' ELSE 'failed' END
+      FROM golden360.quality_thresholds t,
+           LATERAL (SELECT CASE WHEN passed + failed = 0 THEN 1.0
+                                ELSE round(passed::numeric / (passed + failed), 6) END AS rate) r
+     WHERE t.kind = record_check.kind
+$$;
+
+-- The tables a refresh rebuilds and swaps: every silver table and quarantine.
+CREATE FUNCTION golden360.silver_generation_tables() RETURNS SETOF text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT table_name FROM golden360.silver_tables() UNION ALL SELECT 'quarantine'
+$$;
+
+-- Empty the shadow and drop its indexes (the previous generation's), so
+-- the load needs no index maintenance.
+CREATE FUNCTION golden360.reset_silver_shadow() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+    c record;
+BEGIN
+    FOR t IN SELECT * FROM golden360.silver_generation_tables() LOOP
+        FOR c IN SELECT conname FROM pg_constraint
+                  WHERE conrelid = format('silver_next.%I', t)::regclass AND contype IN ('p', 'u') LOOP
+            EXECUTE format('ALTER TABLE silver_next.%I DROP CONSTRAINT %I', t, c.conname);
+        END LOOP;
+        FOR c IN SELECT indexrelid::regclass AS idx FROM pg_index
+                  WHERE indrelid = format('silver_next.%I', t)::regclass LOOP
+            EXECUTE format('DROP INDEX %s', c.idx);
+        END LOOP;
+        EXECUTE format('TRUNCATE silver_next.%I', t);
+    END LOOP;
+END
+$$;
+
+-- Give the shadow the live tables' keys and indexes (a DBA's included),
+-- built in bulk after the load.
+CREATE FUNCTION golden360.copy_silver_indexes() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+    c record;
+BEGIN
+    FOR t IN SELECT * FROM golden360.silver_generation_tables() LOOP
+        FOR c IN SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint
+                  WHERE conrelid = format('silver.%I', t)::regclass AND contype IN ('p', 'u') LOOP
+            EXECUTE format('ALTER TABLE silver_next.%I ADD CONSTRAINT %I %s', t, c.conname, c.def);
+        END LOOP;
+        FOR c IN SELECT pg_get_indexdef(x.indexrelid) AS def FROM pg_index x
+                  WHERE x.indrelid = format('silver.%I', t)::regclass
+                    AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = x.indexrelid) LOOP
+            EXECUTE regexp_replace(c.def, ' ON silver\.', ' ON silver_next.');
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+-- Swap the live and shadow generations. The AccessExclusive locks are
+-- taken with a short lock_timeout and retried, so a reader arriving
+-- meanwhile waits at most that long; transactions already reading silver
+-- are waited for. Waiting readers see the new tables once this commits.
+CREATE FUNCTION golden360.swap_silver_generations() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+    attempt int := 0;
+    tables text := (SELECT string_agg(format('silver.%1$I, silver_next.%1$I', x), ', ')
+                      FROM golden360.silver_generation_tables() x);
+BEGIN
+    LOOP
+        BEGIN
+            PERFORM set_config('lock_timeout', '50ms', true);
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tables);
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            attempt := attempt + 1;
+            PERFORM pg_sleep(least(0.05 * attempt, 1.0));
+        END;
+    END LOOP;
+    PERFORM set_config('lock_timeout', '0', true);
+    FOR t IN SELECT * FROM golden360.silver_generation_tables() LOOP
+        EXECUTE format('ALTER TABLE silver.%I SET SCHEMA silver_swap', t);
+        EXECUTE format('ALTER TABLE silver_next.%I SET SCHEMA silver', t);
+        EXECUTE format('ALTER TABLE silver_swap.%I SET SCHEMA silver_next', t);
+    END LOOP;
+END
+$$;
+
+CREATE PROCEDURE golden360.refresh_silver()
+LANGUAGE plpgsql AS $$
+DECLARE
+    run bigint;
+    t record;
+    failures text;
+    first_failure text;
+BEGIN
+    -- One refresh at a time; a second one fails at once rather than queueing.
+    IF NOT pg_try_advisory_xact_lock(7368501) THEN
+        RAISE EXCEPTION 'another golden360.refresh_silver() is running'
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'Wait for it to finish; pg_stat_activity shows it.';
+    END IF;
+    run := nextval('golden360.run_seq');
+
+    -- Build the new generation in the shadow; silver stays as it is for
+    -- readers until the swap at the very end.
+    PERFORM golden360.reset_silver_shadow();
+    INSERT INTO golden360.silver_runs (run_id, table_name, bronze_rows, silver_rows, duplicates, quarantined, millis)
+    SELECT run, b.* FROM golden360.build_silver(run, 'silver_next') b;
+
+    -- Rule checks: failed = rows quarantined for the rule.
+    PERFORM golden360.record_check(run, 'silver', r.table_name, r.rule_name, r.kind,
+                                   s.bronze_rows - coalesce(q.failed, 0), coalesce(q.failed, 0))
+       FROM golden360.silver_rules r
+       JOIN golden360.silver_runs s ON s.run_id = run AND s.table_name = r.table_name
+       LEFT JOIN (SELECT table_name, reason, count(*) AS failed FROM silver_next.quarantine GROUP BY 1, 2) q
+              ON q.table_name = r.table_name AND q.reason = r.rule_name;
+
+    -- Conservation and key uniqueness, counted independently of the build
+    -- (uniqueness before the keys exist: afterwards it could not fail).
+    FOR t IN SELECT s.table_name, s.duplicates, k.key
+               FROM golden360.silver_runs s JOIN golden360.silver_tables() k USING (table_name)
+              WHERE s.run_id = run LOOP
+        EXECUTE format(
+            'SELECT golden360.record_check($1, ''silver'', $2, ''conservation'', ''conservation'', accounted, abs(bronze - accounted))
+               FROM (SELECT (SELECT count(*) FROM bronze.%1$I) AS bronze,
+                            (SELECT count(*) FROM silver_next.%1$I) + $3
+                          + (SELECT count(*) FROM silver_next.quarantine WHERE table_name = $2) AS accounted) c',
+            t.table_name) USING run, t.table_name, t.duplicates;
+        IF cardinality(t.key) > 0 THEN
+            EXECUTE format(
+                'SELECT golden360.record_check($1, ''silver'', $2, ''primary_key_unique'', ''uniqueness'',
+                                               count(*) FILTER (WHERE n = 1), coalesce(sum(n) FILTER (WHERE n > 1), 0)::bigint)
+                   FROM (SELECT count(*) AS n FROM silver_next.%I GROUP BY %s) g',
+                t.table_name, (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key) k))
+                USING run, t.table_name;
+        END IF;
+    END LOOP;
+
+    SELECT string_agg(format('%s.%s: pass rate %s%%, threshold %s%s%%', c.table_name, c.check_name,
+                             round(c.pass_rate * 100, 4), CASE WHEN q.strict THEN '> ' ELSE '' END,
+                             round(c.threshold * 100, 4)),
+                      E'\n' ORDER BY c.table_name, c.check_name),
+           min(format('%s.%s (pass rate %s%%, threshold %s%s%%)', c.table_name, c.check_name,
+                      round(c.pass_rate * 100, 4), CASE WHEN q.strict THEN '> ' ELSE '' END,
+                      round(c.threshold * 100, 4)))
+      INTO failures, first_failure
+      FROM golden360.quality_checks c JOIN golden360.quality_thresholds q USING (kind)
+     WHERE c.run_id = run AND c.layer = 'silver' AND c.status = 'failed';
+
+    IF failures IS NOT NULL THEN
+        IF current_setting('golden360.quality_gate') = 'error' THEN
+            RAISE EXCEPTION 'silver quality gate failed: %', first_failure
+                USING ERRCODE = 'check_violation',
+                      DETAIL = 'failed checks:' || E'\n' || failures,
+                      HINT = 'Silver is unchanged. To see the failing rows, SET golden360.quality_gate = warn, '
+                          || 'refresh, and look in silver.quarantine; that run records these checks as failed.';
+        END IF;
+        RAISE WARNING 'silver quality checks failed (golden360.quality_gate = warn, run % kept): %', run, first_failure
+            USING DETAIL = failures;
+    END IF;
+
+    PERFORM golden360.copy_silver_indexes();
+    FOR t IN SELECT x AS table_name FROM golden360.silver_generation_tables() x LOOP
+        EXECUTE format('ANALYZE silver_next.%I', t.table_name);
+    END LOOP;
+    PERFORM golden360.swap_silver_generations();
+    RAISE NOTICE 'silver run %: % rows in silver, % duplicates removed, % quarantined', run,
+        (SELECT sum(silver_rows) FROM golden360.silver_runs WHERE run_id = run),
+        (SELECT sum(duplicates) FROM golden360.silver_runs WHERE run_id = run),
+        (SELECT sum(quarantined) FROM golden360.silver_runs WHERE run_id = run);
+END
+$$;
+COMMENT ON PROCEDURE golden360.refresh_silver() IS
+    'Rebuild silver from all of bronze: type, validate (golden360.silver_rules), quarantine, deduplicate, '
+    'check quality; atomic: readers see the previous silver until it commits';

@@ -1,0 +1,690 @@
+//! Building silver from bronze, one table at a time in `spec::TABLES` order.
+//!
+//! Per table, two scans of the bronze heap, in the same order (one snapshot,
+//! no synchronized scan):
+//! 1. every row is typed and checked; each valid row contributes (dedup key
+//!    as a 128-bit hash, rank, position), and one sort picks each key's best:
+//!    about 64 bytes per valid row while sorting, the only memory that grows
+//!    with the table (1M geolocation rows: ~64 MB, then 20 bytes per winner);
+//! 2. a row that failed (pass 1 kept a verdict byte per row) goes to
+//!    quarantine with its first failing rule, a winner (the next position on
+//!    the sorted list) is typed again and written to silver, any other valid
+//!    row is a duplicate. Writes go through `bulk::BulkInsert`.
+//!
+//! Keys of parent tables are kept (as hashes) for the children's reference
+//! rules; the translation map for products.
+
+use super::parse;
+use super::spec::{Check, Dedup, Kind, Rule, TableSpec, Ty, NO_COMMENT, TABLES};
+use crate::bulk::{self, push_varlena, BulkInsert};
+use crate::error::raise;
+use crate::olist::SOURCE_FILES;
+use pgrx::prelude::*;
+use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc};
+use smallvec::SmallVec;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Instant;
+
+/// What building one table did.
+pub struct TableStats {
+    pub table: &'static str,
+    pub bronze_rows: i64,
+    pub silver_rows: i64,
+    pub duplicates: i64,
+    pub quarantined: i64,
+    pub millis: f64,
+}
+
+/// Build every silver table from bronze into the tables of `schema` (the
+/// shadow generation), which the caller has emptied in this transaction.
+pub fn build_all(run_id: i64, schema: &str) -> Vec<TableStats> {
+    let mut context = Context { run_id, parent_keys: HashMap::new(), translations: HashMap::new() };
+    let mut quarantine = QuarantineWriter::open(schema);
+    let stats = TABLES.iter().map(|spec| build_table(spec, schema, &mut context, &mut quarantine)).collect();
+    quarantine.insert.finish();
+    stats
+}
+
+/// State carried from earlier tables to later ones.
+struct Context {
+    run_id: i64,
+    /// Key hashes of each parent table built so far (for `Check::Exists`).
+    parent_keys: HashMap<&'static str, HashSet<u128, KeyHashState>>,
+    /// Portuguese → English category names, from silver.category_translation.
+    translations: HashMap<Vec<u8>, String>,
+}
+
+/// A typed silver value; text borrows the bronze bytes where it can.
+#[derive(Debug, Clone)]
+enum Value<'a> {
+    Null,
+    Bytes(&'a [u8]),
+    Owned(String),
+    Int(i32),
+    Money(i64),
+    Timestamp(i64),
+    Double(f64),
+}
+
+impl Value<'_> {
+    fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Bytes(b) => Some(b),
+            Value::Owned(s) => Some(s.as_bytes()),
+            _ => None,
+        }
+    }
+    fn number(&self) -> Option<f64> {
+        match *self {
+            Value::Int(v) => Some(f64::from(v)),
+            Value::Money(c) => Some(c as f64 / 100.0),
+            Value::Double(v) => Some(v),
+            _ => None,
+        }
+    }
+    /// Append a canonical encoding, for hashing keys and whole rows.
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Null => out.push(0),
+            Value::Bytes(_) | Value::Owned(_) => {
+                let b = self.bytes().unwrap_or_default();
+                out.push(1);
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+            Value::Int(v) => {
+                out.push(2);
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            Value::Money(v) | Value::Timestamp(v) => {
+                out.push(3);
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            Value::Double(v) => {
+                out.push(4);
+                let v = if *v == 0.0 { 0.0f64 } else { *v }; // -0.0 equals 0.0
+                out.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+    }
+    fn rank(&self) -> Option<RankValue> {
+        match self {
+            Value::Null => None,
+            Value::Int(v) => Some(RankValue::Int(i64::from(*v))),
+            Value::Money(v) | Value::Timestamp(v) => Some(RankValue::Int(*v)),
+            Value::Double(v) => Some(RankValue::Int(v.to_bits() as i64)),
+            Value::Bytes(_) | Value::Owned(_) => Some(RankValue::Bytes(self.bytes().unwrap_or_default().to_vec())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum RankValue {
+    Int(i64),
+    Bytes(Vec<u8>),
+}
+
+/// Greater wins. `Option`'s order puts NULL lowest: DESC, NULLs last.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    prefer: Vec<Option<RankValue>>,
+    batch: i64,
+    row: i64,
+}
+
+/// Keys in the winner and parent-key maps are already xxh3 hashes: hash
+/// them again with nothing more than a fold.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    }
+}
+
+type KeyHashState = BuildHasherDefault<KeyHasher>;
+
+fn hash(values: &[&Value], buf: &mut Vec<u8>) -> u128 {
+    buf.clear();
+    for v in values {
+        v.encode(buf);
+    }
+    xxhash_rust::xxh3::xxh3_128(buf)
+}
+
+/// A rule bound to column positions.
+enum Compiled {
+    Present(usize),
+    Type(usize),
+    Positive(usize),
+    NonNegative(usize),
+    OneOf(usize, &'static [&'static str]),
+    Between(usize, f64, f64),
+    RequiredWhen { column: usize, when: usize, equals: &'static str },
+    NotBefore { later: usize, earlier: usize },
+    Exists { column: usize, parent: &'static str },
+}
+
+/// A table's rules and columns, bound to positions once.
+struct Plan {
+    spec: &'static TableSpec,
+    rules: Vec<Rule>,
+    compiled: Vec<Compiled>,
+    key: Vec<usize>,
+    prefer: Vec<usize>,
+}
+
+impl Plan {
+    fn new(spec: &'static TableSpec) -> Plan {
+        let rules = spec.rules();
+        let column = |name: &str| spec.column(name);
+        let compiled = rules
+            .iter()
+            .map(|rule| match rule.kind {
+                Kind::Key | Kind::NotNull => Compiled::Present(column(rule.columns[0])),
+                Kind::Type => Compiled::Type(column(rule.columns[0])),
+                Kind::Business | Kind::Referential => {
+                    let check = &spec.rules.iter().find(|r| r.name == rule.name).expect("a declared rule").check;
+                    match *check {
+                        Check::Positive(c) => Compiled::Positive(column(c)),
+                        Check::NonNegative(c) => Compiled::NonNegative(column(c)),
+                        Check::OneOf(c, list) => Compiled::OneOf(column(c), list),
+                        Check::Between(c, lo, hi) => Compiled::Between(column(c), lo, hi),
+                        Check::RequiredWhen { column: c, when, equals } => {
+                            Compiled::RequiredWhen { column: column(c), when: column(when), equals }
+                        }
+                        Check::NotBefore { later, earlier } => {
+                            Compiled::NotBefore { later: column(later), earlier: column(earlier) }
+                        }
+                        Check::Exists { column: c, parent } => Compiled::Exists { column: column(c), parent },
+                    }
+                }
+            })
+            .collect();
+        let (key, prefer) = match spec.dedup {
+            Dedup::Key(key) => (key.iter().map(|c| column(c)).collect(), Vec::new()),
+            Dedup::KeyPreferring { key, prefer } => {
+                (key.iter().map(|c| column(c)).collect(), prefer.iter().map(|c| column(c)).collect())
+            }
+            Dedup::WholeRow => ((0..spec.columns.len()).collect(), Vec::new()),
+        };
+        Plan { spec, rules, compiled, key, prefer }
+    }
+
+    /// Type every column; `Err(())` marks a present value not of its type.
+    fn type_row<'a>(&self, raw: &[&'a [u8]], context: &Context) -> SmallVec<[Result<Value<'a>, ()>; MAX_COLUMNS]> {
+        let mut out = SmallVec::new();
+        for (c, field) in self.spec.columns.iter().zip(raw) {
+            let field: &'a [u8] = field;
+            let trimmed = parse::trim(field);
+            let value = if trimmed.is_empty() {
+                match c.ty {
+                    Ty::Comment => Ok(Value::Bytes(NO_COMMENT.as_bytes())),
+                    _ => Ok(Value::Null),
+                }
+            } else {
+                // Bronze holds valid UTF-8 only (it rejects the rest).
+                let text = || std::str::from_utf8(trimmed).unwrap_or_default();
+                match c.ty {
+                    Ty::Id | Ty::Text | Ty::Comment => Ok(Value::Bytes(field)),
+                    Ty::Trimmed => Ok(Value::Bytes(trimmed)),
+                    Ty::Translated => Ok(Value::Bytes(parse::without_bom(field))),
+                    Ty::Code => Ok(Value::Owned(parse::code(text()))),
+                    Ty::Place => Ok(Value::Owned(parse::place(text()))),
+                    Ty::EnglishCategory => Ok(Value::Owned(
+                        context.translations.get(trimmed).cloned().unwrap_or_else(|| text().to_string()),
+                    )),
+                    Ty::Integer => parse::integer(trimmed).map(Value::Int).ok_or(()),
+                    Ty::Zip => parse::zip(trimmed).map(Value::Int).ok_or(()),
+                    Ty::Money => parse::money_cents(trimmed).map(Value::Money).ok_or(()),
+                    Ty::Timestamp => parse::timestamp(trimmed).map(Value::Timestamp).ok_or(()),
+                    Ty::Double => parse::double(trimmed).map(Value::Double).ok_or(()),
+                }
+            };
+            out.push(value);
+        }
+        out
+    }
+
+    /// The dedup key of a valid row.
+    fn key_hash(&self, values: &[&Value], buf: &mut Vec<u8>) -> u128 {
+        let key: SmallVec<[&Value; MAX_COLUMNS]> = self.key.iter().map(|&c| values[c]).collect();
+        hash(&key, buf)
+    }
+
+    /// The index of the first rule the typed row fails, if any.
+    fn first_failure(&self, raw: &[&[u8]], typed: &[Result<Value, ()>], context: &Context, buf: &mut Vec<u8>) -> Option<usize> {
+        let value = |c: usize| typed[c].as_ref().unwrap_or(&Value::Null);
+        self.compiled.iter().position(|rule| {
+            let passes = match *rule {
+                Compiled::Present(c) => !parse::is_blank(raw[c]),
+                Compiled::Type(c) => typed[c].is_ok(),
+                Compiled::Positive(c) => value(c).number().is_none_or(|v| v > 0.0),
+                Compiled::NonNegative(c) => value(c).number().is_none_or(|v| v >= 0.0),
+                Compiled::OneOf(c, list) => value(c).bytes().is_none_or(|b| list.iter().any(|s| s.as_bytes() == b)),
+                Compiled::Between(c, lo, hi) => value(c).number().is_none_or(|v| lo <= v && v <= hi),
+                Compiled::RequiredWhen { column, when, equals } => {
+                    value(when).bytes() != Some(equals.as_bytes()) || !matches!(value(column), Value::Null)
+                }
+                Compiled::NotBefore { later, earlier } => match (value(later), value(earlier)) {
+                    (Value::Timestamp(l), Value::Timestamp(e)) => l >= e,
+                    _ => true,
+                },
+                Compiled::Exists { column, parent } => context
+                    .parent_keys
+                    .get(parent)
+                    .is_some_and(|keys| keys.contains(&hash(&[value(column)], buf))),
+            };
+            !passes
+        })
+    }
+}
+
+fn build_table(spec: &'static TableSpec, schema: &str, context: &mut Context, quarantine: &mut QuarantineWriter) -> TableStats {
+    let started = Instant::now();
+    let plan = Plan::new(spec);
+    let mut scan = BronzeScan::open(spec);
+    let record_names = scan.record_names;
+    let mut buf = Vec::new();
+
+    // Pass 1: (key, rank, position) of every valid row; one sort then picks
+    // each key's best. Both passes see the rows in the same order (same
+    // snapshot, no synchronized scan), so pass 2 needs no lookups.
+    let mut candidates: Vec<(u128, Rank, u32)> = Vec::new();
+    // Per position: 0 = valid, else 1 + the index of the first failed rule.
+    let mut verdicts: Vec<u8> = Vec::new();
+    let mut position = 0u32;
+    scan.for_each(|scanned| {
+        let at = position;
+        position += 1;
+        let raw = &scanned.fields[..];
+        let typed = plan.type_row(raw, context);
+        if let Some(rule) = plan.first_failure(raw, &typed, context, &mut buf) {
+            verdicts.push(rule as u8 + 1);
+            return;
+        }
+        verdicts.push(0);
+        let values: SmallVec<[&Value; MAX_COLUMNS]> = typed.iter().map(|v| v.as_ref().unwrap_or(&Value::Null)).collect();
+        let rank = Rank { prefer: plan.prefer.iter().map(|&c| values[c].rank()).collect(), batch: scanned.batch, row: scanned.row };
+        candidates.push((plan.key_hash(&values, &mut buf), rank, at));
+    });
+    let bronze_rows = i64::from(position);
+    candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+    let mut winners: Vec<(u32, i64, i64)> = Vec::with_capacity(candidates.len());
+    for (i, (key, rank, at)) in candidates.iter().enumerate() {
+        if i == 0 || candidates[i - 1].0 != *key {
+            winners.push((*at, rank.batch, rank.row));
+        }
+    }
+    drop(candidates);
+    winners.sort_unstable_by_key(|w| w.0);
+
+    // Pass 2: write winners and quarantine.
+    let mut writer = SilverWriter::open(spec, schema);
+    let mut keys: HashSet<u128, KeyHashState> = HashSet::default();
+    let keeps_keys = TABLES.iter().any(|t| t.rules.iter().any(|r| matches!(r.check, Check::Exists { parent, .. } if parent == spec.table)));
+    let (mut duplicates, mut quarantined) = (0i64, 0i64);
+    let mut next_winner = winners.iter().peekable();
+    let mut position = 0u32;
+    scan.for_each(|scanned| {
+        let at = position;
+        position += 1;
+        if let Some(&verdict) = verdicts.get(at as usize).filter(|&&v| v != 0) {
+            let rule = &plan.rules[usize::from(verdict - 1)];
+            quarantine.push(context.run_id, spec, rule, scanned.batch, scanned.row, &scanned.record(), record_names);
+            quarantined += 1;
+            return;
+        }
+        let Some(&&(winner_at, batch, row)) = next_winner.peek().filter(|w| w.0 == at) else {
+            duplicates += 1;
+            return;
+        };
+        next_winner.next();
+        if (batch, row) != (scanned.batch, scanned.row) {
+            scan_order_changed(spec);
+        }
+        debug_assert_eq!(winner_at, at);
+        let typed = plan.type_row(&scanned.fields[..], context);
+        let values: SmallVec<[&Value; MAX_COLUMNS]> = typed.iter().map(|v| v.as_ref().unwrap_or(&Value::Null)).collect();
+        if keeps_keys {
+            keys.insert(plan.key_hash(&values, &mut buf));
+        }
+        if spec.table == "category_translation" {
+            if let (Some(pt), Some(en)) = (values[0].bytes(), values[1].bytes()) {
+                context.translations.insert(pt.to_vec(), String::from_utf8_lossy(en).into_owned());
+            }
+        }
+        writer.push(&values, scanned.batch, scanned.row);
+    });
+    if position as usize != verdicts.len() || next_winner.next().is_some() {
+        scan_order_changed(spec);
+    }
+    let silver_rows = writer.finish();
+    scan.close();
+    if keeps_keys {
+        context.parent_keys.insert(spec.table, keys);
+    }
+    TableStats {
+        table: spec.table,
+        bronze_rows,
+        silver_rows,
+        duplicates,
+        quarantined,
+        millis: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+/// The widest silver or bronze table has 9 columns.
+const MAX_COLUMNS: usize = 10;
+
+/// One bronze row during a scan: valid only inside the callback.
+struct ScannedRow<'s> {
+    values: &'s [pg_sys::Datum],
+    nulls: &'s [bool],
+    /// The spec columns' source fields, in spec order.
+    fields: SmallVec<[&'s [u8]; MAX_COLUMNS]>,
+    record_attrs: &'s [usize],
+    row_cx: pg_sys::MemoryContext,
+    batch: i64,
+    row: i64,
+}
+
+impl<'s> ScannedRow<'s> {
+    /// The bytes of text attribute `i` ('' for NULL). Plain varlenas are
+    /// read in place; compressed or toasted ones (long review comments) are
+    /// detoasted into the per-row context.
+    fn text(&self, i: usize) -> &'s [u8] {
+        if self.nulls[i] {
+            return b"";
+        }
+        unsafe {
+            let p = self.values[i].cast_mut_ptr::<u8>();
+            let first = *p;
+            if first & 0x01 == 0x01 && first != 0x01 {
+                // 1-byte header: length (header included) in the upper 7 bits.
+                return std::slice::from_raw_parts(p.add(1), (first >> 1) as usize - 1);
+            }
+            if first & 0x03 == 0x00 {
+                // 4-byte header, not compressed.
+                let len = (u32::from_le_bytes(*(p as *const [u8; 4])) >> 2) as usize;
+                return std::slice::from_raw_parts(p.add(4), len - 4);
+            }
+            let old = pg_sys::MemoryContextSwitchTo(self.row_cx);
+            let v = pg_sys::pg_detoast_datum_packed(self.values[i].cast_mut_ptr());
+            pg_sys::MemoryContextSwitchTo(old);
+            pgrx::varlena::varlena_to_byte_slice(v)
+        }
+    }
+
+    /// Every CSV field of the bronze row, in file order.
+    fn record(&self) -> SmallVec<[&'s [u8]; MAX_COLUMNS]> {
+        self.record_attrs.iter().map(|&i| self.text(i)).collect()
+    }
+}
+
+/// The two passes over a bronze table disagreed: a bug, or bronze changed
+/// under a snapshot, which append-only bronze should make impossible.
+fn scan_order_changed(spec: &TableSpec) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("the two scans of bronze.{} did not see the same rows", spec.table),
+        None,
+        "Nothing was changed. Run the refresh again; if this persists, please report it.",
+    )
+}
+
+/// A heap scan of one bronze table, handing each row's source fields (in
+/// the spec's column order) and lineage to a callback.
+struct BronzeScan {
+    rel: pg_sys::Relation,
+    slot: *mut pg_sys::TupleTableSlot,
+    /// Attribute index of each spec column's source field.
+    sources: Vec<usize>,
+    /// Attribute index of every CSV column, for the quarantine record.
+    record: Vec<usize>,
+    record_names: &'static [&'static str],
+    batch_attr: usize,
+    row_attr: usize,
+    row_cx: pg_sys::MemoryContext,
+}
+
+impl BronzeScan {
+    fn open(spec: &TableSpec) -> BronzeScan {
+        let source = SOURCE_FILES.iter().find(|f| f.table == spec.table).expect("a bronze table per silver table");
+        let relid = bulk::relation_oid("bronze", spec.table).unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("bronze.{} does not exist", spec.table),
+                None,
+                "Reinstall the extension: DROP EXTENSION golden360 CASCADE; CREATE EXTENSION golden360;",
+            )
+        });
+        unsafe {
+            let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            let desc = PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+            let names: Vec<String> = desc.iter().map(|a| a.name().to_string()).collect();
+            let attr = |name: &str| {
+                names.iter().position(|n| n == name).unwrap_or_else(|| {
+                    raise(
+                        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                        format!("bronze.{} has no column {name}", spec.table),
+                        None,
+                        "Reinstall the extension, or restore the column.",
+                    )
+                })
+            };
+            BronzeScan {
+                rel,
+                slot: pg_sys::table_slot_create(rel, std::ptr::null_mut()),
+                sources: spec.columns.iter().map(|c| attr(c.source)).collect(),
+                record: source.columns.iter().map(|c| attr(c)).collect(),
+                record_names: source.columns,
+                batch_attr: attr("_batch_id"),
+                row_attr: attr("_row_number"),
+                row_cx: pg_sys::AllocSetContextCreateExtended(
+                    pg_sys::CurrentMemoryContext,
+                    c"golden360 silver row".as_ptr(),
+                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+                ),
+            }
+        }
+    }
+
+    /// Call `f(row)` for every visible row. `row.fields` holds the spec
+    /// columns' source bytes; `row.record()` decodes every CSV field (only a
+    /// quarantined row needs them).
+    fn for_each(&mut self, mut f: impl FnMut(&ScannedRow)) {
+        unsafe {
+            // No synchronized scan: both passes must start at block 0.
+            let scan =
+                pg_sys::table_beginscan_strat(self.rel, pg_sys::GetActiveSnapshot(), 0, std::ptr::null_mut(), true, false);
+            while pg_sys::table_scan_getnextslot(scan, pg_sys::ScanDirection::ForwardScanDirection, self.slot) {
+                pg_sys::slot_getallattrs(self.slot);
+                let n = (*self.slot).tts_nvalid as usize;
+                let row = ScannedRow {
+                    values: std::slice::from_raw_parts((*self.slot).tts_values, n),
+                    nulls: std::slice::from_raw_parts((*self.slot).tts_isnull, n),
+                    fields: SmallVec::new(),
+                    record_attrs: &self.record,
+                    row_cx: self.row_cx,
+                    batch: 0,
+                    row: 0,
+                };
+                let mut row = row;
+                row.batch = row.values[self.batch_attr].value() as i64;
+                row.row = row.values[self.row_attr].value() as i64;
+                let fields: SmallVec<[&[u8]; MAX_COLUMNS]> = self.sources.iter().map(|&i| row.text(i)).collect();
+                row.fields = fields;
+                f(&row);
+                if !(*self.row_cx).isReset {
+                    pg_sys::MemoryContextReset(self.row_cx);
+                }
+                pg_sys::check_for_interrupts!();
+            }
+            pg_sys::table_endscan(scan);
+        }
+    }
+
+    fn close(self) {
+        unsafe {
+            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+            pg_sys::MemoryContextDelete(self.row_cx);
+            pg_sys::table_close(self.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        }
+    }
+}
+
+/// Writes typed rows into silver.<table>: the spec's columns, then
+/// `_batch_id`, `_row_number` (the DDL is generated from the spec).
+struct SilverWriter {
+    insert: BulkInsert,
+    spec: &'static TableSpec,
+    datums: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+    scratch: Vec<u8>,
+    offsets: Vec<Option<usize>>,
+}
+
+impl SilverWriter {
+    fn open(spec: &'static TableSpec, schema: &str) -> SilverWriter {
+        let name = format!("{schema}.{}", spec.table);
+        let relid = bulk::relation_oid(schema, spec.table).unwrap_or_else(|| {
+            raise(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("{name} does not exist"), None, "Reinstall the extension.")
+        });
+        let insert = BulkInsert::open(relid, &name);
+        let expected: Vec<&str> = spec.columns.iter().map(|c| c.name).chain(["_batch_id", "_row_number"]).collect();
+        let found: Vec<String> = unsafe { PgTupleDesc::from_pg_unchecked(insert.tuple_desc()) }
+            .iter()
+            .map(|a| a.name().to_string())
+            .collect();
+        if found != expected {
+            raise(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!("{name} does not have the columns golden360 declares"),
+                Some(format!("expected: {}\nfound:    {}", expected.join(", "), found.join(", "))),
+                "Reinstall the extension, or ALTER EXTENSION golden360 UPDATE.",
+            );
+        }
+        let n = expected.len();
+        SilverWriter {
+            insert,
+            spec,
+            datums: vec![pg_sys::Datum::from(0); n],
+            nulls: vec![false; n],
+            scratch: Vec::with_capacity(4096),
+            offsets: vec![None; n],
+        }
+    }
+
+    fn push(&mut self, values: &[&Value], batch: i64, row: i64) {
+        self.scratch.clear();
+        for (i, v) in values.iter().enumerate() {
+            self.offsets[i] = v.bytes().map(|b| push_varlena(&mut self.scratch, b));
+        }
+        let base = self.scratch.as_ptr();
+        let batch_cx = self.insert.batch_context();
+        for (i, v) in values.iter().enumerate() {
+            let (datum, null) = match (self.offsets[i], v) {
+                (Some(at), _) => (pg_sys::Datum::from(unsafe { base.add(at) }), false),
+                (None, Value::Null) => (pg_sys::Datum::from(0), true),
+                (None, Value::Int(x)) => (pg_sys::Datum::from(*x), false),
+                (None, Value::Timestamp(x)) => (pg_sys::Datum::from(*x), false),
+                (None, Value::Double(x)) => (pg_sys::Datum::from(x.to_bits()), false),
+                (None, Value::Money(cents)) => unsafe {
+                    // numeric(10,2): cents / 10^2, allocated where the batch is freed.
+                    let old = pg_sys::MemoryContextSwitchTo(batch_cx);
+                    let numeric = pg_sys::int64_div_fast_to_numeric(*cents, 2);
+                    pg_sys::MemoryContextSwitchTo(old);
+                    (pg_sys::Datum::from(numeric), false)
+                },
+                (None, Value::Bytes(_) | Value::Owned(_)) => unreachable!("text has an offset"),
+            };
+            self.datums[i] = datum;
+            self.nulls[i] = null;
+        }
+        let n = self.spec.columns.len();
+        self.datums[n] = pg_sys::Datum::from(batch);
+        self.datums[n + 1] = pg_sys::Datum::from(row);
+        self.insert.push(&mut self.datums, &mut self.nulls);
+    }
+
+    fn finish(self) -> i64 {
+        self.insert.finish()
+    }
+}
+
+/// Writes silver.quarantine rows: the run, table, batch, row, the failed
+/// rule and its kind, and the whole bronze record as jsonb.
+struct QuarantineWriter {
+    insert: BulkInsert,
+}
+
+/// silver.quarantine's columns, in order.
+const QUARANTINE_COLUMNS: [&str; 7] = ["run_id", "table_name", "batch_id", "row_number", "reason", "kind", "record"];
+
+impl QuarantineWriter {
+    fn open(schema: &str) -> QuarantineWriter {
+        let name = format!("{schema}.quarantine");
+        let relid = bulk::relation_oid(schema, "quarantine").unwrap_or_else(|| {
+            raise(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("{name} does not exist"), None, "Reinstall the extension.")
+        });
+        let insert = BulkInsert::open(relid, &name);
+        let found: Vec<String> =
+            unsafe { PgTupleDesc::from_pg_unchecked(insert.tuple_desc()) }.iter().map(|a| a.name().to_string()).collect();
+        if found != QUARANTINE_COLUMNS {
+            raise(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                "silver.quarantine does not have the columns golden360 declares",
+                Some(format!("expected: {}\nfound:    {}", QUARANTINE_COLUMNS.join(", "), found.join(", "))),
+                "Reinstall the extension.",
+            );
+        }
+        QuarantineWriter { insert }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        run_id: i64,
+        spec: &TableSpec,
+        rule: &Rule,
+        batch: i64,
+        row: i64,
+        record: &[&[u8]],
+        names: &[&str],
+    ) {
+        let object: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .zip(record)
+            .map(|(name, bytes)| (name.to_string(), serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())))
+            .collect();
+        unsafe {
+            let old = pg_sys::MemoryContextSwitchTo(self.insert.batch_context());
+            let mut datums = [
+                pg_sys::Datum::from(run_id),
+                spec.table.into_datum().expect("text"),
+                pg_sys::Datum::from(batch),
+                pg_sys::Datum::from(row),
+                rule.name.as_str().into_datum().expect("text"),
+                rule.kind.as_str().into_datum().expect("text"),
+                pgrx::JsonB(serde_json::Value::Object(object)).into_datum().expect("jsonb"),
+            ];
+            pg_sys::MemoryContextSwitchTo(old);
+            self.insert.push(&mut datums, &mut [false; 7]);
+        }
+    }
+}
