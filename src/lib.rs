@@ -14,6 +14,8 @@ mod error;
 mod olist;
 mod ops;
 mod silver;
+#[cfg(any(test, feature = "pg_test"))]
+mod testing;
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/bronze_tables.sql", name = "bronze_tables", requires = [bronze::golden360::source_files]);

@@ -1,7 +1,7 @@
 //! olist-gen: writes the nine Olist CSV files, Olist-shaped and deterministic,
 //! with documented dirt so that silver has real work to do.
 //!
-//!     olist-gen --out DIR [--scale 1] [--seed 360]
+//!     olist-gen --out DIR [--scale 1] [--seed 360] [--type-dirt]
 //!
 //! Every entity (customer, order, product, ...) draws from its own random
 //! stream seeded by (seed, kind, index). A file is written in one pass over
@@ -59,7 +59,11 @@ mod dirt {
     pub const REVIEW_MULTIPLE: f64 = 0.01;
     /// A review score outside 1..5.
     pub const REVIEW_SCORE_OUT_OF_RANGE: f64 = 0.001;
-    /// A review score that is not a number.
+    /// A review with an empty score.
+    pub const REVIEW_SCORE_MISSING: f64 = 0.0005;
+    /// A review score that is not a number; only with `--type-dirt`, since
+    /// the SPEC's type-compliance threshold is 100%: one such row fails
+    /// refresh_silver under quality_gate = error, as it should.
     pub const REVIEW_SCORE_NON_NUMERIC: f64 = 0.0005;
     /// A geolocation row that is an exact copy of the previous one.
     pub const GEO_DUPLICATE: f64 = 0.25;
@@ -600,7 +604,7 @@ fn write_order_payments(out: &mut Out, seed: u64, sizes: &Sizes) -> std::io::Res
     Ok(())
 }
 
-fn write_order_reviews(out: &mut Out, seed: u64, sizes: &Sizes) -> std::io::Result<()> {
+fn write_order_reviews(out: &mut Out, seed: u64, sizes: &Sizes, type_dirt: bool) -> std::io::Result<()> {
     let (mut w, source) = out.file("order_reviews")?;
     let mut rows = 0;
     for i in 0..sizes.customers {
@@ -621,9 +625,12 @@ fn write_order_reviews(out: &mut Out, seed: u64, sizes: &Sizes) -> std::io::Resu
             let score = if r.chance(dirt::REVIEW_SCORE_OUT_OF_RANGE) {
                 out.count("review_score_out_of_range");
                 r.pick(&["0", "6", "-1", "10"]).to_string()
-            } else if r.chance(dirt::REVIEW_SCORE_NON_NUMERIC) {
+            } else if r.chance(dirt::REVIEW_SCORE_MISSING) {
+                out.count("review_score_missing");
+                String::new()
+            } else if type_dirt && r.chance(dirt::REVIEW_SCORE_NON_NUMERIC) {
                 out.count("review_score_non_numeric");
-                r.pick(&["cinco", "", "4.5", "n/a"]).to_string()
+                r.pick(&["cinco", "4.5", "n/a"]).to_string()
             } else {
                 // Olist's skew: mostly 5s and 4s, a heavy tail of 1s.
                 ["5", "5", "5", "5", "5", "4", "4", "3", "2", "1", "1"][r.below(11) as usize].to_string()
@@ -743,12 +750,14 @@ struct Args {
     out: PathBuf,
     scale: f64,
     seed: u64,
+    type_dirt: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut out = None;
     let mut scale = 1.0;
     let mut seed = 360;
+    let mut type_dirt = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or(format!("{arg} needs a value"));
@@ -756,6 +765,7 @@ fn parse_args() -> Result<Args, String> {
             "--out" => out = Some(PathBuf::from(value()?)),
             "--scale" => scale = value()?.parse().map_err(|e| format!("--scale: {e}"))?,
             "--seed" => seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--type-dirt" => type_dirt = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -763,7 +773,7 @@ fn parse_args() -> Result<Args, String> {
     if !(scale > 0.0 && scale <= 1000.0) {
         return Err("--scale must be in (0, 1000]".into());
     }
-    Ok(Args { out: out.ok_or("--out DIR is required")?, scale, seed })
+    Ok(Args { out: out.ok_or("--out DIR is required")?, scale, seed, type_dirt })
 }
 
 fn generate(args: &Args) -> std::io::Result<Out> {
@@ -775,7 +785,7 @@ fn generate(args: &Args) -> std::io::Result<Out> {
     write_orders(&mut out, seed, &sizes)?;
     write_order_items(&mut out, seed, &sizes)?;
     write_order_payments(&mut out, seed, &sizes)?;
-    write_order_reviews(&mut out, seed, &sizes)?;
+    write_order_reviews(&mut out, seed, &sizes, args.type_dirt)?;
     write_products(&mut out, seed, &sizes)?;
     write_sellers(&mut out, seed, &sizes)?;
     write_geolocation(&mut out, seed, &sizes)?;
@@ -791,7 +801,7 @@ fn main() -> ExitCode {
             if !e.is_empty() {
                 eprintln!("olist-gen: {e}");
             }
-            eprintln!("usage: olist-gen --out DIR [--scale 1] [--seed 360]");
+            eprintln!("usage: olist-gen --out DIR [--scale 1] [--seed 360] [--type-dirt]");
             return ExitCode::from(2);
         }
     };
@@ -816,7 +826,7 @@ mod tests {
     fn generate_into(name: &str, scale: f64, seed: u64) -> (PathBuf, Out) {
         let dir = std::env::temp_dir().join(format!("olist-gen-test-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let out = generate(&Args { out: dir.clone(), scale, seed }).unwrap();
+        let out = generate(&Args { out: dir.clone(), scale, seed, type_dirt: name == "dirt" }).unwrap();
         (dir, out)
     }
 
@@ -873,6 +883,7 @@ mod tests {
             "payment_orphan",
             "review_multiple_per_order",
             "review_score_out_of_range",
+            "review_score_missing",
             "review_score_non_numeric",
             "geolocation_exact_duplicate",
             "geolocation_outside_brazil",
