@@ -54,9 +54,15 @@ impl Drop for ScratchDir {
 
 /// Run the sample generator into `dir`; returns its `_generator.json`.
 pub fn generate(dir: &Path, scale: f64, seed: u64) -> serde_json::Value {
+    generate_with(dir, scale, seed, &[])
+}
+
+/// `generate` with extra generator flags (e.g. `--type-dirt`).
+pub fn generate_with(dir: &Path, scale: f64, seed: u64, flags: &[&str]) -> serde_json::Value {
     let generator = std::env::var("G360_OLIST_GEN").expect("G360_OLIST_GEN: path of the olist-gen binary");
     let status = Command::new(generator)
         .args(["--out", dir.to_str().unwrap(), "--scale", &scale.to_string(), "--seed", &seed.to_string()])
+        .args(flags)
         .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
@@ -68,4 +74,17 @@ pub fn generate(dir: &Path, scale: f64, seed: u64) -> serde_json::Value {
 pub fn sha256sum(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+/// The real Olist copy beside the project (`../shared/data/olist`).
+pub fn real_olist_dir() -> PathBuf {
+    let dir = std::env::var("G360_OLIST_REAL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/olist"));
+    dir.canonicalize().unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+}
+
+/// One bigint from a query.
+pub fn count(client: &mut Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
 }

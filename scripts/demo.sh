@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the bundled default: set up, build and install the
 # extension, start a local cluster, generate the Olist-shaped sample
-# (DEMO_SCALE, default 1 = Olist size) and ingest it into bronze.
-# Safe to run twice: the second run reports every file skipped_duplicate.
+# (DEMO_SCALE, default 1 = Olist size), ingest it into bronze and refresh
+# silver. Safe to run twice: the second run reports every file
+# skipped_duplicate and rebuilds the same silver.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
@@ -17,4 +18,11 @@ echo
 echo "Ingesting the generated sample in $data into bronze:"
 db -c "SELECT file_name, rows, rejected, status, batch_id, left(sha256, 16) AS sha256_prefix, bytes
          FROM golden360.ingest_bronze('$data')"
-echo "Next: $here/scripts/cluster.sh psql   (then e.g. SELECT * FROM golden360.bronze_batches;)"
+echo "Refreshing silver (golden360.quality_gate = $(db -Atc "SHOW golden360.quality_gate" 2>/dev/null || echo error)):"
+db -c "CALL golden360.refresh_silver()"
+db -c "SELECT table_name, bronze_rows, silver_rows, duplicates, quarantined, round(millis) AS ms
+         FROM golden360.silver_runs WHERE run_id = (SELECT max(run_id) FROM golden360.silver_runs)"
+db -c "SELECT table_name, reason, count(*) AS rows FROM silver.quarantine GROUP BY 1, 2 ORDER BY 1, 2"
+echo "Next: $here/scripts/cluster.sh psql"
+echo "  SELECT * FROM golden360.silver_rules;          -- every rule, its kind and reason"
+echo "  SELECT * FROM golden360.quality_checks ORDER BY run_id DESC, table_name;"

@@ -104,10 +104,13 @@ CREATE TABLE golden360.silver_runs (
     duplicates  bigint NOT NULL,
     quarantined bigint NOT NULL,
     millis      double precision NOT NULL,
+    last_batch_id bigint NOT NULL,
     finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (run_id, table_name)
 );
-COMMENT ON TABLE golden360.silver_runs IS 'Per table, what each successful refresh_silver() did';
+COMMENT ON TABLE golden360.silver_runs IS
+    'Per table, what each successful refresh_silver() did; last_batch_id: the newest bronze batch it saw '
+    '(the next run''s rule checks measure the batches after it)';
 
 -- Records one check's outcome against its kind's threshold.
 CREATE FUNCTION golden360.record_check(run bigint, layer text, table_name text, check_name text,
@@ -212,6 +215,8 @@ DECLARE
     t record;
     failures text;
     first_failure text;
+    seen_batch bigint := coalesce((SELECT max(last_batch_id) FROM golden360.silver_runs), 0);
+    newest_batch bigint := coalesce((SELECT max(batch_id) FROM golden360.bronze_batches), 0);
 BEGIN
     -- One refresh at a time; a second one fails at once rather than queueing.
     IF NOT pg_try_advisory_xact_lock(7368501) THEN
@@ -224,15 +229,21 @@ BEGIN
     -- Build the new generation in the shadow; silver stays as it is for
     -- readers until the swap at the very end.
     PERFORM golden360.reset_silver_shadow();
-    INSERT INTO golden360.silver_runs (run_id, table_name, bronze_rows, silver_rows, duplicates, quarantined, millis)
-    SELECT run, b.* FROM golden360.build_silver(run, 'silver_next') b;
+    INSERT INTO golden360.silver_runs
+        (run_id, table_name, bronze_rows, silver_rows, duplicates, quarantined, millis, last_batch_id)
+    SELECT run, b.*, newest_batch FROM golden360.build_silver(run, 'silver_next') b;
 
-    -- Rule checks: failed = rows quarantined for the rule.
+    -- Rule checks measure this run's input: the rows of the bronze batches
+    -- that arrived since the last successful refresh (bronze is immutable,
+    -- so a batch accepted once under 'warn' must not fail every later run).
+    -- failed = those rows quarantined for the rule.
     PERFORM golden360.record_check(run, 'silver', r.table_name, r.rule_name, r.kind,
-                                   s.bronze_rows - coalesce(q.failed, 0), coalesce(q.failed, 0))
+                                   coalesce(n.rows, 0) - coalesce(q.failed, 0), coalesce(q.failed, 0))
        FROM golden360.silver_rules r
-       JOIN golden360.silver_runs s ON s.run_id = run AND s.table_name = r.table_name
-       LEFT JOIN (SELECT table_name, reason, count(*) AS failed FROM silver_next.quarantine GROUP BY 1, 2) q
+       LEFT JOIN (SELECT table_name, sum(rows)::bigint AS rows FROM golden360.bronze_files
+                   WHERE batch_id > seen_batch GROUP BY 1) n ON n.table_name = r.table_name
+       LEFT JOIN (SELECT table_name, reason, count(*) AS failed FROM silver_next.quarantine
+                   WHERE batch_id > seen_batch GROUP BY 1, 2) q
               ON q.table_name = r.table_name AND q.reason = r.rule_name;
 
     -- Conservation and key uniqueness, counted independently of the build

@@ -703,7 +703,8 @@ fn write_geolocation(out: &mut Out, seed: u64, sizes: &Sizes) -> std::io::Result
         }
         let (city, state, lat, lng, zip0) = *r.pick(CITIES);
         let zip = zip0 + r.below(900) as u32;
-        let (lat, lng) = if r.chance(dirt::GEO_OUTSIDE_BRAZIL) {
+        let outside = r.chance(dirt::GEO_OUTSIDE_BRAZIL);
+        let (lat, lng) = if outside {
             out.count("geolocation_outside_brazil");
             (38.72 + r.unit(), -9.14 - r.unit()) // Lisbon: a classic Olist outlier
         } else {
@@ -711,7 +712,8 @@ fn write_geolocation(out: &mut Out, seed: u64, sizes: &Sizes) -> std::io::Result
         };
         let record = [format!("{zip:05}"), lat.to_string(), lng.to_string(), city.trim().to_string(), state.to_uppercase()];
         w.write_record(&record)?;
-        previous = Some(record);
+        // Only valid rows get repeated, so each kind of dirt counts exactly.
+        previous = (!outside).then_some(record);
     }
     w.flush()?;
     out.wrote(source, sizes.geolocation);

@@ -1,0 +1,152 @@
+//! Silver across connections and on whole data sets: conservation on the
+//! generated sample and the real Olist copy, the gate, one refresh at a
+//! time, readers never blocked for long, the swap atomic.
+
+use golden360_it::{connect, count, fresh_database, generate, generate_with, real_olist_dir, ScratchDir};
+use std::time::{Duration, Instant};
+
+fn quarantined(client: &mut postgres::Client, table: &str, reason: &str) -> i64 {
+    client
+        .query_one("SELECT count(*) FROM silver.quarantine WHERE table_name = $1 AND reason = $2", &[&table, &reason])
+        .unwrap()
+        .get(0)
+}
+
+/// The default sample passes the gate; every row is accounted for, and each
+/// kind of injected dirt lands in quarantine under its rule, exactly.
+#[test]
+fn the_generated_sample_is_conserved_and_its_dirt_quarantined() {
+    let db = fresh_database("silver_sample");
+    let dir = ScratchDir::new("silver_sample");
+    let summary = generate(&dir.0, 0.05, 21);
+    let dirt = |kind: &str| summary["dirt"][kind].as_i64().unwrap_or(0);
+    let mut c = connect(&db);
+    c.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
+    c.batch_execute("CALL golden360.refresh_silver()").expect("the default sample passes quality_gate = error");
+
+    assert_eq!(count(&mut c, "SELECT count(*) FROM golden360.quality_checks WHERE check_name = 'conservation' AND status = 'passed'"), 9);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM golden360.quality_checks WHERE status = 'failed'"), 0);
+    assert_eq!(quarantined(&mut c, "orders", "order_status_known"), dirt("order_unknown_status"));
+    assert_eq!(quarantined(&mut c, "orders", "delivered_has_delivery_date"), dirt("order_delivered_without_date"));
+    assert_eq!(quarantined(&mut c, "orders", "delivery_not_before_purchase"), dirt("order_delivery_before_purchase"));
+    assert_eq!(quarantined(&mut c, "customers", "customer_unique_id_present"), dirt("customer_empty_unique_id"));
+    assert_eq!(quarantined(&mut c, "order_items", "price_positive"), dirt("item_non_positive_price"));
+    assert_eq!(quarantined(&mut c, "order_payments", "payment_value_positive"), dirt("payment_non_positive"));
+    assert_eq!(quarantined(&mut c, "order_reviews", "review_score_in_range"), dirt("review_score_out_of_range"));
+    assert_eq!(quarantined(&mut c, "order_reviews", "review_score_present"), dirt("review_score_missing"));
+    assert_eq!(quarantined(&mut c, "geolocation", "lat_inside_brazil"), dirt("geolocation_outside_brazil"));
+    assert_eq!(count(&mut c, "SELECT duplicates FROM golden360.silver_runs WHERE table_name = 'customers'"), dirt("customer_duplicate"));
+    // Orphans, plus the items of orders that were themselves quarantined.
+    assert!(quarantined(&mut c, "order_items", "order_exists") >= dirt("item_orphan"));
+    assert!(count(&mut c, "SELECT count(*) FROM silver.order_items i WHERE NOT EXISTS (SELECT FROM silver.orders o WHERE o.order_id = i.order_id)") == 0);
+}
+
+/// Non-numeric review scores break the 100% type-compliance threshold.
+#[test]
+fn type_dirt_fails_the_gate_and_warn_lets_it_through() {
+    let db = fresh_database("silver_type_dirt");
+    let dir = ScratchDir::new("silver_type_dirt");
+    let summary = generate_with(&dir.0, 0.05, 21, &["--type-dirt"]);
+    let mut c = connect(&db);
+    c.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
+    let error = c.batch_execute("CALL golden360.refresh_silver()").unwrap_err();
+    let db_error = error.as_db_error().unwrap();
+    assert!(db_error.message().starts_with("silver quality gate failed: order_reviews.review_score_type"), "{}", db_error.message());
+    assert_eq!(count(&mut c, "SELECT count(*) FROM silver.order_reviews"), 0, "silver unchanged");
+    c.batch_execute("SET golden360.quality_gate = warn; CALL golden360.refresh_silver()").unwrap();
+    assert_eq!(quarantined(&mut c, "order_reviews", "review_score_type"), summary["dirt"]["review_score_non_numeric"].as_i64().unwrap());
+}
+
+/// The real Olist copy: 84% of items reference orders that are not there.
+#[test]
+fn the_real_olist_data_fails_on_references_and_warn_completes() {
+    let db = fresh_database("silver_real");
+    let mut c = connect(&db);
+    c.query("SELECT * FROM golden360.ingest_bronze($1)", &[&real_olist_dir().to_str().unwrap()]).unwrap();
+    let error = c.batch_execute("CALL golden360.refresh_silver()").unwrap_err();
+    let db_error = error.as_db_error().unwrap();
+    assert!(db_error.message().contains("order_items.order_exists"), "{}", db_error.message());
+    assert!(db_error.detail().unwrap_or("").contains("order_payments.order_exists"), "{:?}", db_error.detail());
+    assert_eq!(count(&mut c, "SELECT count(*) FROM silver.orders"), 0, "silver unchanged");
+
+    c.batch_execute("SET golden360.quality_gate = warn; CALL golden360.refresh_silver()").unwrap();
+    assert_eq!(count(&mut c, "SELECT count(*) FROM golden360.quality_checks WHERE check_name = 'conservation' AND status = 'passed'"), 9);
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM golden360.quality_checks WHERE kind = 'referential' AND status = 'failed'"),
+        2,
+        "order_items.order_exists and order_payments.order_exists"
+    );
+    assert_eq!(quarantined(&mut c, "order_payments", "payment_value_positive"), 9);
+    // Olist itself has 8 delivered orders without a delivery date.
+    assert_eq!(quarantined(&mut c, "orders", "delivered_has_delivery_date"), 8);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM silver.orders"), 16_810);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM silver.customers"), 99_441);
+    // Two categories have no English name and keep their Portuguese one.
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(DISTINCT p.product_category) FROM silver.products p
+              WHERE p.product_category_name IS NOT NULL
+                AND NOT EXISTS (SELECT FROM silver.category_translation t WHERE t.product_category_name = p.product_category_name)
+                AND p.product_category = p.product_category_name"
+        ),
+        2
+    );
+    let items_kept = count(&mut c, "SELECT count(*) FROM silver.order_items");
+    let orphans = quarantined(&mut c, "order_items", "order_exists");
+    assert_eq!(items_kept + orphans + count(&mut c, "SELECT count(*) FROM silver.quarantine WHERE table_name = 'order_items' AND reason <> 'order_exists'"), 112_650);
+    assert!(orphans > 90_000, "{orphans} orphan items");
+}
+
+/// While a refresh waits for a long-running reader to finish, new readers
+/// are not held up for long, a second refresh fails at once, and readers
+/// see the old silver until the new one is swapped in whole.
+#[test]
+fn a_refresh_runs_alone_does_not_block_readers_and_swaps_atomically() {
+    let db = fresh_database("silver_concurrency");
+    let dir = ScratchDir::new("silver_concurrency");
+    generate(&dir.0, 0.02, 5);
+    let mut setup = connect(&db);
+    setup.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
+    setup.batch_execute("CALL golden360.refresh_silver()").unwrap();
+    let old_customers = count(&mut setup, "SELECT count(*) FROM silver.customers");
+    // A second batch with more customers, so the generations differ.
+    generate(&dir.0, 0.03, 6);
+    setup.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
+
+    let mut long_reader = connect(&db);
+    long_reader.batch_execute("BEGIN; SELECT count(*) FROM silver.customers").unwrap();
+
+    let refresh_db = db.clone();
+    let refresh = std::thread::spawn(move || {
+        let started = Instant::now();
+        connect(&refresh_db).batch_execute("CALL golden360.refresh_silver()").map(|_| started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(1500)); // the build is done; the swap waits for long_reader
+
+    let mut second = connect(&db);
+    let started = Instant::now();
+    let error = second.batch_execute("CALL golden360.refresh_silver()").unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1), "the second refresh waited {:?}", started.elapsed());
+    assert!(error.as_db_error().unwrap().message().contains("another golden360.refresh_silver() is running"));
+
+    let mut reader = connect(&db);
+    for _ in 0..10 {
+        let started = Instant::now();
+        let n = count(&mut reader, "SELECT count(*) FROM silver.customers");
+        assert_eq!(n, old_customers, "readers see the old silver until the swap commits");
+        assert!(started.elapsed() < Duration::from_millis(500), "a reader waited {:?}", started.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!refresh.is_finished(), "the swap should be waiting for the long-running reader");
+
+    long_reader.batch_execute("COMMIT").unwrap();
+    refresh.join().unwrap().expect("the refresh completes once the reader is done");
+    let new_customers = count(&mut reader, "SELECT count(*) FROM silver.customers");
+    assert!(new_customers > old_customers, "{new_customers} > {old_customers}");
+    assert_eq!(
+        count(&mut reader, "SELECT count(*) FROM silver.customers c WHERE NOT EXISTS (SELECT FROM silver.orders o WHERE o.customer_id = c.customer_id)")
+            < new_customers,
+        true
+    );
+}
