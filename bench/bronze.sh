@@ -12,17 +12,19 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
+# `cargo pgrx test` installs a debug build into the same PostgreSQL: measure
+# the release build.
+"$here/scripts/install-extension.sh" >/dev/null
+"$here/scripts/cluster.sh" start
 RUNS=${RUNS:-3}
-db=g360_bench
 data=$(sample_dir 1)
 sample_dir 5 >/dev/null
 
-psql_db() { "$here/scripts/cluster.sh" psql -d "$db" -v ON_ERROR_STOP=1 -Atq "$@"; }
-"$here/scripts/cluster.sh" psql -Atqc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-psql_db -c "CREATE EXTENSION golden360"
+bench_fresh_db
+bench_psql -c "CREATE EXTENSION golden360"
 
 # The COPY baseline's tables, derived from the same registry.
-psql_db <<'SQL'
+bench_psql <<'SQL'
 CREATE SCHEMA baseline;
 DO $$
 DECLARE f record;
@@ -33,27 +35,25 @@ BEGIN
     END LOOP;
 END $$;
 SQL
-copy_sql=$(psql_db -c "SELECT string_agg(format('COPY baseline.%I FROM %L (FORMAT csv, HEADER true);',
+copy_sql=$(bench_psql -c "SELECT string_agg(format('COPY baseline.%I FROM %L (FORMAT csv, HEADER true);',
                                    table_name, '$data/' || file_name), E'\n')
                         FROM golden360.source_files()")
-rows=$(psql_db -c "SELECT sum(rows) FROM golden360.ingest_bronze('$data')")
+rows=$(bench_psql -c "SELECT sum(rows) FROM golden360.ingest_bronze('$data')")
 bytes=$(du -cb "$data"/*.csv | tail -1 | cut -f1)
 
-now_ms() { date +%s%3N; }
 time_bronze() {
-    psql_db -c "DROP EXTENSION golden360 CASCADE" -c "CREATE EXTENSION golden360" -c "CHECKPOINT"
+    bench_psql -c "DROP EXTENSION golden360 CASCADE" -c "CREATE EXTENSION golden360" -c "CHECKPOINT"
     local t0; t0=$(now_ms)
-    psql_db -c "SELECT count(*) FROM golden360.ingest_bronze('$data')" >/dev/null
+    bench_psql -c "SELECT count(*) FROM golden360.ingest_bronze('$data')" >/dev/null
     echo $(( $(now_ms) - t0 ))
 }
 time_copy() {
-    psql_db -c "SELECT format('TRUNCATE baseline.%I;', table_name) FROM golden360.source_files()" | psql_db >/dev/null
-    psql_db -c "CHECKPOINT"
+    bench_psql -c "SELECT format('TRUNCATE baseline.%I;', table_name) FROM golden360.source_files()" | bench_psql >/dev/null
+    bench_psql -c "CHECKPOINT"
     local t0; t0=$(now_ms)
-    { echo "BEGIN;"; echo "$copy_sql"; echo "COMMIT;"; } | psql_db >/dev/null
+    { echo "BEGIN;"; echo "$copy_sql"; echo "COMMIT;"; } | bench_psql >/dev/null
     echo $(( $(now_ms) - t0 ))
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 cat "$data"/*.csv >/dev/null # warm the page cache for both sides
 bronze_runs=(); copy_runs=()
@@ -67,12 +67,12 @@ c=$(printf '%s\n' "${copy_runs[@]}" | median)
 # Peak private memory of the ingesting backend.
 peak_memory() { # scale -> "rss_anon_peak_kb vm_hwm_kb"
     local dir; dir=$(sample_dir "$1")
-    psql_db -c "DROP EXTENSION golden360 CASCADE" -c "CREATE EXTENSION golden360"
-    PGAPPNAME=g360-bench-mem "$here/scripts/cluster.sh" psql -d "$db" -Atqc \
+    bench_psql -c "DROP EXTENSION golden360 CASCADE" -c "CREATE EXTENSION golden360"
+    PGAPPNAME=g360-bench-mem "$here/scripts/cluster.sh" psql -d "$BENCH_DB" -Atqc \
         "SELECT pg_sleep(0.3); SELECT count(*) FROM golden360.ingest_bronze('$dir')" >/dev/null &
     local client=$! pid="" peak=0 hwm=0
     until [ -n "$pid" ]; do
-        pid=$(psql_db -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'g360-bench-mem'")
+        pid=$(bench_psql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'g360-bench-mem'")
     done
     while kill -0 "$client" 2>/dev/null; do
         read -r anon vm < <(awk '/^RssAnon/{a=$2} /^VmHWM/{h=$2} END{print a+0, h+0}' "/proc/$pid/status" 2>/dev/null || echo "0 0")

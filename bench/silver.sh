@@ -7,25 +7,25 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
+# `cargo pgrx test` installs a debug build into the same PostgreSQL: measure
+# the release build.
+"$here/scripts/install-extension.sh" >/dev/null
+"$here/scripts/cluster.sh" start
 RUNS=${RUNS:-3}
-db=g360_bench
 data=$(sample_dir 1)
-psql_db() { "$here/scripts/cluster.sh" psql -d "$db" -v ON_ERROR_STOP=1 -Atq "$@"; }
-"$here/scripts/cluster.sh" psql -Atqc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+bench_fresh_db
 
 bronze_runs=() silver_runs=() tables=""
 cat "$data"/*.csv >/dev/null
 for run in $(seq "$RUNS"); do
-    psql_db -c "DROP EXTENSION IF EXISTS golden360 CASCADE" -c "CREATE EXTENSION golden360" -c "CHECKPOINT"
+    bench_psql -c "DROP EXTENSION IF EXISTS golden360 CASCADE" -c "CREATE EXTENSION golden360" -c "CHECKPOINT"
     t0=$(now_ms)
-    psql_db -c "SELECT count(*) FROM golden360.ingest_bronze('$data')" >/dev/null
+    bench_psql -c "SELECT count(*) FROM golden360.ingest_bronze('$data')" >/dev/null
     t1=$(now_ms)
-    psql_db -c "CALL golden360.refresh_silver()" 2>/dev/null
+    bench_psql -c "CALL golden360.refresh_silver()" 2>/dev/null
     t2=$(now_ms)
     bronze_runs+=($((t1 - t0))) silver_runs+=($((t2 - t1)))
-    this=$(psql_db -F ' ' -c "SELECT table_name, round(millis), bronze_rows, silver_rows, duplicates, quarantined
+    this=$(bench_psql -F ' ' -c "SELECT table_name, round(millis), bronze_rows, silver_rows, duplicates, quarantined
                                 FROM golden360.silver_runs ORDER BY millis DESC")
     [ "$((t2 - t1))" = "$(printf '%s\n' "${silver_runs[@]}" | median)" ] && tables=$this
     [ -z "$tables" ] && tables=$this

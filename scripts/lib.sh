@@ -13,3 +13,12 @@ sample_dir() {
     fi
     echo "$dir"
 }
+
+# Benchmarks: a scratch database, a psql on it, and timing helpers.
+BENCH_DB=g360_bench
+bench_psql() { "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/cluster.sh" psql -d "$BENCH_DB" -v ON_ERROR_STOP=1 -Atq "$@"; }
+bench_fresh_db() {
+    "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/cluster.sh" psql -Atqc "DROP DATABASE IF EXISTS $BENCH_DB" -c "CREATE DATABASE $BENCH_DB"
+}
+now_ms() { date +%s%3N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -122,6 +122,23 @@ impl BulkInsert {
         unsafe { (*self.rel).rd_att }
     }
 
+    /// Fail unless the table's columns are exactly `expected`, in order:
+    /// rows are built positionally, so a drifted table must stop the load.
+    pub fn expect_columns(&self, expected: &[&str]) {
+        let found: Vec<String> = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(self.tuple_desc()) }
+            .iter()
+            .map(|a| a.name().to_string())
+            .collect();
+        if found != expected {
+            raise(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!("{} does not have the columns golden360 declares", self.name),
+                Some(format!("expected: {}\nfound:    {}", expected.join(", "), found.join(", "))),
+                "Reinstall the extension (DROP EXTENSION golden360 CASCADE; CREATE EXTENSION golden360).",
+            );
+        }
+    }
+
     /// The memory context values for the current batch may be allocated in
     /// (freed at the next flush).
     pub fn batch_context(&self) -> pg_sys::MemoryContext {

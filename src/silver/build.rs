@@ -567,18 +567,7 @@ impl SilverWriter {
         });
         let insert = BulkInsert::open(relid, &name);
         let expected: Vec<&str> = spec.columns.iter().map(|c| c.name).chain(["_batch_id", "_row_number"]).collect();
-        let found: Vec<String> = unsafe { PgTupleDesc::from_pg_unchecked(insert.tuple_desc()) }
-            .iter()
-            .map(|a| a.name().to_string())
-            .collect();
-        if found != expected {
-            raise(
-                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                format!("{name} does not have the columns golden360 declares"),
-                Some(format!("expected: {}\nfound:    {}", expected.join(", "), found.join(", "))),
-                "Reinstall the extension, or ALTER EXTENSION golden360 UPDATE.",
-            );
-        }
+        insert.expect_columns(&expected);
         let n = expected.len();
         SilverWriter {
             insert,
@@ -643,16 +632,7 @@ impl QuarantineWriter {
             raise(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("{name} does not exist"), None, "Reinstall the extension.")
         });
         let insert = BulkInsert::open(relid, &name);
-        let found: Vec<String> =
-            unsafe { PgTupleDesc::from_pg_unchecked(insert.tuple_desc()) }.iter().map(|a| a.name().to_string()).collect();
-        if found != QUARANTINE_COLUMNS {
-            raise(
-                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                "silver.quarantine does not have the columns golden360 declares",
-                Some(format!("expected: {}\nfound:    {}", QUARANTINE_COLUMNS.join(", "), found.join(", "))),
-                "Reinstall the extension.",
-            );
-        }
+        insert.expect_columns(&QUARANTINE_COLUMNS);
         QuarantineWriter { insert }
     }
 
