@@ -128,7 +128,9 @@ enum RankValue {
 /// Greater wins. `Option`'s order puts NULL lowest: DESC, NULLs last.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Rank {
-    prefer: Vec<Option<RankValue>>,
+    /// Only reviews have preference columns; boxed, so other tables' sort
+    /// records stay small.
+    prefer: Option<Box<[Option<RankValue>]>>,
     batch: i64,
     row: i64,
 }
@@ -224,6 +226,7 @@ impl Plan {
     }
 
     /// Type every column; `Err(())` marks a present value not of its type.
+    #[inline(always)]
     fn type_row<'a>(&self, raw: &[&'a [u8]], context: &Context) -> SmallVec<[Result<Value<'a>, ()>; MAX_COLUMNS]> {
         let mut out = SmallVec::new();
         for (c, field) in self.spec.columns.iter().zip(raw) {
@@ -265,6 +268,7 @@ impl Plan {
     }
 
     /// The index of the first rule the typed row fails, if any.
+    #[inline(always)]
     fn first_failure(&self, raw: &[&[u8]], typed: &[Result<Value, ()>], context: &Context, buf: &mut Vec<u8>) -> Option<usize> {
         let value = |c: usize| typed[c].as_ref().unwrap_or(&Value::Null);
         self.compiled.iter().position(|rule| {
@@ -317,7 +321,8 @@ fn build_table(spec: &'static TableSpec, schema: &str, context: &mut Context, qu
         }
         verdicts.push(0);
         let values: SmallVec<[&Value; MAX_COLUMNS]> = typed.iter().map(|v| v.as_ref().unwrap_or(&Value::Null)).collect();
-        let rank = Rank { prefer: plan.prefer.iter().map(|&c| values[c].rank()).collect(), batch: scanned.batch, row: scanned.row };
+        let prefer = (!plan.prefer.is_empty()).then(|| plan.prefer.iter().map(|&c| values[c].rank()).collect());
+        let rank = Rank { prefer, batch: scanned.batch, row: scanned.row };
         candidates.push((plan.key_hash(&values, &mut buf), rank, at));
     });
     let bronze_rows = i64::from(position);

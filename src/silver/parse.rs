@@ -138,7 +138,9 @@ pub fn double(s: &[u8]) -> Option<f64> {
     if !mantissa_ok || !exponent_ok {
         return None;
     }
-    std::str::from_utf8(s).ok()?.parse::<f64>().ok().filter(|v| v.is_finite())
+    // SAFETY: the checks above admit only ASCII sign, digits, '.', 'e', 'E'.
+    let ascii = unsafe { std::str::from_utf8_unchecked(s) };
+    ascii.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 /// City and state: trimmed, inner runs of spaces and tabs collapsed to one
