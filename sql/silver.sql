@@ -209,7 +209,9 @@ END
 $$;
 
 CREATE PROCEDURE golden360.refresh_silver()
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET jit = off  -- its check queries are cheap; JIT compilation is not
+AS $$
 DECLARE
     run bigint;
     t record;

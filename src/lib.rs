@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 
 mod bronze;
 mod bulk;
+mod gold;
 mod error;
 mod olist;
 mod ops;
@@ -29,6 +30,12 @@ extension_sql_file!(
         silver::golden360::silver_rule_list,
         silver::golden360::build_silver
     ]
+);
+
+extension_sql_file!(
+    "../sql/gold.sql",
+    name = "gold",
+    requires = ["silver", gold::golden360::golden_id, gold::golden360::ltv_segment, gold::golden360::sorted_ids]
 );
 
 #[pg_guard]

@@ -23,6 +23,25 @@ pub enum QualityGate {
 
 static QUALITY_GATE: GucSetting<QualityGate> = GucSetting::<QualityGate>::new(QualityGate::Error);
 
+/// LTV segment thresholds on total_spend (BRL): VIP > vip; High >= high and
+/// <= vip; Medium >= medium and < high; Low below.
+static LTV_VIP_ABOVE: GucSetting<f64> = GucSetting::<f64>::new(5000.0);
+static LTV_HIGH_FROM: GucSetting<f64> = GucSetting::<f64>::new(1000.0);
+static LTV_MEDIUM_FROM: GucSetting<f64> = GucSetting::<f64>::new(200.0);
+
+/// The segment of a total spend under the current settings.
+pub fn ltv_segment(spend: f64) -> &'static str {
+    if spend > LTV_VIP_ABOVE.get() {
+        "VIP"
+    } else if spend >= LTV_HIGH_FROM.get() {
+        "High"
+    } else if spend >= LTV_MEDIUM_FROM.get() {
+        "Medium"
+    } else {
+        "Low"
+    }
+}
+
 pub fn register_settings() {
     GucRegistry::define_enum_guc(
         c"golden360.quality_gate",
@@ -32,6 +51,22 @@ pub fn register_settings() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    for (name, description, setting) in [
+        (c"golden360.ltv_vip_above", c"total_spend above which a person is VIP.", &LTV_VIP_ABOVE),
+        (c"golden360.ltv_high_from", c"total_spend from which a person is High (up to the VIP threshold).", &LTV_HIGH_FROM),
+        (c"golden360.ltv_medium_from", c"total_spend from which a person is Medium (below High).", &LTV_MEDIUM_FROM),
+    ] {
+        GucRegistry::define_float_guc(
+            name,
+            description,
+            c"Used by golden360.refresh_gold() for gold.unified_customer_360.ltv_segment.",
+            setting,
+            0.0,
+            1e12,
+            GucContext::Userset,
+            GucFlags::default(),
+        );
+    }
     GucRegistry::define_string_guc(
         c"golden360.data_dir",
         c"Directory that golden360.ingest_bronze may read from (empty: any absolute path).",

@@ -343,10 +343,13 @@ fn order(seed: u64, sizes: &Sizes, index: u64) -> Order {
     Order { exists, status, purchase, approved, carrier, delivered, estimated, items }
 }
 
-/// A long-tailed price, 0.85 .. ~6,700 BRL.
+/// A long-tailed price, 0.85 .. ~6,700 BRL: mostly under 200, 1% in the
+/// thousands (Olist's shape), so every LTV segment has people.
 fn price_cents(r: &mut Rng) -> i64 {
     let u = r.unit();
-    ((85.0 + 20_000.0 * u * u * u * u) + r.unit() * 1500.0 * u * u * u) as i64
+    let base = (85.0 + 20_000.0 * u * u * u * u) + r.unit() * 1500.0 * u * u * u;
+    let tail = if r.chance(0.01) { 50_000.0 + r.unit() * 620_000.0 } else { 0.0 };
+    (base + tail) as i64
 }
 
 /// Customer `index`: its person (customer_unique_id index) and address.

@@ -1,0 +1,72 @@
+//! Gold across connections and on whole data sets.
+
+use golden360_it::{connect, count, fresh_database, generate, real_olist_dir, ScratchDir};
+use std::time::{Duration, Instant};
+
+fn cross_checks_passed(c: &mut postgres::Client) -> i64 {
+    count(c, "SELECT count(*) FROM golden360.quality_checks WHERE layer = 'gold' AND status = 'passed' AND run_id = (SELECT max(run_id) FROM golden360.gold_runs)")
+}
+
+#[test]
+fn cross_checks_hold_on_the_generated_sample_and_the_real_data() {
+    let db = fresh_database("gold_sample");
+    let dir = ScratchDir::new("gold_sample");
+    generate(&dir.0, 0.05, 8);
+    let mut c = connect(&db);
+    c.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
+    c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    assert_eq!(cross_checks_passed(&mut c), 7);
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM gold.unified_customer_360"),
+        count(&mut c, "SELECT count(DISTINCT customer_unique_id) FROM silver.customers")
+    );
+    assert!(count(&mut c, "SELECT count(DISTINCT ltv_segment) FROM gold.unified_customer_360") >= 3);
+
+    let db = fresh_database("gold_real");
+    let mut c = connect(&db);
+    c.query("SELECT * FROM golden360.ingest_bronze($1)", &[&real_olist_dir().to_str().unwrap()]).unwrap();
+    c.batch_execute("SET golden360.quality_gate = warn; CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    assert_eq!(cross_checks_passed(&mut c), 7);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM gold.identity_bridge"), 99_441);
+}
+
+/// A refresh neither waits for a long-running reader nor blocks new ones;
+/// the reader keeps its snapshot of the old gold, later readers see the new.
+#[test]
+fn a_refresh_does_not_wait_for_readers_and_swaps_atomically() {
+    let db = fresh_database("gold_readers");
+    let dir = ScratchDir::new("gold_readers");
+    generate(&dir.0, 0.02, 9);
+    let mut setup = connect(&db);
+    setup.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
+    setup.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    let old_people = count(&mut setup, "SELECT count(*) FROM gold.unified_customer_360");
+    generate(&dir.0, 0.03, 10); // a second batch: more people
+    setup.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
+    setup.batch_execute("CALL golden360.refresh_silver()").unwrap();
+
+    let mut long_reader = connect(&db);
+    long_reader.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").unwrap();
+    assert_eq!(count(&mut long_reader, "SELECT count(*) FROM gold.unified_customer_360"), old_people);
+
+    let refresh_db = db.clone();
+    let refresh = std::thread::spawn(move || {
+        let started = Instant::now();
+        connect(&refresh_db).batch_execute("CALL golden360.refresh_gold()").map(|_| started.elapsed())
+    });
+    let mut reader = connect(&db);
+    while !refresh.is_finished() {
+        let started = Instant::now();
+        let n = count(&mut reader, "SELECT count(*) FROM gold.unified_customer_360");
+        assert_eq!(n, old_people, "a reader saw a half-built gold");
+        assert!(started.elapsed() < Duration::from_millis(500), "a reader waited {:?}", started.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = refresh.join().unwrap().expect("the refresh completes while the long reader is still open");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+
+    assert_eq!(count(&mut long_reader, "SELECT count(*) FROM gold.unified_customer_360"), old_people, "its snapshot is kept");
+    long_reader.batch_execute("COMMIT").unwrap();
+    let new_people = count(&mut reader, "SELECT count(*) FROM gold.unified_customer_360");
+    assert!(new_people > old_people, "{new_people} > {old_people}");
+}

@@ -1,0 +1,205 @@
+//! Gold against a hand-computed fixture: five people, every column.
+
+#[pgrx::pg_schema]
+mod tests {
+    use crate::testing::*;
+    use pgrx::prelude::*;
+
+    const CUSTOMERS: &str = "customer_id,customer_unique_id,customer_zip_code_prefix,customer_city,customer_state
+a1,A,01001,são paulo,SP
+a2,A,01002,campinas,SP
+a3,A,20000,rio de janeiro,RJ
+b1,B,30000,belo horizonte,MG
+c1,C,40000,salvador,BA
+d1,D,50000,recife,PE
+e1,E,60000,fortaleza,CE
+";
+    // A: oa3 (canceled) is the earliest purchase of any status, so a3 is
+    // canonical; oa2 is the latest, so a2 gives the address.
+    const ORDERS: &str = "order_id,customer_id,order_status,order_purchase_timestamp,order_approved_at,order_delivered_carrier_date,order_delivered_customer_date,order_estimated_delivery_date
+oa1,a1,delivered,2018-01-10 10:00:00,,,2018-01-15 10:00:00,2018-01-30
+oa2,a2,delivered,2018-03-01 09:00:00,,,2018-03-05 09:00:00,2018-03-20
+oa3,a3,canceled,2017-12-01 08:00:00,,,,2017-12-20
+oc1,c1,unavailable,2018-02-01 08:00:00,,,,2018-02-20
+od1,d1,shipped,2018-04-01 12:00:00,,,,2018-04-20
+oe1,e1,delivered,2018-05-01 12:00:00,,,2018-05-03 12:00:00,2018-05-20
+oe2,e1,shipped,2018-05-05 12:00:00,,,,2018-05-25
+oe3,e1,shipped,2018-05-10 23:59:59,,,,2018-05-30
+";
+    // oe2 has no payment: value 0, still counted.
+    const PAYMENTS: &str = "order_id,payment_sequential,payment_type,payment_installments,payment_value
+oa1,1,credit_card,1,100.00
+oa2,1,boleto,1,250.50
+oa3,1,voucher,1,40.00
+oc1,1,boleto,1,30.00
+od1,1,credit_card,3,60.00
+od1,2,voucher,1,15.25
+oe1,1,credit_card,10,600.00
+oe3,1,boleto,1,400.00
+";
+    // pZ is not a product: counted in items and products, not categories.
+    const ITEMS: &str = "order_id,order_item_id,product_id,seller_id,shipping_limit_date,price,freight_value
+oa1,1,pA,s1,2018-01-12,90,10
+oa2,1,pB,s1,2018-03-03,200,20
+oa2,2,pA,s1,2018-03-03,25,5.5
+oa3,1,pB,s1,2017-12-03,30,10
+od1,1,pX,s1,2018-04-03,50,5
+od1,2,pY,s1,2018-04-03,10,0.25
+od1,3,pZ,s1,2018-04-03,5,5
+oe1,1,pA,s1,2018-05-03,590,10
+oe3,1,pB,s1,2018-05-12,390,10
+";
+    const PRODUCTS: &str = "product_id,product_category_name,product_name_lenght,product_description_lenght,product_photos_qty,product_weight_g,product_length_cm,product_height_cm,product_width_cm
+pA,beleza_saude,1,1,1,1,1,1,1
+pB,esporte_lazer,1,1,1,1,1,1,1
+pX,telefonia,1,1,1,1,1,1,1
+pY,audio,1,1,1,1,1,1,1
+";
+    const TRANSLATION: &str = "product_category_name,product_category_name_english
+beleza_saude,health_beauty
+telefonia,telephony
+audio,audio
+";
+    // A's reviews: 4 on oa1 and 2 on the canceled oa3 (reviews of all orders).
+    const REVIEWS: &str = "review_id,order_id,review_score,review_comment_title,review_comment_message,review_creation_date,review_answer_timestamp
+r1,oa1,4,,,2018-01-16,2018-01-17
+r2,oa3,2,,,2017-12-05,2017-12-06
+r3,od1,5,,,2018-04-05,2018-04-06
+";
+    const GEOLOCATION: &str = "geolocation_zip_code_prefix,geolocation_lat,geolocation_lng,geolocation_city,geolocation_state
+01002,-22.90,-47.06,campinas,SP
+01002,-22.92,-47.08,campinas,SP
+40000,-12.97,-38.50,salvador,BA
+";
+    const SELLERS: &str = "seller_id,seller_zip_code_prefix,seller_city,seller_state\ns1,01001,sao paulo,SP\n";
+
+    fn load_fixture(name: &str) -> Fixture {
+        let fx = Fixture::new(name);
+        for (file, content) in [
+            ("olist_customers_dataset.csv", CUSTOMERS),
+            ("olist_orders_dataset.csv", ORDERS),
+            ("olist_order_payments_dataset.csv", PAYMENTS),
+            ("olist_order_items_dataset.csv", ITEMS),
+            ("olist_products_dataset.csv", PRODUCTS),
+            ("product_category_name_translation.csv", TRANSLATION),
+            ("olist_order_reviews_dataset.csv", REVIEWS),
+            ("olist_geolocation_dataset.csv", GEOLOCATION),
+            ("olist_sellers_dataset.csv", SELLERS),
+        ] {
+            fx.write(file, content.as_bytes());
+        }
+        ingest(fx.path(), false);
+        Spi::run("CALL golden360.refresh_silver()").unwrap();
+        Spi::run("CALL golden360.refresh_gold()").unwrap();
+        fx
+    }
+
+    fn row(person: &str) -> String {
+        one::<String>(&format!(
+            "SELECT concat_ws(' | ', customer_id, customer_ids::text, order_count, canceled_order_count, total_spend,
+                              avg_order_value, max_single_order, coalesce(first_order_date::text, '-'),
+                              coalesce(last_order_date::text, '-'), total_items, unique_products,
+                              coalesce(favorite_category, '-'), product_diversity, coalesce(avg_review_score::text, '-'),
+                              total_reviews, ltv_segment, coalesce(recency_score::text, '-'),
+                              coalesce(frequency_score::text, '-'), coalesce(monetary_score::text, '-'),
+                              coalesce(rfm_segment, '-'), geographic_state, geographic_city, geographic_zip)
+               FROM gold.unified_customer_360 WHERE customer_unique_id = '{person}'"
+        ))
+    }
+
+    #[pg_test]
+    fn every_column_of_every_person_is_as_computed_by_hand() {
+        let _fx = load_fixture("gold-fixture");
+        assert_eq!(one::<i64>("SELECT count(*) FROM gold.unified_customer_360"), 5);
+        // R: A 03-01 < D 04-01 < E 05-10; F: D 1 < A 2 < E 3; M: D 75.25 < A 350.50 < E 1000.
+        // ntile(5) over three people gives 1, 2, 3. FM = (F + M + 1) / 2.
+        assert_eq!(
+            row("A"),
+            "a3 | {a1,a2,a3} | 2 | 1 | 350.50 | 175.25 | 250.50 | 2018-01-10 | 2018-03-01 | 3 | 2 | health_beauty | \
+             1.0000 | 3.00 | 2 | Medium | 1 | 2 | 2 | Hibernating | SP | CAMPINAS | 1002"
+        );
+        assert_eq!(
+            row("B"),
+            "b1 | {b1} | 0 | 0 | 0.00 | 0.00 | 0.00 | - | - | 0 | 0 | - | 0.0000 | - | 0 | Low | - | - | - | - | MG | BELO HORIZONTE | 30000"
+        );
+        assert_eq!(
+            row("C"),
+            "c1 | {c1} | 0 | 1 | 0.00 | 0.00 | 0.00 | - | - | 0 | 0 | - | 0.0000 | - | 0 | Low | - | - | - | - | BA | SALVADOR | 40000"
+        );
+        // D: two payments (60 + 15.25); a 1-1 tie audio/telephony goes to
+        // audio; pZ is no product: 3 items, 3 products, 2 categories.
+        assert_eq!(
+            row("D"),
+            "d1 | {d1} | 1 | 0 | 75.25 | 75.25 | 75.25 | 2018-04-01 | 2018-04-01 | 3 | 3 | audio | 2.0000 | 5.00 | 1 | Low | 2 | 1 | 1 | Hibernating | PE | RECIFE | 50000"
+        );
+        // E: oe2 has no payment (value 0, counted); 1000.00 is High; the tie
+        // esporte_lazer (no translation) / health_beauty goes to esporte_lazer.
+        assert_eq!(
+            row("E"),
+            "e1 | {e1} | 3 | 0 | 1000.00 | 333.33 | 600.00 | 2018-05-01 | 2018-05-10 | 2 | 2 | esporte_lazer | 0.6667 | - | 0 | High | 3 | 3 | 3 | Need Attention | CE | FORTALEZA | 60000"
+        );
+        // Latitude/longitude: the unrounded mean of the zip's points.
+        assert!(one::<bool>(
+            "SELECT abs(latitude - (-22.90 + -22.92) / 2) < 1e-12 AND abs(longitude - (-47.06 + -47.08) / 2) < 1e-12
+               FROM gold.unified_customer_360 WHERE customer_unique_id = 'A'"
+        ));
+        assert!(one::<bool>("SELECT latitude IS NULL AND longitude IS NULL FROM gold.unified_customer_360 WHERE customer_unique_id = 'E'"));
+        assert!(one::<bool>("SELECT latitude = -12.97 FROM gold.unified_customer_360 WHERE customer_unique_id = 'C'"));
+        // The bridge: every customer_id to its person's golden record.
+        assert_eq!(
+            one::<String>("SELECT string_agg(b.customer_id || '>' || g.customer_unique_id, ',' ORDER BY b.customer_id) FROM gold.identity_bridge b JOIN gold.unified_customer_360 g USING (golden_id)"),
+            "a1>A,a2>A,a3>A,b1>B,c1>C,d1>D,e1>E"
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM golden360.quality_checks WHERE layer = 'gold' AND status = 'passed'"),
+            7
+        );
+    }
+
+    #[pg_test]
+    fn golden_id_is_the_specs_sha256_and_survives_a_new_order() {
+        let fx = load_fixture("gold-id");
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM gold.unified_customer_360
+                  WHERE golden_id <> encode(sha256(convert_to(customer_unique_id || customer_id, 'UTF8')), 'hex')"
+            ),
+            0
+        );
+        let before = one::<String>("SELECT golden_id FROM gold.unified_customer_360 WHERE customer_unique_id = 'A'");
+        // A new, later order of A (and of a new customer_id of A) arrives.
+        fx.write("olist_customers_dataset.csv", format!("{CUSTOMERS}a4,A,01001,são paulo,SP\n").as_bytes());
+        fx.write("olist_orders_dataset.csv", format!("{ORDERS}oa4,a4,shipped,2018-06-01 10:00:00,,,,2018-06-20\n").as_bytes());
+        ingest(fx.path(), false);
+        Spi::run("CALL golden360.refresh_silver()").unwrap();
+        Spi::run("CALL golden360.refresh_gold()").unwrap();
+        assert_eq!(one::<String>("SELECT golden_id FROM gold.unified_customer_360 WHERE customer_unique_id = 'A'"), before);
+        assert_eq!(
+            one::<String>("SELECT customer_ids::text || ' ' || order_count || ' ' || geographic_city FROM gold.unified_customer_360 WHERE customer_unique_id = 'A'"),
+            "{a1,a2,a3,a4} 3 SÃO PAULO"
+        );
+    }
+
+    #[pg_test]
+    fn ltv_segments_follow_the_thresholds_at_their_boundaries() {
+        let segments = one::<String>(
+            "SELECT string_agg(golden360.ltv_segment(v), ',' ORDER BY v)
+               FROM unnest(ARRAY[0, 199.99, 200.00, 999.99, 1000.00, 5000.00, 5000.01]::numeric[]) v",
+        );
+        assert_eq!(segments, "Low,Low,Medium,Medium,High,High,VIP");
+        Spi::run("SET LOCAL golden360.ltv_vip_above = 3000").unwrap();
+        assert_eq!(one::<String>("SELECT golden360.ltv_segment(3000.01)"), "VIP");
+    }
+
+    #[pg_test]
+    fn the_rfm_map_is_the_specs_table() {
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(segment, '|' ORDER BY recency DESC, fm) FROM golden360.rfm_segments WHERE recency IN (5, 3, 1)"
+            ),
+            "New Customers|Potential Loyalists|Potential Loyalists|Champions|Champions|\
+             About to Sleep|About to Sleep|Need Attention|Loyal Customers|Loyal Customers|\
+             Hibernating|Hibernating|At Risk|At Risk|Cannot Lose Them"
+        );
+    }
+}
