@@ -1,5 +1,5 @@
 # Convenience targets; each is one script under scripts/ or bench/.
-.PHONY: setup demo test bench bench-bronze bench-silver install cluster-start cluster-stop psql
+.PHONY: setup demo test bench bench-bronze bench-silver bench-gold install cluster-start cluster-stop psql
 
 setup:
 	scripts/setup.sh
@@ -9,11 +9,13 @@ test:
 	scripts/test.sh
 install:
 	scripts/install-extension.sh
-bench: bench-bronze bench-silver
+bench: bench-bronze bench-silver bench-gold
 bench-bronze:
 	bench/bronze.sh
 bench-silver:
 	bench/silver.sh
+bench-gold:
+	bench/gold.sh
 cluster-start:
 	scripts/cluster.sh start
 cluster-stop:

@@ -7,7 +7,6 @@ CREATE TABLE gold.identity_bridge (
     customer_unique_id text COLLATE "C" NOT NULL,
     golden_id          text COLLATE "C" NOT NULL
 );
-CREATE INDEX identity_bridge_by_golden_id ON gold.identity_bridge (golden_id);
 COMMENT ON TABLE gold.identity_bridge IS 'Every silver customer_id and the person (golden record) it belongs to';
 
 CREATE TABLE gold.unified_customer_360 (
@@ -224,10 +223,12 @@ BEGIN
     -- until this commits; no lock stops them, and none of theirs stops this.
     DELETE FROM gold.unified_customer_360;
     DELETE FROM gold.identity_bridge;
-    INSERT INTO gold.unified_customer_360 SELECT * FROM golden360.compute_customer_360();
+    -- Key order makes the primary-key inserts sequential.
+    INSERT INTO gold.unified_customer_360 SELECT * FROM golden360.compute_customer_360() ORDER BY golden_id;
     INSERT INTO gold.identity_bridge (customer_id, customer_unique_id, golden_id)
     SELECT c.customer_id, c.customer_unique_id, g.golden_id
-      FROM silver.customers c JOIN gold.unified_customer_360 g USING (customer_unique_id);
+      FROM silver.customers c JOIN gold.unified_customer_360 g USING (customer_unique_id)
+     ORDER BY c.customer_id;
 
     -- Cross-checks, each against silver computed independently.
     PERFORM golden360.record_check(run, 'gold', 'unified_customer_360', x.check_name, 'cross-check',

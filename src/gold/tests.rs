@@ -191,6 +191,49 @@ r3,od1,5,,,2018-04-05,2018-04-06
         assert_eq!(one::<String>("SELECT golden360.ltv_segment(3000.01)"), "VIP");
     }
 
+    /// Equal last_order_date, order_count and total_spend: ntile order is
+    /// decided by golden_id, byte order.
+    #[pg_test]
+    fn rfm_ties_are_broken_by_golden_id() {
+        let fx = Fixture::new("gold-rfm-ties");
+        let mut customers = String::from("customer_id,customer_unique_id,customer_zip_code_prefix,customer_city,customer_state\n");
+        let mut orders = String::from("order_id,customer_id,order_status,order_purchase_timestamp,order_approved_at,order_delivered_carrier_date,order_delivered_customer_date,order_estimated_delivery_date\n");
+        let mut payments = String::from("order_id,payment_sequential,payment_type,payment_installments,payment_value\n");
+        for n in 0..10 {
+            customers.push_str(&format!("c{n},P{n},1000,x,SP\n"));
+            orders.push_str(&format!("o{n},c{n},shipped,2018-01-01 10:00:00,,,,2018-01-20\n"));
+            payments.push_str(&format!("o{n},1,boleto,1,50.00\n"));
+        }
+        for (file, content) in [
+            ("olist_customers_dataset.csv", customers),
+            ("olist_orders_dataset.csv", orders),
+            ("olist_order_payments_dataset.csv", payments),
+        ] {
+            fx.write(file, content.as_bytes());
+        }
+        for file in ["olist_order_items_dataset.csv", "olist_order_reviews_dataset.csv", "olist_products_dataset.csv",
+                     "olist_sellers_dataset.csv", "olist_geolocation_dataset.csv", "product_category_name_translation.csv"] {
+            let source = crate::olist::SOURCE_FILES.iter().find(|f| f.file_name == file).unwrap();
+            fx.write(file, format!("{}\n", source.columns.join(",")).as_bytes());
+        }
+        ingest(fx.path(), false);
+        Spi::run("CALL golden360.refresh_silver()").unwrap();
+        Spi::run("CALL golden360.refresh_gold()").unwrap();
+        // Ten people, all tied: in golden_id byte order they get 1,1,2,2,...,5,5
+        // on every score.
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(format('%s%s%s', recency_score, frequency_score, monetary_score), ' ' ORDER BY golden_id COLLATE \"C\")
+                   FROM gold.unified_customer_360"
+            ),
+            "111 111 222 222 333 333 444 444 555 555"
+        );
+        assert_eq!(
+            one::<String>("SELECT string_agg(DISTINCT rfm_segment, ',') FROM gold.unified_customer_360 WHERE recency_score = 5"),
+            "Champions"
+        );
+    }
+
     #[pg_test]
     fn the_rfm_map_is_the_specs_table() {
         assert_eq!(
