@@ -1,13 +1,16 @@
 # Shared helpers for the project's scripts (sourced, not run).
 
-# The generated sample at a scale, built once and cached under .run/samples.
+# The generated sample at a scale, cached under .run/samples until the
+# generator is rebuilt.
 # Prints its directory. Readable by the postgres OS user.
 sample_dir() {
     local scale=$1 root dir
     root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
     dir=${G360_RUN:-$root/.run}/samples/scale-$scale
-    if [ ! -s "$dir/_generator.json" ]; then
-        (cd "$root" && cargo build -q --release -p olist-gen)
+    (cd "$root" && cargo build -q --release -p olist-gen)
+    # Regenerate when the generator changed since the sample was written.
+    if [ ! -s "$dir/_generator.json" ] || [ "$root/target/release/olist-gen" -nt "$dir/_generator.json" ]; then
+        rm -rf "$dir"
         "$root/target/release/olist-gen" --out "$dir" --scale "$scale" >/dev/null
         chmod -R a+rX "${G360_RUN:-$root/.run}/samples"
     fi
