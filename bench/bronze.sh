@@ -12,15 +12,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
-# `cargo pgrx test` installs a debug build into the same PostgreSQL: measure
-# the release build.
-"$here/scripts/install-extension.sh" >/dev/null
-"$here/scripts/cluster.sh" start
-RUNS=${RUNS:-3}
-data=$(sample_dir 1)
 sample_dir 5 >/dev/null
 
-bench_fresh_db
+bench_setup
 bench_psql -c "CREATE EXTENSION golden360"
 
 # The COPY baseline's tables, derived from the same registry.

@@ -5,13 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
-# `cargo pgrx test` installs a debug build into the same PostgreSQL: measure
-# the release build.
-"$here/scripts/install-extension.sh" >/dev/null
-"$here/scripts/cluster.sh" start
-RUNS=${RUNS:-3}
-data=$(sample_dir 1)
-bench_fresh_db
+bench_setup
 silver_runs=() gold_runs=()
 for run in $(seq "$RUNS"); do
     bench_psql -c "DROP EXTENSION IF EXISTS golden360 CASCADE" -c "CREATE EXTENSION golden360" 2>/dev/null

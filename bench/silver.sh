@@ -7,13 +7,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
-# `cargo pgrx test` installs a debug build into the same PostgreSQL: measure
-# the release build.
-"$here/scripts/install-extension.sh" >/dev/null
-"$here/scripts/cluster.sh" start
-RUNS=${RUNS:-3}
-data=$(sample_dir 1)
-bench_fresh_db
+bench_setup
 
 bronze_runs=() silver_runs=() tables=""
 cat "$data"/*.csv >/dev/null

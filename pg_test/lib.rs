@@ -88,3 +88,13 @@ pub fn real_olist_dir() -> PathBuf {
 pub fn count(client: &mut Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
 }
+
+/// A fresh database with the generated sample (scale, seed) ingested into
+/// bronze; returns the database name and the sample's directory.
+pub fn database_with_sample(name: &str, scale: f64, seed: u64) -> (String, ScratchDir) {
+    let db = fresh_database(name);
+    let dir = ScratchDir::new(name);
+    generate(&dir.0, scale, seed);
+    connect(&db).query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
+    (db, dir)
+}

@@ -19,6 +19,19 @@ sample_dir() {
 
 # Benchmarks: a scratch database, a psql on it, and timing helpers.
 BENCH_DB=g360_bench
+
+# Every benchmark starts here: `cargo pgrx test` installs a debug build into
+# the same PostgreSQL, so install the release build; start the cluster; make
+# the scratch database; set RUNS and the scale-1 sample directory (data).
+bench_setup() {
+    local scripts
+    scripts=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+    "$scripts/install-extension.sh" >/dev/null
+    "$scripts/cluster.sh" start
+    RUNS=${RUNS:-3}
+    data=$(sample_dir 1)
+    bench_fresh_db
+}
 bench_psql() { "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/cluster.sh" psql -d "$BENCH_DB" -v ON_ERROR_STOP=1 -Atq "$@"; }
 bench_fresh_db() {
     "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/cluster.sh" psql -Atqc "DROP DATABASE IF EXISTS $BENCH_DB" -c "CREATE DATABASE $BENCH_DB"

@@ -1,6 +1,6 @@
 //! Gold across connections and on whole data sets.
 
-use golden360_it::{connect, count, fresh_database, generate, real_olist_dir, ScratchDir};
+use golden360_it::{connect, count, database_with_sample, fresh_database, generate, real_olist_dir};
 use std::time::{Duration, Instant};
 
 fn cross_checks_passed(c: &mut postgres::Client) -> i64 {
@@ -9,11 +9,8 @@ fn cross_checks_passed(c: &mut postgres::Client) -> i64 {
 
 #[test]
 fn cross_checks_hold_on_the_generated_sample_and_the_real_data() {
-    let db = fresh_database("gold_sample");
-    let dir = ScratchDir::new("gold_sample");
-    generate(&dir.0, 0.05, 8);
+    let (db, _dir) = database_with_sample("gold_sample", 0.05, 8);
     let mut c = connect(&db);
-    c.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
     c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
     assert_eq!(cross_checks_passed(&mut c), 7);
     assert_eq!(
@@ -34,11 +31,8 @@ fn cross_checks_hold_on_the_generated_sample_and_the_real_data() {
 /// the reader keeps its snapshot of the old gold, later readers see the new.
 #[test]
 fn a_refresh_does_not_wait_for_readers_and_swaps_atomically() {
-    let db = fresh_database("gold_readers");
-    let dir = ScratchDir::new("gold_readers");
-    generate(&dir.0, 0.02, 9);
+    let (db, dir) = database_with_sample("gold_readers", 0.02, 9);
     let mut setup = connect(&db);
-    setup.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
     setup.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
     let old_people = count(&mut setup, "SELECT count(*) FROM gold.unified_customer_360");
     generate(&dir.0, 0.03, 10); // a second batch: more people

@@ -2,7 +2,7 @@
 //! generated sample and the real Olist copy, the gate, one refresh at a
 //! time, readers never blocked for long, the swap atomic.
 
-use golden360_it::{connect, count, fresh_database, generate, generate_with, real_olist_dir, ScratchDir};
+use golden360_it::{connect, count, database_with_sample, fresh_database, generate, generate_with, real_olist_dir, ScratchDir};
 use std::time::{Duration, Instant};
 
 fn quarantined(client: &mut postgres::Client, table: &str, reason: &str) -> i64 {
@@ -103,11 +103,8 @@ fn the_real_olist_data_fails_on_references_and_warn_completes() {
 /// see the old silver until the new one is swapped in whole.
 #[test]
 fn a_refresh_runs_alone_does_not_block_readers_and_swaps_atomically() {
-    let db = fresh_database("silver_concurrency");
-    let dir = ScratchDir::new("silver_concurrency");
-    generate(&dir.0, 0.02, 5);
+    let (db, dir) = database_with_sample("silver_concurrency", 0.02, 5);
     let mut setup = connect(&db);
-    setup.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
     setup.batch_execute("CALL golden360.refresh_silver()").unwrap();
     let old_customers = count(&mut setup, "SELECT count(*) FROM silver.customers");
     // A second batch with more customers, so the generations differ.
