@@ -7,11 +7,14 @@
 #   scripts/cluster.sh psql [args]
 #   scripts/cluster.sh env     print the PG* variables to eval
 #
-# State lives in $G360_RUN (default: .run/ in the checkout); the port is
-# $G360_PGPORT (default 5436) so it never collides with a system cluster.
+# State lives in $G360_RUN (default: /var/tmp/golden360-<hash of this
+# checkout's path>, which the postgres OS user can reach wherever the
+# checkout is); the port is $G360_PGPORT (default 5436), so it never collides
+# with a system cluster.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-run=${G360_RUN:-$here/.run}
+. "$here/scripts/lib.sh"
+run=$(run_dir)
 port=${G360_PGPORT:-5436}
 bin=/usr/lib/postgresql/15/bin
 pgdata=$run/pgdata

@@ -1,18 +1,26 @@
 # Shared helpers for the project's scripts (sourced, not run).
 
+# Where clusters and samples live: somewhere the postgres OS user can read
+# even when the checkout sits under a private directory such as /root.
+run_dir() {
+    local root
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    echo "${G360_RUN:-/var/tmp/golden360-$(printf '%s' "$root" | md5sum | cut -c1-8)}"
+}
+
 # The generated sample at a scale, cached under .run/samples until the
 # generator is rebuilt.
 # Prints its directory. Readable by the postgres OS user.
 sample_dir() {
     local scale=$1 root dir
     root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-    dir=${G360_RUN:-$root/.run}/samples/scale-$scale
+    dir=$(G360_RUN= run_dir)/samples/scale-$scale
     (cd "$root" && cargo build -q --release -p olist-gen)
     # Regenerate when the generator changed since the sample was written.
     if [ ! -s "$dir/_generator.json" ] || [ "$root/target/release/olist-gen" -nt "$dir/_generator.json" ]; then
         rm -rf "$dir"
         "$root/target/release/olist-gen" --out "$dir" --scale "$scale" >/dev/null
-        chmod -R a+rX "${G360_RUN:-$root/.run}/samples"
+        chmod -R a+rX "$(G360_RUN= run_dir)/samples"
     fi
     echo "$dir"
 }

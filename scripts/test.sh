@@ -9,6 +9,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 "$here/scripts/setup.sh" || exit 1
+. "$here/scripts/lib.sh"
 logs="$here/.run/test-logs"
 mkdir -p "$logs"
 passed=0 failed=0 broken=()
@@ -32,6 +33,16 @@ stage() {
     fi
 }
 
+# The real Olist copy beside the checkout, as the database server (OS user
+# postgres) can read it: in place when it may, else copied outside the repo.
+olist=$here/../shared/data/olist
+if [ -r "$olist/olist_customers_dataset.csv" ] && ! runuser -u postgres -- test -r "$olist/olist_customers_dataset.csv"; then
+    copy=/var/tmp/golden360-olist
+    rm -rf "$copy" && mkdir -p "$copy" && cp "$olist"/*.csv "$copy"/ && chmod -R a+rX "$copy"
+    olist=$copy
+fi
+export G360_OLIST_REAL=$(cd "$olist" && pwd)
+
 stage generator cargo test -p olist-gen
 
 pgdata=${G360_PGRX_PGDATA:-/tmp/pgrx-pgdata}
@@ -44,7 +55,7 @@ RUST_TEST_THREADS=1 stage in-database cargo pgrx test pg15 --runas postgres --pg
 integration() {
     "$here/scripts/install-extension.sh" || return 1
     # A cluster of its own, apart from the demo's: tests drop databases and roles.
-    export G360_RUN="$here/.run/test-cluster" G360_PGPORT=5437
+    export G360_RUN="$(G360_RUN= run_dir)-test" G360_PGPORT=5437
     "$here/scripts/cluster.sh" start || return 1
     eval "$("$here/scripts/cluster.sh" env)"
     cargo build -q --release -p olist-gen || return 1
