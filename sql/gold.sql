@@ -67,19 +67,22 @@ INSERT INTO golden360.quality_thresholds VALUES
 -- The new gold rows, computed from silver: one per person. Payments, items
 -- and reviews are aggregated per order (or per person) before they meet,
 -- so nothing fans out.
-CREATE FUNCTION golden360.compute_customer_360()
+-- people: the customer_unique_ids to compute, or NULL for everyone. The RFM
+-- columns are left NULL: golden360.apply_rfm() scores everyone afterwards.
+CREATE FUNCTION golden360.compute_customer_360(people text[] DEFAULT NULL)
 RETURNS SETOF gold.unified_customer_360
 LANGUAGE sql STABLE
--- The planner's estimates for these aggregates are far off (no statistics
--- on CTEs), which pushes the cost past jit_above_cost: compiling took 2.9 s
--- of a 3 s query. Nothing here benefits from JIT.
-SET jit = off
+-- No SET clause (it would stop the planner from inlining this query into
+-- its caller, where a NULL `people` folds the filters away). refresh_gold
+-- runs with jit = off: the estimates on these CTEs are far off, which pushed
+-- the cost past jit_above_cost, and compiling took 2.9 s of a 3 s query.
 AS $$
 WITH person_order AS (
     SELECT c.customer_unique_id, o.order_id, o.customer_id, o.order_purchase_timestamp AS purchased_at,
            o.order_status NOT IN ('canceled', 'unavailable') AS counted
       FROM silver.orders o
       JOIN silver.customers c ON c.customer_id = o.customer_id
+     WHERE people IS NULL OR c.customer_unique_id = ANY (people)
 ),
 order_value AS (
     SELECT order_id, sum(payment_value) AS value FROM silver.order_payments GROUP BY order_id
@@ -130,20 +133,26 @@ canonical AS (
     SELECT DISTINCT ON (c.customer_unique_id) c.customer_unique_id, c.customer_id
       FROM silver.customers c
       LEFT JOIN silver.orders o ON o.customer_id = c.customer_id AND o.order_purchase_timestamp IS NOT NULL
+     WHERE people IS NULL OR c.customer_unique_id = ANY (people)
      ORDER BY c.customer_unique_id, o.order_purchase_timestamp ASC NULLS LAST, c.customer_id
 ),
 latest AS (
     SELECT DISTINCT ON (c.customer_unique_id) c.customer_unique_id, c.customer_zip, c.customer_city, c.customer_state
       FROM silver.customers c
       LEFT JOIN silver.orders o ON o.customer_id = c.customer_id AND o.order_purchase_timestamp IS NOT NULL
+     WHERE people IS NULL OR c.customer_unique_id = ANY (people)
      ORDER BY c.customer_unique_id, o.order_purchase_timestamp DESC NULLS LAST, c.customer_id
 ),
 zip_point AS (
-    SELECT zip, avg(lat) AS latitude, avg(lng) AS longitude FROM silver.geolocation GROUP BY zip
+    SELECT zip, avg(lat) AS latitude, avg(lng) AS longitude
+      FROM silver.geolocation
+     WHERE people IS NULL OR zip IN (SELECT customer_zip FROM latest)
+     GROUP BY zip
 ),
 person AS (
     SELECT c.customer_unique_id, golden360.sorted_ids(array_agg(c.customer_id)) AS customer_ids
       FROM silver.customers c
+     WHERE people IS NULL OR c.customer_unique_id = ANY (people)
      GROUP BY c.customer_unique_id
 ),
 record AS (
@@ -174,37 +183,130 @@ record AS (
       LEFT JOIN favorite f USING (customer_unique_id)
       LEFT JOIN reviews_per_person r USING (customer_unique_id)
       LEFT JOIN zip_point z ON z.zip = l.customer_zip
-),
-scored AS (
-    SELECT golden_id,
-           ntile(5) OVER (ORDER BY last_order_date, golden_id) AS r,
-           ntile(5) OVER (ORDER BY order_count, golden_id) AS f,
-           ntile(5) OVER (ORDER BY total_spend, golden_id) AS m
-      FROM record WHERE order_count > 0
 )
 SELECT rec.golden_id, rec.customer_unique_id, rec.customer_id, rec.customer_ids,
        rec.order_count, rec.canceled_order_count, rec.total_spend, rec.avg_order_value, rec.max_single_order,
        rec.first_order_date, rec.last_order_date, rec.total_items, rec.unique_products,
        rec.favorite_category, rec.product_diversity, rec.avg_review_score, rec.total_reviews,
        golden360.ltv_segment(rec.total_spend),
-       s.r::smallint, s.f::smallint, s.m::smallint, seg.segment,
+       NULL::smallint, NULL::smallint, NULL::smallint, NULL::text,
        rec.geographic_state, rec.geographic_city, rec.geographic_zip, rec.latitude, rec.longitude,
        now()
   FROM record rec
-  LEFT JOIN scored s USING (golden_id)
-  LEFT JOIN golden360.rfm_segments seg ON seg.recency = s.r AND seg.fm = (s.f + s.m + 1) / 2
+$$;
+
+-- RFM for everyone with a counted order in `target` (gold, or a build of
+-- it): three ntile(5), ascending, ties by golden_id in byte order; the
+-- segment from golden360.rfm_segments. Only rows whose scores change are
+-- written. Returns the number written.
+CREATE FUNCTION golden360.apply_rfm(target regclass) RETURNS bigint
+LANGUAGE plpgsql SET jit = off AS $$
+DECLARE
+    written bigint;
+BEGIN
+    EXECUTE format($q$
+        WITH scored AS (
+            SELECT golden_id,
+                   ntile(5) OVER (ORDER BY last_order_date, golden_id COLLATE "C")::smallint AS r,
+                   ntile(5) OVER (ORDER BY order_count, golden_id COLLATE "C")::smallint AS f,
+                   ntile(5) OVER (ORDER BY total_spend, golden_id COLLATE "C")::smallint AS m
+              FROM %1$s WHERE order_count > 0
+        ), changed AS (
+            UPDATE %1$s g
+               SET recency_score = s.r, frequency_score = s.f, monetary_score = s.m, rfm_segment = seg.segment,
+                   refreshed_at = now()
+              FROM scored s
+              JOIN golden360.rfm_segments seg ON seg.recency = s.r AND seg.fm = (s.f + s.m + 1) / 2
+             WHERE g.golden_id = s.golden_id
+               AND (g.recency_score, g.frequency_score, g.monetary_score) IS DISTINCT FROM (s.r, s.f, s.m)
+            RETURNING 1
+        )
+        SELECT count(*) FROM changed$q$, target) INTO written;
+    RETURN written;
+END
+$$;
+
+-- Keys (as text) of the rows of silver table t that differ between the live
+-- generation and the previous one (silver_next), lineage columns aside: a
+-- row added, removed or changed in content. Column lists come from the spec.
+CREATE FUNCTION golden360.silver_changes(t text, key text) RETURNS SETOF text
+LANGUAGE plpgsql STABLE SET jit = off AS $$
+DECLARE
+    cols text := (SELECT string_agg(format('%I', column_name), ', ' ORDER BY ordinal)
+                    FROM golden360.silver_columns() WHERE table_name = t);
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT DISTINCT %1$I::text FROM ((SELECT %2$s FROM silver.%3$I EXCEPT SELECT %2$s FROM silver_next.%3$I)
+                                          UNION ALL
+                                          (SELECT %2$s FROM silver_next.%3$I EXCEPT SELECT %2$s FROM silver.%3$I)) d',
+        key, cols, t);
+END
+$$;
+
+-- The people whose golden record may differ between the previous silver
+-- generation and the live one: through their customers, orders, items,
+-- payments and reviews, on either side (a customer_id that moved changes
+-- both its old and its new person). NULL means everyone: products,
+-- translations or geolocation changed, which reach any record.
+CREATE FUNCTION golden360.people_changed(previous_silver bigint) RETURNS text[]
+LANGUAGE sql STABLE SET jit = off AS $$
+    WITH new_files AS (
+        -- Bronze files loaded after the previous silver generation was built.
+        SELECT DISTINCT f.table_name FROM golden360.bronze_files f
+         WHERE f.batch_id > (SELECT max(last_batch_id) FROM golden360.silver_runs WHERE run_id = previous_silver)
+    ), diffed AS (
+        -- A silver table can only have changed if its own bronze or, through
+        -- its reference rules (spec.rs: orders -> customers, order_items and
+        -- order_payments -> orders), a parent's bronze got new files.
+        SELECT t.name FROM (VALUES ('customers', ARRAY['customers']),
+                                   ('orders', ARRAY['orders', 'customers']),
+                                   ('order_items', ARRAY['order_items', 'orders', 'customers']),
+                                   ('order_payments', ARRAY['order_payments', 'orders', 'customers']),
+                                   ('order_reviews', ARRAY['order_reviews'])) AS t(name, inputs)
+         WHERE EXISTS (SELECT FROM new_files WHERE table_name = ANY (t.inputs))
+    ), changed_order AS (
+        SELECT * FROM golden360.silver_changes('orders', 'order_id') WHERE 'orders' IN (SELECT * FROM diffed)
+        UNION SELECT * FROM golden360.silver_changes('order_items', 'order_id') WHERE 'order_items' IN (SELECT * FROM diffed)
+        UNION SELECT * FROM golden360.silver_changes('order_payments', 'order_id') WHERE 'order_payments' IN (SELECT * FROM diffed)
+        UNION SELECT * FROM golden360.silver_changes('order_reviews', 'order_id') WHERE 'order_reviews' IN (SELECT * FROM diffed)
+    ), changed_customer AS (
+        SELECT * FROM golden360.silver_changes('customers', 'customer_id') WHERE 'customers' IN (SELECT * FROM diffed)
+        UNION SELECT o.customer_id FROM silver.orders o WHERE o.order_id IN (SELECT * FROM changed_order)
+        UNION SELECT o.customer_id FROM silver_next.orders o WHERE o.order_id IN (SELECT * FROM changed_order)
+    )
+    -- Geolocation and translation depend on their own files only; products
+    -- also on the translation.
+    SELECT CASE
+        WHEN (EXISTS (SELECT FROM new_files WHERE table_name IN ('products', 'category_translation'))
+              AND EXISTS (SELECT FROM golden360.silver_changes('products', 'product_id')))
+          OR (EXISTS (SELECT FROM new_files WHERE table_name = 'category_translation')
+              AND EXISTS (SELECT FROM golden360.silver_changes('category_translation', 'product_category_name')))
+          OR (EXISTS (SELECT FROM new_files WHERE table_name = 'geolocation')
+              AND EXISTS (SELECT FROM golden360.silver_changes('geolocation', 'zip'))) THEN NULL
+        ELSE coalesce((SELECT array_agg(DISTINCT p) FROM (
+            SELECT customer_unique_id AS p FROM silver.customers WHERE customer_id IN (SELECT * FROM changed_customer)
+            UNION ALL
+            SELECT customer_unique_id FROM silver_next.customers WHERE customer_id IN (SELECT * FROM changed_customer)
+        ) people), '{}')
+    END
 $$;
 
 CREATE TABLE golden360.gold_runs (
-    run_id      bigint PRIMARY KEY,
-    people      bigint NOT NULL,
-    bridge_rows bigint NOT NULL,
-    millis      double precision NOT NULL,
-    finished_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    run_id        bigint PRIMARY KEY,
+    mode          text   NOT NULL CHECK (mode IN ('full', 'incremental')),
+    recomputed    bigint NOT NULL,
+    rfm_updated   bigint NOT NULL,
+    people        bigint NOT NULL,
+    bridge_rows   bigint NOT NULL,
+    silver_run_id bigint NOT NULL,
+    millis        double precision NOT NULL,
+    finished_at   timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-COMMENT ON TABLE golden360.gold_runs IS 'What each successful refresh_gold() did';
+COMMENT ON TABLE golden360.gold_runs IS
+    'What each successful refresh_gold() did: full or incremental, people recomputed, RFM rows rewritten, '
+    'and the silver run it was built from';
 
-CREATE PROCEDURE golden360.refresh_gold()
+CREATE PROCEDURE golden360.refresh_gold(full_rebuild boolean DEFAULT false)
 LANGUAGE plpgsql
 SET jit = off
 AS $$
@@ -212,23 +314,63 @@ DECLARE
     run bigint;
     started timestamptz := clock_timestamp();
     failures text;
+    -- The silver generations: live (silver) and previous (silver_next), and
+    -- the one the current gold was built from.
+    live_silver bigint := coalesce((SELECT max(run_id) FROM golden360.silver_runs), 0);
+    previous_silver bigint := (SELECT max(run_id) FROM golden360.silver_runs WHERE run_id < live_silver);
+    gold_silver bigint := (SELECT silver_run_id FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1);
+    changed_people text[];
+    recomputed bigint;
+    rfm_updated bigint;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(7368502) THEN
         RAISE EXCEPTION 'another golden360.refresh_gold() is running'
             USING ERRCODE = 'lock_not_available', HINT = 'Wait for it to finish; pg_stat_activity shows it.';
     END IF;
     run := nextval('golden360.run_seq');
+    -- Incremental when gold was built from the live silver (nothing to do
+    -- but RFM) or from the previous one (diff the two); otherwise full.
+    IF NOT full_rebuild AND gold_silver = live_silver THEN
+        changed_people := '{}';
+    ELSIF NOT full_rebuild AND gold_silver = previous_silver THEN
+        changed_people := golden360.people_changed(previous_silver);
+    END IF;
 
-    -- Replace gold in place: readers keep their snapshot of the old rows
-    -- until this commits; no lock stops them, and none of theirs stops this.
-    DELETE FROM gold.unified_customer_360;
-    DELETE FROM gold.identity_bridge;
+    -- The new rows are built in a temporary table (no WAL, no indexes); a
+    -- full build is scored there, so each gold row is written once.
+    DROP TABLE IF EXISTS pg_temp.gold_build;
+    IF changed_people IS NULL THEN
+        -- No argument: the planner folds the per-person filters away.
+        CREATE TEMP TABLE gold_build ON COMMIT DROP AS SELECT * FROM golden360.compute_customer_360();
+    ELSE
+        CREATE TEMP TABLE gold_build ON COMMIT DROP AS SELECT * FROM golden360.compute_customer_360(changed_people);
+    END IF;
+    GET DIAGNOSTICS recomputed = ROW_COUNT;
+    IF changed_people IS NULL THEN
+        rfm_updated := golden360.apply_rfm('pg_temp.gold_build');
+    END IF;
+
+    -- Replace in place: readers keep their snapshot of the old rows until
+    -- this commits; no lock stops them, and none of theirs stops this.
+    IF changed_people IS NULL THEN
+        DELETE FROM gold.unified_customer_360;
+        DELETE FROM gold.identity_bridge;
+    ELSE
+        DELETE FROM gold.unified_customer_360 WHERE customer_unique_id = ANY (changed_people);
+        DELETE FROM gold.identity_bridge WHERE customer_unique_id = ANY (changed_people)
+            OR customer_id IN (SELECT customer_id FROM silver.customers WHERE customer_unique_id = ANY (changed_people));
+    END IF;
     -- Key order makes the primary-key inserts sequential.
-    INSERT INTO gold.unified_customer_360 SELECT * FROM golden360.compute_customer_360() ORDER BY golden_id;
+    INSERT INTO gold.unified_customer_360 SELECT * FROM pg_temp.gold_build ORDER BY golden_id;
     INSERT INTO gold.identity_bridge (customer_id, customer_unique_id, golden_id)
     SELECT c.customer_id, c.customer_unique_id, g.golden_id
-      FROM silver.customers c JOIN gold.unified_customer_360 g USING (customer_unique_id)
+      FROM silver.customers c JOIN pg_temp.gold_build g USING (customer_unique_id)
      ORDER BY c.customer_id;
+    -- After an incremental change, others' RFM scores may shift: rescore
+    -- everyone, writing only the rows that change.
+    IF changed_people IS NOT NULL THEN
+        rfm_updated := golden360.apply_rfm('gold.unified_customer_360');
+    END IF;
 
     -- Cross-checks, each against silver computed independently.
     PERFORM golden360.record_check(run, 'gold', 'unified_customer_360', x.check_name, 'cross-check',
@@ -274,13 +416,17 @@ BEGIN
                   HINT = 'This points at a bug or at silver changing mid-refresh; please report it with the DETAIL.';
     END IF;
 
-    INSERT INTO golden360.gold_runs (run_id, people, bridge_rows, millis)
-    SELECT run, (SELECT count(*) FROM gold.unified_customer_360), (SELECT count(*) FROM gold.identity_bridge),
-           extract(epoch FROM clock_timestamp() - started) * 1000;
-    RAISE NOTICE 'gold run %: % people, % customer_ids', run,
+    INSERT INTO golden360.gold_runs (run_id, mode, recomputed, rfm_updated, people, bridge_rows, silver_run_id, millis)
+    SELECT run, CASE WHEN changed_people IS NULL THEN 'full' ELSE 'incremental' END, recomputed, rfm_updated,
+           (SELECT count(*) FROM gold.unified_customer_360), (SELECT count(*) FROM gold.identity_bridge),
+           live_silver, extract(epoch FROM clock_timestamp() - started) * 1000;
+    RAISE NOTICE 'gold run % (%): % people recomputed, % RFM rows rewritten; % people, % customer_ids', run,
+        CASE WHEN changed_people IS NULL THEN 'full' ELSE 'incremental' END, recomputed, rfm_updated,
         (SELECT people FROM golden360.gold_runs WHERE run_id = run),
         (SELECT bridge_rows FROM golden360.gold_runs WHERE run_id = run);
 END
 $$;
-COMMENT ON PROCEDURE golden360.refresh_gold() IS
-    'Rebuild gold from silver in one transaction and cross-check it; readers see the old gold until it commits';
+COMMENT ON PROCEDURE golden360.refresh_gold(boolean) IS
+    'Refresh gold from silver in one transaction: only the people whose silver rows changed since the silver '
+    'generation gold was built from (everyone with full_rebuild => true, or when that generation is gone), then RFM '
+    'for everyone; cross-checked; readers see the old gold until it commits';

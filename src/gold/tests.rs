@@ -180,6 +180,56 @@ r3,od1,5,,,2018-04-05,2018-04-06
         );
     }
 
+    /// A new batch re-delivers whole files with three changes: A gets a later
+    /// order on a new customer_id, d1 moves from person D to person A (D
+    /// disappears), a new person F arrives. Only A and F are recomputed (D has
+    /// nothing left to compute), and the result equals a full rebuild.
+    #[pg_test]
+    fn an_incremental_refresh_recomputes_only_the_changed_people_and_equals_a_full_one() {
+        let fx = load_fixture("gold-incremental");
+        fx.write(
+            "olist_customers_dataset.csv",
+            format!("{CUSTOMERS}a4,A,01001,são paulo,SP\nd1,A,50000,recife,PE\nf1,F,01002,campinas,SP\n").as_bytes(),
+        );
+        fx.write(
+            "olist_orders_dataset.csv",
+            format!("{ORDERS}oa4,a4,shipped,2018-06-01 10:00:00,,,,2018-06-20\nof1,f1,shipped,2018-06-02 10:00:00,,,,2018-06-20\n").as_bytes(),
+        );
+        fx.write("olist_order_payments_dataset.csv", format!("{PAYMENTS}of1,1,boleto,1,20.00\n").as_bytes());
+        ingest(fx.path(), false);
+        Spi::run("CALL golden360.refresh_silver()").unwrap();
+        Spi::run("CALL golden360.refresh_gold()").unwrap();
+        assert_eq!(
+            one::<String>("SELECT mode || ' ' || recomputed FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1"),
+            "incremental 2"
+        );
+        assert_eq!(
+            one::<String>("SELECT string_agg(customer_unique_id, ',' ORDER BY customer_unique_id) FROM gold.unified_customer_360"),
+            "A,B,C,E,F"
+        );
+        let columns = "golden_id, customer_unique_id, customer_id, customer_ids, order_count, canceled_order_count, \
+                       total_spend, avg_order_value, max_single_order, first_order_date, last_order_date, total_items, \
+                       unique_products, favorite_category, product_diversity, avg_review_score, total_reviews, ltv_segment, \
+                       recency_score, frequency_score, monetary_score, rfm_segment, geographic_state, geographic_city, \
+                       geographic_zip, latitude, longitude";
+        Spi::run(&format!("CREATE TEMP TABLE incremental AS SELECT {columns} FROM gold.unified_customer_360")).unwrap();
+        Spi::run("CREATE TEMP TABLE incremental_bridge AS SELECT * FROM gold.identity_bridge").unwrap();
+        Spi::run("CALL golden360.refresh_gold(full_rebuild => true)").unwrap();
+        let differences = one::<i64>(&format!(
+            "SELECT count(*) FROM ((SELECT {columns} FROM gold.unified_customer_360 EXCEPT SELECT * FROM incremental)
+                                  UNION ALL (SELECT * FROM incremental EXCEPT SELECT {columns} FROM gold.unified_customer_360)) d"
+        ));
+        assert_eq!(differences, 0, "incremental and full gold differ");
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM ((SELECT * FROM gold.identity_bridge EXCEPT SELECT * FROM incremental_bridge)
+                                      UNION ALL (SELECT * FROM incremental_bridge EXCEPT SELECT * FROM gold.identity_bridge)) d"
+            ),
+            0
+        );
+        assert_eq!(one::<String>("SELECT mode FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1"), "full");
+    }
+
     #[pg_test]
     fn ltv_segments_follow_the_thresholds_at_their_boundaries() {
         let segments = one::<String>(
