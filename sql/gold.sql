@@ -255,14 +255,10 @@ LANGUAGE sql STABLE SET jit = off AS $$
         SELECT DISTINCT f.table_name FROM golden360.bronze_files f
          WHERE f.batch_id > (SELECT max(last_batch_id) FROM golden360.silver_runs WHERE run_id = previous_silver)
     ), diffed AS (
-        -- A silver table can only have changed if its own bronze or, through
-        -- its reference rules (spec.rs: orders -> customers, order_items and
-        -- order_payments -> orders), a parent's bronze got new files.
-        SELECT t.name FROM (VALUES ('customers', ARRAY['customers']),
-                                   ('orders', ARRAY['orders', 'customers']),
-                                   ('order_items', ARRAY['order_items', 'orders', 'customers']),
-                                   ('order_payments', ARRAY['order_payments', 'orders', 'customers']),
-                                   ('order_reviews', ARRAY['order_reviews'])) AS t(name, inputs)
+        -- A silver table can only have changed if one of its inputs (its own
+        -- bronze, or a referential parent's: golden360.silver_tables()) got
+        -- new files.
+        SELECT t.table_name AS name FROM golden360.silver_tables() t
          WHERE EXISTS (SELECT FROM new_files WHERE table_name = ANY (t.inputs))
     ), changed_order AS (
         SELECT * FROM golden360.silver_changes('orders', 'order_id') WHERE 'orders' IN (SELECT * FROM diffed)
@@ -274,14 +270,14 @@ LANGUAGE sql STABLE SET jit = off AS $$
         UNION SELECT o.customer_id FROM silver.orders o WHERE o.order_id IN (SELECT * FROM changed_order)
         UNION SELECT o.customer_id FROM silver_next.orders o WHERE o.order_id IN (SELECT * FROM changed_order)
     )
-    -- Geolocation and translation depend on their own files only; products
-    -- also on the translation.
+    -- Products also depend on the translation (their English name), which
+    -- the spec's inputs do not list: it is a lookup, not a reference rule.
     SELECT CASE
         WHEN (EXISTS (SELECT FROM new_files WHERE table_name IN ('products', 'category_translation'))
               AND EXISTS (SELECT FROM golden360.silver_changes('products', 'product_id')))
-          OR (EXISTS (SELECT FROM new_files WHERE table_name = 'category_translation')
+          OR ('category_translation' IN (SELECT * FROM diffed)
               AND EXISTS (SELECT FROM golden360.silver_changes('category_translation', 'product_category_name')))
-          OR (EXISTS (SELECT FROM new_files WHERE table_name = 'geolocation')
+          OR ('geolocation' IN (SELECT * FROM diffed)
               AND EXISTS (SELECT FROM golden360.silver_changes('geolocation', 'zip'))) THEN NULL
         ELSE coalesce((SELECT array_agg(DISTINCT p) FROM (
             SELECT customer_unique_id AS p FROM silver.customers WHERE customer_id IN (SELECT * FROM changed_customer)

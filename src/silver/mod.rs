@@ -24,11 +24,20 @@ pub mod golden360 {
     use pgrx::prelude::*;
 
     /// The silver tables in build order, with their key columns (empty for
-    /// geolocation, deduplicated on whole rows).
+    /// geolocation, deduplicated on whole rows) and the bronze tables their
+    /// content depends on (their own and, through reference rules, parents').
     #[pg_extern(immutable, parallel_safe)]
-    fn silver_tables() -> TableIterator<'static, (name!(table_name, String), name!(build_order, i32), name!(key, Vec<String>))> {
+    fn silver_tables() -> TableIterator<
+        'static,
+        (name!(table_name, String), name!(build_order, i32), name!(key, Vec<String>), name!(inputs, Vec<String>)),
+    > {
         TableIterator::new(TABLES.iter().enumerate().map(|(i, t)| {
-            (t.table.to_string(), i as i32 + 1, t.key().iter().map(|k| k.to_string()).collect())
+            (
+                t.table.to_string(),
+                i as i32 + 1,
+                t.key().iter().map(|k| k.to_string()).collect(),
+                t.inputs().iter().map(|k| k.to_string()).collect(),
+            )
         }))
     }
 

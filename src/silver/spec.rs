@@ -181,6 +181,23 @@ impl TableSpec {
         }
     }
 
+    /// The bronze tables this silver table's content depends on: its own and,
+    /// through its reference rules, its parents' (transitively).
+    pub fn inputs(&self) -> Vec<&'static str> {
+        let mut inputs = vec![self.table];
+        for rule in self.rules {
+            if let Check::Exists { parent, .. } = rule.check {
+                let parent = TABLES.iter().find(|t| t.table == parent).expect("a declared parent");
+                for input in parent.inputs() {
+                    if !inputs.contains(&input) {
+                        inputs.push(input);
+                    }
+                }
+            }
+        }
+        inputs
+    }
+
     /// Every rule of the table, in evaluation order.
     pub fn rules(&self) -> Vec<Rule> {
         let mut rules: Vec<Rule> = self
@@ -463,6 +480,15 @@ mod tests {
         let orders: Vec<String> = table("orders").unwrap().rules().into_iter().map(|r| r.name).collect();
         assert_eq!(orders[..3], ["order_id_present", "customer_id_present", "order_status_present"]);
         assert_eq!(orders.last().unwrap(), "customer_exists");
+    }
+
+    #[test]
+    fn inputs_follow_the_reference_rules() {
+        let inputs = |t: &str| table(t).unwrap().inputs();
+        assert_eq!(inputs("customers"), ["customers"]);
+        assert_eq!(inputs("orders"), ["orders", "customers"]);
+        assert_eq!(inputs("order_items"), ["order_items", "orders", "customers"]);
+        assert_eq!(inputs("order_reviews"), ["order_reviews"]);
     }
 
     #[test]
