@@ -195,30 +195,39 @@ SELECT rec.golden_id, rec.customer_unique_id, rec.customer_id, rec.customer_ids,
   FROM record rec
 $$;
 
--- RFM for everyone with a counted order in `target` (gold, or a build of
--- it): three ntile(5), ascending, ties by golden_id in byte order; the
--- segment from golden360.rfm_segments. Only rows whose scores change are
--- written. Returns the number written.
+-- RFM scores of everyone with a counted order in `target` (gold, or a
+-- build of it): three ntile(5), ascending, ties by golden_id in byte order;
+-- the segment from golden360.rfm_segments. The one definition of scoring.
+CREATE FUNCTION golden360.rfm_scores(target regclass)
+RETURNS TABLE (golden_id text, recency smallint, frequency smallint, monetary smallint, segment text)
+LANGUAGE plpgsql STABLE SET jit = off AS $$
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+        SELECT s.golden_id::text, s.r, s.f, s.m, seg.segment
+          FROM (SELECT golden_id,
+                       ntile(5) OVER (ORDER BY last_order_date, golden_id COLLATE "C")::smallint AS r,
+                       ntile(5) OVER (ORDER BY order_count, golden_id COLLATE "C")::smallint AS f,
+                       ntile(5) OVER (ORDER BY total_spend, golden_id COLLATE "C")::smallint AS m
+                  FROM %s WHERE order_count > 0) s
+          JOIN golden360.rfm_segments seg ON seg.recency = s.r AND seg.fm = (s.f + s.m + 1) / 2$q$, target);
+END
+$$;
+
+-- Rescore `target`, writing only the rows whose scores change; returns how many.
 CREATE FUNCTION golden360.apply_rfm(target regclass) RETURNS bigint
 LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
     written bigint;
 BEGIN
     EXECUTE format($q$
-        WITH scored AS (
-            SELECT golden_id,
-                   ntile(5) OVER (ORDER BY last_order_date, golden_id COLLATE "C")::smallint AS r,
-                   ntile(5) OVER (ORDER BY order_count, golden_id COLLATE "C")::smallint AS f,
-                   ntile(5) OVER (ORDER BY total_spend, golden_id COLLATE "C")::smallint AS m
-              FROM %1$s WHERE order_count > 0
-        ), changed AS (
+        WITH changed AS (
             UPDATE %1$s g
-               SET recency_score = s.r, frequency_score = s.f, monetary_score = s.m, rfm_segment = seg.segment,
-                   refreshed_at = now()
-              FROM scored s
-              JOIN golden360.rfm_segments seg ON seg.recency = s.r AND seg.fm = (s.f + s.m + 1) / 2
+               SET recency_score = s.recency, frequency_score = s.frequency, monetary_score = s.monetary,
+                   rfm_segment = s.segment, refreshed_at = now()
+              FROM golden360.rfm_scores(%1$L) s
              WHERE g.golden_id = s.golden_id
-               AND (g.recency_score, g.frequency_score, g.monetary_score) IS DISTINCT FROM (s.r, s.f, s.m)
+               AND (g.recency_score, g.frequency_score, g.monetary_score)
+                   IS DISTINCT FROM (s.recency, s.frequency, s.monetary)
             RETURNING 1
         )
         SELECT count(*) FROM changed$q$, target) INTO written;
@@ -342,9 +351,6 @@ BEGIN
         CREATE TEMP TABLE gold_build ON COMMIT DROP AS SELECT * FROM golden360.compute_customer_360(changed_people);
     END IF;
     GET DIAGNOSTICS recomputed = ROW_COUNT;
-    IF changed_people IS NULL THEN
-        rfm_updated := golden360.apply_rfm('pg_temp.gold_build');
-    END IF;
 
     -- Replace in place: readers keep their snapshot of the old rows until
     -- this commits; no lock stops them, and none of theirs stops this.
@@ -356,8 +362,22 @@ BEGIN
         DELETE FROM gold.identity_bridge WHERE customer_unique_id = ANY (changed_people)
             OR customer_id IN (SELECT customer_id FROM silver.customers WHERE customer_unique_id = ANY (changed_people));
     END IF;
-    -- Key order makes the primary-key inserts sequential.
-    INSERT INTO gold.unified_customer_360 SELECT * FROM pg_temp.gold_build ORDER BY golden_id;
+    -- Key order makes the primary-key inserts sequential. A full build is
+    -- scored as it is inserted, so each row is written once.
+    IF changed_people IS NULL THEN
+        INSERT INTO gold.unified_customer_360
+        SELECT b.golden_id, b.customer_unique_id, b.customer_id, b.customer_ids, b.order_count,
+               b.canceled_order_count, b.total_spend, b.avg_order_value, b.max_single_order, b.first_order_date,
+               b.last_order_date, b.total_items, b.unique_products, b.favorite_category, b.product_diversity,
+               b.avg_review_score, b.total_reviews, b.ltv_segment, s.recency, s.frequency, s.monetary, s.segment,
+               b.geographic_state, b.geographic_city, b.geographic_zip, b.latitude, b.longitude, b.refreshed_at
+          FROM pg_temp.gold_build b
+          LEFT JOIN golden360.rfm_scores('pg_temp.gold_build') s ON s.golden_id = b.golden_id
+         ORDER BY b.golden_id;
+        rfm_updated := (SELECT count(*) FROM gold.unified_customer_360 WHERE recency_score IS NOT NULL);
+    ELSE
+        INSERT INTO gold.unified_customer_360 SELECT * FROM pg_temp.gold_build ORDER BY golden_id;
+    END IF;
     INSERT INTO gold.identity_bridge (customer_id, customer_unique_id, golden_id)
     SELECT c.customer_id, c.customer_unique_id, g.golden_id
       FROM silver.customers c JOIN pg_temp.gold_build g USING (customer_unique_id)
