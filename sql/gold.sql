@@ -343,7 +343,11 @@ BEGIN
 
     -- The new rows are built in a temporary table (no WAL, no indexes); a
     -- full build is scored there, so each gold row is written once.
-    DROP TABLE IF EXISTS pg_temp.gold_build;
+    -- Left over from an earlier refresh in this same transaction (ON COMMIT
+    -- DROP). Checked first: DROP ... IF EXISTS would send a NOTICE each run.
+    IF to_regclass('pg_temp.gold_build') IS NOT NULL THEN
+        DROP TABLE pg_temp.gold_build;
+    END IF;
     IF changed_people IS NULL THEN
         -- No argument: the planner folds the per-person filters away.
         CREATE TEMP TABLE gold_build ON COMMIT DROP AS SELECT * FROM golden360.compute_customer_360();

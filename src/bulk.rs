@@ -118,13 +118,30 @@ impl BulkInsert {
         }
     }
 
+    /// Open golden360's own table `schema.table` and insist on exactly the
+    /// `columns` it was created with (rows are built positionally).
+    pub fn open_declared(schema: &str, table: &str, columns: &[&str]) -> BulkInsert {
+        let name = format!("{schema}.{table}");
+        let relid = relation_oid(schema, table).unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("{name} does not exist"),
+                None,
+                "Reinstall the extension (DROP EXTENSION golden360 CASCADE; CREATE EXTENSION golden360).",
+            )
+        });
+        let insert = BulkInsert::open(relid, &name);
+        insert.expect_columns(columns);
+        insert
+    }
+
     pub fn tuple_desc(&self) -> pg_sys::TupleDesc {
         unsafe { (*self.rel).rd_att }
     }
 
     /// Fail unless the table's columns are exactly `expected`, in order:
     /// rows are built positionally, so a drifted table must stop the load.
-    pub fn expect_columns(&self, expected: &[&str]) {
+    fn expect_columns(&self, expected: &[&str]) {
         let found: Vec<String> = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(self.tuple_desc()) }
             .iter()
             .map(|a| a.name().to_string())

@@ -570,13 +570,8 @@ struct SilverWriter {
 
 impl SilverWriter {
     fn open(spec: &'static TableSpec, schema: &str) -> SilverWriter {
-        let name = format!("{schema}.{}", spec.table);
-        let relid = bulk::relation_oid(schema, spec.table).unwrap_or_else(|| {
-            raise(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("{name} does not exist"), None, "Reinstall the extension.")
-        });
-        let insert = BulkInsert::open(relid, &name);
         let expected: Vec<&str> = spec.columns.iter().map(|c| c.name).chain(["_batch_id", "_row_number"]).collect();
-        insert.expect_columns(&expected);
+        let insert = BulkInsert::open_declared(schema, spec.table, &expected);
         let n = expected.len();
         SilverWriter {
             insert,
@@ -636,12 +631,7 @@ const QUARANTINE_COLUMNS: [&str; 7] = ["run_id", "table_name", "batch_id", "row_
 
 impl QuarantineWriter {
     fn open(schema: &str) -> QuarantineWriter {
-        let name = format!("{schema}.quarantine");
-        let relid = bulk::relation_oid(schema, "quarantine").unwrap_or_else(|| {
-            raise(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("{name} does not exist"), None, "Reinstall the extension.")
-        });
-        let insert = BulkInsert::open(relid, &name);
-        insert.expect_columns(&QUARANTINE_COLUMNS);
+        let insert = BulkInsert::open_declared(schema, "quarantine", &QUARANTINE_COLUMNS);
         QuarantineWriter { insert }
     }
 
