@@ -60,7 +60,7 @@ integration() {
     eval "$("$here/scripts/cluster.sh" env)"
     cargo build -q --release -p olist-gen || return 1
     export G360_OLIST_GEN="$here/target/release/olist-gen"
-    cargo test -p golden360-it
+    cargo test -p golden360-it --no-fail-fast
 }
 stage integration integration
 
