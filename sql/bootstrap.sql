@@ -100,16 +100,30 @@ COMMENT ON FUNCTION golden360.bronze_manifest(bigint) IS
     'The metadata.json of a bronze batch: per file name, sha256, bytes, rows, rejected, status; '
     'extension version; database user';
 
--- Who may ingest: superusers, and members of golden360_loader (a NOLOGIN
--- group role: GRANT golden360_loader TO alice). Roles are cluster-wide, so
--- it may already exist from another database, or be created at this very
--- moment by another database's CREATE EXTENSION: a check-then-create would
--- race, so create and tolerate the duplicate.
+-- The extension's roles. Roles are cluster-wide, so each may already exist
+-- from another database, or be created at this very moment by another
+-- database's CREATE EXTENSION: a check-then-create would race, so create
+-- and tolerate the duplicate.
+--   golden360_loader   who may ingest besides superusers (NOLOGIN group: GRANT golden360_loader TO alice)
+--   golden360_authenticator, golden360_anon, golden360_reader   the API's (sql/api.sql)
+--   golden360_monitor  the metrics exporter's login (no password: the DBA sets one)
 DO $$
+DECLARE
+    r record;
 BEGIN
-    CREATE ROLE golden360_loader NOLOGIN;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL;
+    FOR r IN SELECT * FROM (VALUES
+            ('golden360_loader', 'NOLOGIN'),
+            ('golden360_authenticator', 'LOGIN NOINHERIT'),
+            ('golden360_anon', 'NOLOGIN'),
+            ('golden360_reader', 'NOLOGIN'),
+            ('golden360_monitor', 'LOGIN')) AS roles(name, options)
+    LOOP
+        BEGIN
+            EXECUTE format('CREATE ROLE %I %s', r.name, r.options);
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;
+        END;
+    END LOOP;
 END
 $$;
 GRANT pg_read_server_files TO golden360_loader;

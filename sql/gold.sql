@@ -42,6 +42,42 @@ CREATE TABLE gold.unified_customer_360 (
 CREATE INDEX unified_customer_360_by_segment ON gold.unified_customer_360 (ltv_segment);
 COMMENT ON TABLE gold.unified_customer_360 IS 'One golden record per person (customer_unique_id in silver.customers)';
 
+-- What each column means, for DBAs and, copied onto api.customer_360, for
+-- the API's OpenAPI description. Money is BRL; "counted orders" are orders
+-- whose status is not canceled or unavailable.
+COMMENT ON COLUMN gold.unified_customer_360.golden_id IS
+    'The person''s id: lower-case hex SHA-256 of customer_unique_id || canonical customer_id';
+COMMENT ON COLUMN gold.unified_customer_360.customer_unique_id IS 'Olist''s id of the person';
+COMMENT ON COLUMN gold.unified_customer_360.customer_id IS
+    'Canonical customer_id: the one on the person''s earliest purchase (ties and no orders: the smallest)';
+COMMENT ON COLUMN gold.unified_customer_360.customer_ids IS 'Every customer_id of the person (Olist issues one per order), sorted';
+COMMENT ON COLUMN gold.unified_customer_360.order_count IS 'Counted orders: not canceled, not unavailable';
+COMMENT ON COLUMN gold.unified_customer_360.canceled_order_count IS 'The person''s canceled or unavailable orders';
+COMMENT ON COLUMN gold.unified_customer_360.total_spend IS 'Lifetime value: sum of the counted orders'' payments, BRL';
+COMMENT ON COLUMN gold.unified_customer_360.avg_order_value IS 'total_spend / order_count, 2 places; 0 without counted orders';
+COMMENT ON COLUMN gold.unified_customer_360.max_single_order IS 'Largest counted order value, BRL; 0 without counted orders';
+COMMENT ON COLUMN gold.unified_customer_360.first_order_date IS 'Date of the first counted purchase; null without counted orders';
+COMMENT ON COLUMN gold.unified_customer_360.last_order_date IS 'Date of the latest counted purchase; null without counted orders';
+COMMENT ON COLUMN gold.unified_customer_360.total_items IS 'Order-item rows of counted orders';
+COMMENT ON COLUMN gold.unified_customer_360.unique_products IS 'Distinct products bought in counted orders';
+COMMENT ON COLUMN gold.unified_customer_360.favorite_category IS
+    'Category (English, else Portuguese) with the most items in counted orders; ties: alphabetically first';
+COMMENT ON COLUMN gold.unified_customer_360.product_diversity IS 'Distinct categories bought / order_count, 4 places';
+COMMENT ON COLUMN gold.unified_customer_360.avg_review_score IS 'Mean review score (1-5) over all the person''s orders, 2 places';
+COMMENT ON COLUMN gold.unified_customer_360.total_reviews IS 'Reviews over all the person''s orders';
+COMMENT ON COLUMN gold.unified_customer_360.ltv_segment IS
+    'VIP, High, Medium or Low by total_spend (thresholds: the golden360.ltv_* settings, default 5000/1000/200)';
+COMMENT ON COLUMN gold.unified_customer_360.recency_score IS 'RFM recency 1-5 (5 = most recent); null without counted orders';
+COMMENT ON COLUMN gold.unified_customer_360.frequency_score IS 'RFM frequency 1-5 (5 = most orders); null without counted orders';
+COMMENT ON COLUMN gold.unified_customer_360.monetary_score IS 'RFM monetary 1-5 (5 = most spend); null without counted orders';
+COMMENT ON COLUMN gold.unified_customer_360.rfm_segment IS 'RFM label (Champions, At Risk, ...) from golden360.rfm_segments';
+COMMENT ON COLUMN gold.unified_customer_360.geographic_state IS 'State of the address on the person''s latest order';
+COMMENT ON COLUMN gold.unified_customer_360.geographic_city IS 'City of the address on the person''s latest order';
+COMMENT ON COLUMN gold.unified_customer_360.geographic_zip IS 'Zip-code prefix (5 digits) of that address';
+COMMENT ON COLUMN gold.unified_customer_360.latitude IS 'Mean latitude of the zip prefix''s geolocation points; null when none';
+COMMENT ON COLUMN gold.unified_customer_360.longitude IS 'Mean longitude of the zip prefix''s geolocation points; null when none';
+COMMENT ON COLUMN gold.unified_customer_360.refreshed_at IS 'When this row was last computed';
+
 -- The RFM map of the SPEC: R (recency score) and FM = (F + M) / 2 rounded
 -- half up, to a segment. One row per cell, so a DBA can read (and tune) it.
 CREATE TABLE golden360.rfm_segments (

@@ -38,6 +38,13 @@ extension_sql_file!(
     requires = ["silver", gold::golden360::golden_id, gold::golden360::ltv_segment, gold::golden360::sorted_ids]
 );
 
+extension_sql_file!(
+    "../sql/pipeline.sql",
+    name = "pipeline",
+    requires = ["gold", ops::golden360::assert_outside_transaction_block]
+);
+extension_sql_file!("../sql/api.sql", name = "api", requires = ["pipeline"]);
+
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     ops::register_settings();

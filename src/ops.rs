@@ -86,3 +86,25 @@ pub fn data_dir() -> Option<PathBuf> {
         .filter(|dir| !dir.trim().is_empty())
         .map(PathBuf::from)
 }
+
+#[pgrx::pg_schema]
+pub mod golden360 {
+    use crate::error::raise;
+    use pgrx::prelude::*;
+
+    /// Raise a clear error when called inside BEGIN ... COMMIT: `what`
+    /// commits as it goes (so a failed run stays recorded), which PostgreSQL
+    /// only allows for a CALL that is a transaction of its own.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn assert_outside_transaction_block(what: &str) {
+        // SAFETY: reads the backend's transaction state; no arguments.
+        if unsafe { pg_sys::IsTransactionBlock() } {
+            raise(
+                PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+                format!("{what} cannot run inside a transaction block"),
+                None,
+                &format!("Run CALL {what} on its own, not between BEGIN and COMMIT."),
+            );
+        }
+    }
+}
