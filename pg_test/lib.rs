@@ -98,3 +98,132 @@ pub fn database_with_sample(name: &str, scale: f64, seed: u64) -> (String, Scrat
     connect(&db).query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
     (db, dir)
 }
+
+/// The project's root directory (where `scripts/` and `docker/` are).
+pub fn project_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+}
+
+/// A PostgREST process serving one database's api schema with the project's
+/// configuration file (`docker/postgrest.conf`), on ports of its own;
+/// stopped on drop.
+pub struct Postgrest {
+    child: std::process::Child,
+    pub base: String,
+    pub admin: String,
+    secret: String,
+    agent: ureq::Agent,
+}
+
+/// What came back from an HTTP request.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Postgrest {
+    pub fn start(dbname: &str) -> Postgrest {
+        let binary = std::env::var("G360_POSTGREST").expect("G360_POSTGREST: path of the postgrest binary");
+        let (port, admin_port) = (free_port(), free_port());
+        let secret = format!("golden360-integration-test-secret-{port}");
+        let log = std::env::temp_dir().join(format!("g360-it-postgrest-{port}.log"));
+        let host = std::env::var("PGHOST").unwrap_or_else(|_| "/tmp".into());
+        let pgport = std::env::var("PGPORT").unwrap_or_else(|_| "5436".into());
+        let child = Command::new(binary)
+            .arg(project_dir().join("docker/postgrest.conf"))
+            .env("PGRST_DB_URI", format!("postgresql:///{dbname}?host={host}&port={pgport}&user=golden360_authenticator"))
+            .env("PGRST_JWT_SECRET", &secret)
+            .env("PGRST_SERVER_PORT", port.to_string())
+            .env("PGRST_ADMIN_SERVER_PORT", admin_port.to_string())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+            .spawn()
+            .expect("starting postgrest");
+        let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(30)).build();
+        let server = Postgrest {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            secret,
+            agent,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while server.request(&format!("{}/ready", server.admin), &[]).status != 200 {
+            assert!(std::time::Instant::now() < deadline, "PostgREST not ready; see {}", log.display());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// The JWT secret this server checks signatures with.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// A JWT minted by `scripts/api.sh token` with this server's secret, or
+    /// with another secret (a forged token).
+    pub fn token(&self, role: &str) -> String {
+        self.token_signed_with(role, self.secret(), 3600)
+    }
+
+    pub fn token_signed_with(&self, role: &str, secret: &str, seconds: i64) -> String {
+        let out = Command::new(project_dir().join("scripts/api.sh"))
+            .args(["token", role, &seconds.to_string()])
+            .env("G360_JWT_SECRET", secret)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "api.sh token: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// GET base + path with these headers; any status is a reply.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request(&format!("{}{path}", self.base), headers)
+    }
+
+    fn request(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.agent.get(url);
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let response = match request.call() {
+            Ok(response) => response,
+            Err(ureq::Error::Status(_, response)) => response,
+            Err(ureq::Error::Transport(e)) => {
+                return Reply { status: 0, headers: vec![], body: e.to_string() };
+            }
+        };
+        let status = response.status();
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .map(|name| {
+                let value = response.header(&name).unwrap_or_default().to_string();
+                (name, value)
+            })
+            .collect();
+        Reply { status, headers, body: response.into_string().unwrap() }
+    }
+}
+
+impl Drop for Postgrest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -60,6 +60,7 @@ integration() {
     eval "$("$here/scripts/cluster.sh" env)"
     cargo build -q --release -p olist-gen || return 1
     export G360_OLIST_GEN="$here/target/release/olist-gen"
+    export G360_POSTGREST="$here/.run/tools/postgrest-12.0.2/postgrest"
     cargo test -p golden360-it --no-fail-fast
 }
 stage integration integration
