@@ -131,8 +131,10 @@ fn drop_extension_leaves_nothing_behind() {
     client.batch_execute("DROP EXTENSION golden360 CASCADE").unwrap();
     let leftovers: i64 = client
         .query_one(
-            "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname IN ('golden360', 'bronze', 'silver', 'gold'))
-                  + (SELECT count(*) FROM pg_proc WHERE proname IN ('ingest_bronze', 'source_files', 'bronze_manifest'))",
+            "SELECT (SELECT count(*) FROM pg_namespace
+                      WHERE nspname IN ('golden360', 'bronze', 'silver', 'silver_next', 'silver_swap', 'gold', 'api'))
+                  + (SELECT count(*) FROM pg_proc WHERE proname IN ('ingest_bronze', 'source_files', 'bronze_manifest'))
+                  + (SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'golden360%')",
             &[],
         )
         .unwrap()
