@@ -1,0 +1,102 @@
+//! Prometheus metrics: the real prometheus-postgres-exporter with the
+//! project's queries file, logged in as golden360_monitor.
+
+use golden360_it::{connect, count, fresh_database, generate, project_dir, ScratchDir};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Exporter(Child, String);
+
+impl Exporter {
+    fn start(dbname: &str) -> Exporter {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dsn = format!(
+            "host={} port={} user=golden360_monitor dbname={dbname} sslmode=disable",
+            std::env::var("PGHOST").unwrap(),
+            std::env::var("PGPORT").unwrap()
+        );
+        let child = Command::new(std::env::var("G360_EXPORTER").unwrap_or_else(|_| "prometheus-postgres-exporter".into()))
+            .arg(format!("--extend.query-path={}", project_dir().join("docker/exporter-queries.yaml").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--disable-default-metrics")
+            .env("DATA_SOURCE_NAME", dsn)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting prometheus-postgres-exporter");
+        Exporter(child, format!("http://127.0.0.1:{port}/metrics"))
+    }
+
+    /// The golden360_* samples, as (name with labels, value).
+    fn scrape(&self) -> Vec<(String, f64)> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(response) = ureq::get(&self.1).call() {
+                let text = response.into_string().unwrap();
+                let samples: Vec<(String, f64)> = text
+                    .lines()
+                    .filter(|l| l.starts_with("golden360_"))
+                    .map(|l| {
+                        let (name, value) = l.rsplit_once(' ').unwrap();
+                        (name.to_string(), value.parse().unwrap())
+                    })
+                    .collect();
+                if !samples.is_empty() {
+                    return samples;
+                }
+            }
+            assert!(Instant::now() < deadline, "no golden360_ metrics at {}", self.1);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The value of the sample whose name starts with `metric` and carries
+/// every label given.
+fn sample(samples: &[(String, f64)], metric: &str, labels: &[&str]) -> f64 {
+    samples
+        .iter()
+        .find(|(name, _)| {
+            (name == metric || name.starts_with(&format!("{metric}{{"))) && labels.iter().all(|l| name.contains(l))
+        })
+        .unwrap_or_else(|| panic!("{metric} {labels:?} not among {samples:?}"))
+        .1
+}
+
+#[test]
+fn the_exporter_reports_the_pipeline_layers_and_failures() {
+    let db = fresh_database("metrics");
+    let dir = ScratchDir::new("metrics");
+    generate(&dir.0, 0.01, 51);
+    let mut c = connect(&db);
+    c.batch_execute(&format!("CALL golden360.run_pipeline('{}')", dir.path())).unwrap();
+
+    let exporter = Exporter::start(&db);
+    let samples = exporter.scrape();
+    assert_eq!(sample(&samples, "golden360_pipeline_last_run_failed", &[]), 0.0);
+    assert_eq!(sample(&samples, "golden360_pipeline_runs_total", &["status=\"succeeded\""]), 1.0);
+    assert!(sample(&samples, "golden360_pipeline_last_success_age_seconds", &[]) < 60.0);
+    let people = count(&mut c, "SELECT count(*) FROM gold.unified_customer_360") as f64;
+    assert_eq!(sample(&samples, "golden360_gold_people", &[]), people);
+    assert_eq!(sample(&samples, "golden360_pipeline_step_rows", &["step=\"gold\""]), people);
+    let customers = count(&mut c, "SELECT count(*) FROM silver.customers") as f64;
+    assert_eq!(sample(&samples, "golden360_silver_silver_rows", &["table_name=\"customers\""]), customers);
+    let quarantined = count(&mut c, "SELECT count(*) FROM silver.quarantine") as f64;
+    let reported: f64 = samples.iter().filter(|(n, _)| n.starts_with("golden360_silver_quarantined{")).map(|(_, v)| v).sum();
+    assert_eq!(reported, quarantined);
+    assert_eq!(sample(&samples, "golden360_quality_failed", &["layer=\"gold\""]), 0.0);
+    assert_eq!(sample(&samples, "golden360_bronze_files", &[]), 9.0);
+
+    // A failed run shows at the next scrape.
+    assert!(c.batch_execute("CALL golden360.run_pipeline('/nonexistent')").is_err());
+    let samples = exporter.scrape();
+    assert_eq!(sample(&samples, "golden360_pipeline_last_run_failed", &[]), 1.0);
+    assert_eq!(sample(&samples, "golden360_pipeline_runs_total", &["status=\"failed\""]), 1.0);
+}
