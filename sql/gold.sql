@@ -39,7 +39,9 @@ CREATE TABLE gold.unified_customer_360 (
     longitude            double precision,
     refreshed_at         timestamptz NOT NULL
 );
-CREATE INDEX unified_customer_360_by_segment ON gold.unified_customer_360 (ltv_segment);
+-- A segment's people in the API's paging order (biggest spenders first):
+-- serves ?ltv_segment=eq.X alone and with order=total_spend.desc,golden_id.
+CREATE INDEX unified_customer_360_by_segment ON gold.unified_customer_360 (ltv_segment, total_spend DESC, golden_id);
 COMMENT ON TABLE gold.unified_customer_360 IS 'One golden record per person (customer_unique_id in silver.customers)';
 
 -- What each column means, for DBAs and, copied onto api.customer_360, for
