@@ -1,4 +1,4 @@
-//! Gold against a hand-computed fixture: five people, every column.
+//! Gold against a hand-computed fixture: ten people, every column.
 
 #[pgrx::pg_schema]
 mod tests {
@@ -13,7 +13,15 @@ b1,B,30000,belo horizonte,MG
 c1,C,40000,salvador,BA
 d1,D,50000,recife,PE
 e1,E,60000,fortaleza,CE
+k1,K,70000,natal,RN
+l1,L,80000,curitiba,PR
+m1,M,90000,porto alegre,RS
+n1,N,01003,sao paulo,SP
+q1,Q,9999x,joao pessoa,PB
 ";
+    // K, L, M, N sit on the LTV boundaries (200.00, 199.99, 5000.00,
+    // 5000.01). Q's only customer row is quarantined (its zip is not a
+    // number), so Q has no golden record.
     // A: oa3 (canceled) is the earliest purchase of any status, so a3 is
     // canonical; oa2 is the latest, so a2 gives the address.
     const ORDERS: &str = "order_id,customer_id,order_status,order_purchase_timestamp,order_approved_at,order_delivered_carrier_date,order_delivered_customer_date,order_estimated_delivery_date
@@ -25,6 +33,10 @@ od1,d1,shipped,2018-04-01 12:00:00,,,,2018-04-20
 oe1,e1,delivered,2018-05-01 12:00:00,,,2018-05-03 12:00:00,2018-05-20
 oe2,e1,shipped,2018-05-05 12:00:00,,,,2018-05-25
 oe3,e1,shipped,2018-05-10 23:59:59,,,,2018-05-30
+ok1,k1,delivered,2018-06-01 10:00:00,,,2018-06-05 10:00:00,2018-06-20
+ol1,l1,delivered,2018-02-01 10:00:00,,,2018-02-05 10:00:00,2018-02-20
+om1,m1,delivered,2018-07-01 10:00:00,,,2018-07-05 10:00:00,2018-07-20
+on1,n1,delivered,2018-01-20 10:00:00,,,2018-01-25 10:00:00,2018-02-10
 ";
     // oe2 has no payment: value 0, still counted.
     const PAYMENTS: &str = "order_id,payment_sequential,payment_type,payment_installments,payment_value
@@ -36,6 +48,11 @@ od1,1,credit_card,3,60.00
 od1,2,voucher,1,15.25
 oe1,1,credit_card,10,600.00
 oe3,1,boleto,1,400.00
+ok1,1,credit_card,1,200.00
+ol1,1,boleto,1,199.99
+om1,1,credit_card,5,4000.00
+om1,2,voucher,1,1000.00
+on1,1,credit_card,8,5000.01
 ";
     // pZ is not a product: counted in items and products, not categories.
     const ITEMS: &str = "order_id,order_item_id,product_id,seller_id,shipping_limit_date,price,freight_value
@@ -48,6 +65,10 @@ od1,2,pY,s1,2018-04-03,10,0.25
 od1,3,pZ,s1,2018-04-03,5,5
 oe1,1,pA,s1,2018-05-03,590,10
 oe3,1,pB,s1,2018-05-12,390,10
+ok1,1,pA,s1,2018-06-03,190,10
+ol1,1,pX,s1,2018-02-03,189.99,10
+om1,1,pB,s1,2018-07-03,4990,10
+on1,1,pY,s1,2018-01-22,4990.01,10
 ";
     const PRODUCTS: &str = "product_id,product_category_name,product_name_lenght,product_description_lenght,product_photos_qty,product_weight_g,product_length_cm,product_height_cm,product_width_cm
 pA,beleza_saude,1,1,1,1,1,1,1
@@ -65,6 +86,9 @@ audio,audio
 r1,oa1,4,,,2018-01-16,2018-01-17
 r2,oa3,2,,,2017-12-05,2017-12-06
 r3,od1,5,,,2018-04-05,2018-04-06
+r4,ok1,3,,,2018-06-06,2018-06-07
+r5,om1,5,,,2018-07-06,2018-07-07
+r6,on1,1,,,2018-01-26,2018-01-27
 ";
     const GEOLOCATION: &str = "geolocation_zip_code_prefix,geolocation_lat,geolocation_lng,geolocation_city,geolocation_state
 01002,-22.90,-47.06,campinas,SP
@@ -89,6 +113,8 @@ r3,od1,5,,,2018-04-05,2018-04-06
             fx.write(file, content.as_bytes());
         }
         ingest(fx.path(), false);
+        // Q's quarantined row fails the 100% type threshold on purpose.
+        Spi::run("SET LOCAL golden360.quality_gate = warn").unwrap();
         Spi::run("CALL golden360.refresh_silver()").unwrap();
         Spi::run("CALL golden360.refresh_gold()").unwrap();
         fx
@@ -110,13 +136,19 @@ r3,od1,5,,,2018-04-05,2018-04-06
     #[pg_test]
     fn every_column_of_every_person_is_as_computed_by_hand() {
         let _fx = load_fixture("gold-fixture");
-        assert_eq!(one::<i64>("SELECT count(*) FROM gold.unified_customer_360"), 5);
-        // R: A 03-01 < D 04-01 < E 05-10; F: D 1 < A 2 < E 3; M: D 75.25 < A 350.50 < E 1000.
-        // ntile(5) over three people gives 1, 2, 3. FM = (F + M + 1) / 2.
+        assert_eq!(one::<i64>("SELECT count(*) FROM gold.unified_customer_360"), 9, "Q has no golden record");
+        assert_eq!(one::<i64>("SELECT count(*) FROM silver.quarantine WHERE table_name = 'customers'"), 1);
+        // RFM over the seven people with a counted order; ntile(5) of 7 gives
+        // buckets of 2, 2, 1, 1, 1. Ties are broken by golden_id, whose order
+        // here is N < D < L < E < A < K < M.
+        // R (last order): N 01-20, L 02-01, A 03-01, D 04-01, E 05-10, K 06-01, M 07-01.
+        // F (orders): N D L K M (one each, golden_id order), A 2, E 3.
+        // M (spend): D 75.25, L 199.99, K 200.00, A 350.50, E 1000.00, M 5000.00, N 5000.01.
+        // FM = (F + M) / 2 rounded half up.
         assert_eq!(
             row("A"),
             "a3 | {a1,a2,a3} | 2 | 1 | 350.50 | 175.25 | 250.50 | 2018-01-10 | 2018-03-01 | 3 | 2 | health_beauty | \
-             1.0000 | 3.00 | 2 | Medium | 1 | 2 | 2 | Hibernating | SP | CAMPINAS | 1002"
+             1.0000 | 3.00 | 2 | Medium | 2 | 4 | 2 | At Risk | SP | CAMPINAS | 1002"
         );
         assert_eq!(
             row("B"),
@@ -136,8 +168,27 @@ r3,od1,5,,,2018-04-05,2018-04-06
         // esporte_lazer (no translation) / health_beauty goes to esporte_lazer.
         assert_eq!(
             row("E"),
-            "e1 | {e1} | 3 | 0 | 1000.00 | 333.33 | 600.00 | 2018-05-01 | 2018-05-10 | 2 | 2 | esporte_lazer | 0.6667 | - | 0 | High | 3 | 3 | 3 | Need Attention | CE | FORTALEZA | 60000"
+            "e1 | {e1} | 3 | 0 | 1000.00 | 333.33 | 600.00 | 2018-05-01 | 2018-05-10 | 2 | 2 | esporte_lazer | 0.6667 | - | 0 | High | 3 | 5 | 3 | Loyal Customers | CE | FORTALEZA | 60000"
         );
+        // The LTV boundaries inside gold: 200.00 is Medium, 199.99 Low, 5000.00
+        // High (two payments on one order), 5000.01 VIP.
+        assert_eq!(
+            row("K"),
+            "k1 | {k1} | 1 | 0 | 200.00 | 200.00 | 200.00 | 2018-06-01 | 2018-06-01 | 1 | 1 | health_beauty | 1.0000 | 3.00 | 1 | Medium | 4 | 2 | 2 | Potential Loyalists | RN | NATAL | 70000"
+        );
+        assert_eq!(
+            row("L"),
+            "l1 | {l1} | 1 | 0 | 199.99 | 199.99 | 199.99 | 2018-02-01 | 2018-02-01 | 1 | 1 | telephony | 1.0000 | - | 0 | Low | 1 | 2 | 1 | Hibernating | PR | CURITIBA | 80000"
+        );
+        assert_eq!(
+            row("M"),
+            "m1 | {m1} | 1 | 0 | 5000.00 | 5000.00 | 5000.00 | 2018-07-01 | 2018-07-01 | 1 | 1 | esporte_lazer | 1.0000 | 5.00 | 1 | High | 5 | 3 | 4 | Champions | RS | PORTO ALEGRE | 90000"
+        );
+        assert_eq!(
+            row("N"),
+            "n1 | {n1} | 1 | 0 | 5000.01 | 5000.01 | 5000.01 | 2018-01-20 | 2018-01-20 | 1 | 1 | audio | 1.0000 | 1.00 | 1 | VIP | 1 | 1 | 5 | At Risk | SP | SAO PAULO | 1003"
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM gold.identity_bridge WHERE customer_id = 'q1'"), 0);
         // Latitude/longitude: the unrounded mean of the zip's points.
         assert!(one::<bool>(
             "SELECT abs(latitude - (-22.90 + -22.92) / 2) < 1e-12 AND abs(longitude - (-47.06 + -47.08) / 2) < 1e-12
@@ -148,7 +199,7 @@ r3,od1,5,,,2018-04-05,2018-04-06
         // The bridge: every customer_id to its person's golden record.
         assert_eq!(
             one::<String>("SELECT string_agg(b.customer_id || '>' || g.customer_unique_id, ',' ORDER BY b.customer_id) FROM gold.identity_bridge b JOIN gold.unified_customer_360 g USING (golden_id)"),
-            "a1>A,a2>A,a3>A,b1>B,c1>C,d1>D,e1>E"
+            "a1>A,a2>A,a3>A,b1>B,c1>C,d1>D,e1>E,k1>K,l1>L,m1>M,n1>N"
         );
         assert_eq!(
             one::<i64>("SELECT count(*) FROM golden360.quality_checks WHERE layer = 'gold' AND status = 'passed'"),
@@ -205,7 +256,7 @@ r3,od1,5,,,2018-04-05,2018-04-06
         );
         assert_eq!(
             one::<String>("SELECT string_agg(customer_unique_id, ',' ORDER BY customer_unique_id) FROM gold.unified_customer_360"),
-            "A,B,C,E,F"
+            "A,B,C,E,F,K,L,M,N"
         );
         let columns = "golden_id, customer_unique_id, customer_id, customer_ids, order_count, canceled_order_count, \
                        total_spend, avg_order_value, max_single_order, first_order_date, last_order_date, total_items, \
