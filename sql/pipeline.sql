@@ -65,6 +65,10 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass the directory that holds the nine Olist CSV files, as the server sees it.';
     END IF;
+    -- Called from a function, a CALL cannot end transactions. Find that out
+    -- here, before the lock is taken: a session-level lock would outlive
+    -- the error.
+    COMMIT;
     IF NOT pg_try_advisory_lock(golden360.pipeline_lock_key()) THEN
         RAISE EXCEPTION 'golden360.run_pipeline() is already running: %', golden360.pipeline_run_in_progress()
             USING ERRCODE = 'lock_not_available',

@@ -125,6 +125,15 @@ fn a_run_inside_a_transaction_block_is_refused_and_not_recorded() {
 
     let error = c.execute("CALL golden360.run_pipeline(NULL)", &[]).unwrap_err();
     assert_eq!(error.as_db_error().unwrap().code(), &postgres::error::SqlState::NULL_VALUE_NOT_ALLOWED);
+
+    // From a function (where a CALL cannot commit): an error, and no lock
+    // left behind for the rest of the session.
+    c.batch_execute("CREATE FUNCTION run_from_a_function() RETURNS void LANGUAGE plpgsql AS $$BEGIN CALL golden360.run_pipeline('/tmp'); END$$")
+        .unwrap();
+    let error = c.execute("SELECT run_from_a_function()", &[]).unwrap_err();
+    assert_eq!(error.as_db_error().unwrap().code(), &postgres::error::SqlState::INVALID_TRANSACTION_TERMINATION);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"), 0);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM golden360.pipeline_runs"), 0);
 }
 
 /// While one run is in progress a second fails at once, naming it; a run
