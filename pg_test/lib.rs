@@ -196,6 +196,11 @@ impl Postgrest {
         self.request(&format!("{}{path}", self.base), headers)
     }
 
+    /// GET on the admin port (`/live`, `/ready`).
+    pub fn admin_get(&self, path: &str) -> Reply {
+        self.request(&format!("{}{path}", self.admin), &[])
+    }
+
     fn request(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
         let mut request = self.agent.get(url);
         for (name, value) in headers {

@@ -199,6 +199,10 @@ fn health_reports_the_last_successful_run() {
     assert!((age - expected_age as f64).abs() <= 2.0, "{age} vs {expected_age}");
     assert_eq!(health["gold_rows"].as_i64(), Some(count(&mut c, "SELECT count(*) FROM gold.unified_customer_360")));
     assert_eq!(health["running"], false);
+    // PostgREST's own probes, on its admin port.
+    for probe in ["/live", "/ready"] {
+        assert_eq!(api.admin_get(probe).status, 200, "{probe}");
+    }
 }
 
 #[test]
