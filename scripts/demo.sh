@@ -35,6 +35,7 @@ api=$("$here/scripts/api.sh" url)
 token=$("$here/scripts/api.sh" token)
 golden_id=$(db -Atc "SELECT golden_id FROM gold.unified_customer_360 WHERE order_count > 1
                       ORDER BY total_spend DESC, golden_id LIMIT 1")
+source_id=$(db -Atc "SELECT customer_ids[cardinality(customer_ids)] FROM gold.unified_customer_360 WHERE golden_id = '$golden_id'")
 echo
 echo "One golden record over HTTP (GET $api/customer_360?golden_id=eq.$golden_id):"
 curl -fsS "$api/customer_360?golden_id=eq.$golden_id" \
@@ -45,6 +46,6 @@ echo "Next, with a reader token (valid one hour):"
 echo "  TOKEN=\$($here/scripts/api.sh token)"
 echo "  curl -H \"Authorization: Bearer \$TOKEN\" -H 'Accept: application/vnd.pgrst.object+json' '$api/customer_360?golden_id=eq.$golden_id'"
 echo "  curl -H \"Authorization: Bearer \$TOKEN\" -H 'Prefer: count=exact' '$api/customer_360?ltv_segment=eq.VIP&order=total_spend.desc&limit=10&offset=0'"
-echo "  curl -H \"Authorization: Bearer \$TOKEN\" '$api/rpc/customer_by_source_id?id=<a customer_id or customer_unique_id>'"
+echo "  curl -H \"Authorization: Bearer \$TOKEN\" '$api/rpc/customer_by_source_id?id=$source_id'   # any customer_id or customer_unique_id"
 echo "  curl '$api/rpc/health'"
 echo "SQL: $here/scripts/cluster.sh psql   (SELECT * FROM golden360.pipeline_runs ORDER BY run_id DESC;)"
