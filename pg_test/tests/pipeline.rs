@@ -195,7 +195,12 @@ fn one_run_at_a_time_and_interrupted_runs_are_recorded() {
     let (third_run, third_pid) = wait_for_running(&mut c, run);
     let status: String = c.query_one("SELECT status FROM golden360.pipeline_runs WHERE run_id = $1", &[&run]).unwrap().get(0);
     assert_eq!(status, "abandoned");
-    std::thread::sleep(Duration::from_millis(300));
+    // Cancel it once it waits at the silver step, not before.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&mut c, &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {third_pid} AND wait_event_type = 'Lock'")) == 0 {
+        assert!(Instant::now() < deadline, "the third run never reached the silver step's lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     c.execute("SELECT pg_cancel_backend($1)", &[&third_pid]).unwrap();
     let (_, result) = third.join().unwrap();
     let message = result.unwrap_err().unwrap();
