@@ -4,16 +4,55 @@
 
 use postgres::{Client, Config, NoTls};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
-fn config(dbname: &str) -> Config {
+/// The test cluster's socket directory and port (PGHOST, PGPORT).
+pub fn cluster_address() -> (String, u16) {
+    (
+        std::env::var("PGHOST").unwrap_or_else(|_| "/tmp".into()),
+        std::env::var("PGPORT").ok().and_then(|p| p.parse().ok()).unwrap_or(5436),
+    )
+}
+
+/// Connection settings for a database of this name on the test cluster.
+pub fn config(dbname: &str) -> Config {
+    let (host, port) = cluster_address();
     let mut config = Config::new();
     config
-        .host(&std::env::var("PGHOST").unwrap_or_else(|_| "/tmp".into()))
-        .port(std::env::var("PGPORT").ok().and_then(|p| p.parse().ok()).unwrap_or(5436))
+        .host(&host)
+        .port(port)
         .user(&std::env::var("PGUSER").unwrap_or_else(|_| "postgres".into()))
         .dbname(dbname);
     config
+}
+
+/// Poll `probe` every 100 ms until it gives a value; fail naming `what`
+/// once `within` has passed.
+pub fn eventually<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A free TCP port on the loopback interface, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process (a server a test started) killed when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A connection to a database of this name.
@@ -108,7 +147,7 @@ pub fn project_dir() -> PathBuf {
 /// configuration file (`docker/postgrest.conf`), on ports of its own;
 /// stopped on drop.
 pub struct Postgrest {
-    child: std::process::Child,
+    _process: KillOnDrop,
     pub base: String,
     pub admin: String,
     secret: String,
@@ -132,18 +171,13 @@ impl Reply {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 impl Postgrest {
     pub fn start(dbname: &str) -> Postgrest {
         let binary = std::env::var("G360_POSTGREST").expect("G360_POSTGREST: path of the postgrest binary");
         let (port, admin_port) = (free_port(), free_port());
         let secret = format!("golden360-integration-test-secret-{port}");
         let log = std::env::temp_dir().join(format!("g360-it-postgrest-{port}.log"));
-        let host = std::env::var("PGHOST").unwrap_or_else(|_| "/tmp".into());
-        let pgport = std::env::var("PGPORT").unwrap_or_else(|_| "5436".into());
+        let (host, pgport) = cluster_address();
         let child = Command::new(binary)
             .arg(project_dir().join("docker/postgrest.conf"))
             .env("PGRST_DB_URI", format!("postgresql:///{dbname}?host={host}&port={pgport}&user=golden360_authenticator"))
@@ -154,19 +188,17 @@ impl Postgrest {
             .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
             .spawn()
             .expect("starting postgrest");
-        let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(30)).build();
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
         let server = Postgrest {
-            child,
+            _process: KillOnDrop(child),
             base: format!("http://127.0.0.1:{port}"),
             admin: format!("http://127.0.0.1:{admin_port}"),
             secret,
             agent,
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while server.request(&format!("{}/ready", server.admin), &[]).status != 200 {
-            assert!(std::time::Instant::now() < deadline, "PostgREST not ready; see {}", log.display());
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        eventually(&format!("PostgREST ready (log: {})", log.display()), Duration::from_secs(20), || {
+            (server.admin_get("/ready").status == 200).then_some(())
+        });
         server
     }
 
@@ -223,12 +255,5 @@ impl Postgrest {
             })
             .collect();
         Reply { status, headers, body: response.into_string().unwrap() }
-    }
-}
-
-impl Drop for Postgrest {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

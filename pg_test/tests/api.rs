@@ -1,10 +1,10 @@
 //! The HTTP API: the real PostgREST 12.0.2 with the project's configuration
 //! in front of a database that ran the pipeline on a generated sample.
 
-use golden360_it::{connect, count, fresh_database, generate, Postgrest, ScratchDir};
+use golden360_it::{connect, count, eventually, fresh_database, generate, Postgrest, ScratchDir};
 use serde_json::Value;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const OBJECT: (&str, &str) = ("Accept", "application/vnd.pgrst.object+json");
 
@@ -234,20 +234,12 @@ fn a_change_to_the_api_schema_is_picked_up() {
     connect(&db)
         .batch_execute("CREATE FUNCTION api.ping() RETURNS text LANGUAGE sql AS $$SELECT 'pong'$$; GRANT EXECUTE ON FUNCTION api.ping() TO golden360_anon")
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reply = api.get("/rpc/ping", &[]);
-        if reply.status == 200 {
-            assert_eq!(reply.json(), "pong");
-            break;
-        }
-        assert!(Instant::now() < deadline, "PostgREST did not reload its schema: {} {}", reply.status, reply.body);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let reply = eventually("PostgREST serving the new api.ping", Duration::from_secs(10), || {
+        Some(api.get("/rpc/ping", &[])).filter(|reply| reply.status == 200)
+    });
+    assert_eq!(reply.json(), "pong");
     connect(&db).batch_execute("DROP FUNCTION api.ping()").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while api.get("/rpc/ping", &[]).status != 404 {
-        assert!(Instant::now() < deadline, "PostgREST did not see the DROP");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually("PostgREST seeing the DROP", Duration::from_secs(10), || {
+        (api.get("/rpc/ping", &[]).status == 404).then_some(())
+    });
 }

@@ -1,8 +1,8 @@
 //! Scheduling the pipeline with the real pg_cron: the test cluster preloads
 //! it with cron.database_name = 'golden360', the database used here.
 
-use golden360_it::{connect, count, fresh_database, generate, ScratchDir};
-use std::time::{Duration, Instant};
+use golden360_it::{connect, count, eventually, fresh_database, generate, ScratchDir};
+use std::time::Duration;
 
 /// Called by the one test below rather than run beside it: its CREATE
 /// EXTENSION must not coincide with the scheduling (see there).
@@ -55,17 +55,11 @@ fn a_scheduled_pipeline_runs_through_pg_cron() {
     assert_eq!(schedule, "* * * * *");
     assert_eq!(command, format!("CALL golden360.run_pipeline('{}')", dir.path()));
 
-    let deadline = Instant::now() + Duration::from_secs(150);
-    let status = loop {
-        let row = c
-            .query_opt("SELECT status, coalesce(return_message, '') FROM cron.job_run_details WHERE jobid = $1 AND end_time IS NOT NULL ORDER BY runid LIMIT 1", &[&job])
-            .unwrap();
-        if let Some(row) = row {
-            break (row.get::<_, String>(0), row.get::<_, String>(1));
-        }
-        assert!(Instant::now() < deadline, "pg_cron did not run the job within 150 s");
-        std::thread::sleep(Duration::from_secs(1));
-    };
+    let status = eventually("pg_cron running the job", Duration::from_secs(150), || {
+        c.query_opt("SELECT status, coalesce(return_message, '') FROM cron.job_run_details WHERE jobid = $1 AND end_time IS NOT NULL ORDER BY runid LIMIT 1", &[&job])
+            .unwrap()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+    });
     assert_eq!(status.0, "succeeded", "{}", status.1);
     let row = c
         .query_one("SELECT status, source_dir FROM golden360.pipeline_runs ORDER BY run_id LIMIT 1", &[])

@@ -1,20 +1,22 @@
 //! Prometheus metrics: the real prometheus-postgres-exporter with the
 //! project's queries file, logged in as golden360_monitor.
 
-use golden360_it::{connect, count, fresh_database, generate, project_dir, ScratchDir};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use golden360_it::{
+    cluster_address, connect, count, eventually, free_port, fresh_database, generate, project_dir, KillOnDrop, ScratchDir,
+};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-struct Exporter(Child, String);
+struct Exporter {
+    _process: KillOnDrop,
+    url: String,
+}
 
 impl Exporter {
     fn start(dbname: &str) -> Exporter {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dsn = format!(
-            "host={} port={} user=golden360_monitor dbname={dbname} sslmode=disable",
-            std::env::var("PGHOST").unwrap(),
-            std::env::var("PGPORT").unwrap()
-        );
+        let port = free_port();
+        let (host, pgport) = cluster_address();
+        let dsn = format!("host={host} port={pgport} user=golden360_monitor dbname={dbname} sslmode=disable");
         let child = Command::new(std::env::var("G360_EXPORTER").unwrap_or_else(|_| "prometheus-postgres-exporter".into()))
             .arg(format!("--extend.query-path={}", project_dir().join("docker/exporter-queries.yaml").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -24,37 +26,23 @@ impl Exporter {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting prometheus-postgres-exporter");
-        Exporter(child, format!("http://127.0.0.1:{port}/metrics"))
+        Exporter { _process: KillOnDrop(child), url: format!("http://127.0.0.1:{port}/metrics") }
     }
 
     /// The golden360_* samples, as (name with labels, value).
     fn scrape(&self) -> Vec<(String, f64)> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(response) = ureq::get(&self.1).call() {
-                let text = response.into_string().unwrap();
-                let samples: Vec<(String, f64)> = text
-                    .lines()
-                    .filter(|l| l.starts_with("golden360_"))
-                    .map(|l| {
-                        let (name, value) = l.rsplit_once(' ').unwrap();
-                        (name.to_string(), value.parse().unwrap())
-                    })
-                    .collect();
-                if !samples.is_empty() {
-                    return samples;
-                }
-            }
-            assert!(Instant::now() < deadline, "no golden360_ metrics at {}", self.1);
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        eventually(&format!("golden360_ metrics at {}", self.url), Duration::from_secs(20), || {
+            let text = ureq::get(&self.url).call().ok()?.into_string().unwrap();
+            let samples: Vec<(String, f64)> = text
+                .lines()
+                .filter(|l| l.starts_with("golden360_"))
+                .map(|l| {
+                    let (name, value) = l.rsplit_once(' ').unwrap();
+                    (name.to_string(), value.parse().unwrap())
+                })
+                .collect();
+            (!samples.is_empty()).then_some(samples)
+        })
     }
 }
 

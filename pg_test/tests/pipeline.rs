@@ -1,8 +1,8 @@
 //! `CALL golden360.run_pipeline(source_dir)`: recorded runs, progress
 //! NOTICEs, failures that stay recorded, and one run at a time.
 
-use golden360_it::{connect, count, fresh_database, generate, ScratchDir};
-use postgres::{Client, Config, NoTls};
+use golden360_it::{config, connect, count, eventually, fresh_database, generate, ScratchDir};
+use postgres::{Client, NoTls};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,14 +10,7 @@ use std::time::{Duration, Instant};
 fn connect_collecting_notices(dbname: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
     let notices = Arc::new(Mutex::new(Vec::new()));
     let sink = notices.clone();
-    let mut config: Config = format!(
-        "host={} port={} user={} dbname={dbname}",
-        std::env::var("PGHOST").unwrap_or_else(|_| "/tmp".into()),
-        std::env::var("PGPORT").unwrap_or_else(|_| "5436".into()),
-        std::env::var("PGUSER").unwrap_or_else(|_| "postgres".into())
-    )
-    .parse()
-    .unwrap();
+    let mut config = config(dbname);
     config.notice_callback(move |notice| sink.lock().unwrap().push(notice.message().to_string()));
     (config.connect(NoTls).unwrap(), notices)
 }
@@ -159,20 +152,14 @@ fn one_run_at_a_time_and_interrupted_runs_are_recorded() {
     let mut c = connect(&db);
     // The newest run marked running, once there is one after `newer_than`.
     let wait_for_running = |c: &mut Client, newer_than: i64| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let running = c
-                .query_opt(
-                    "SELECT run_id, backend_pid FROM golden360.pipeline_runs WHERE status = 'running' AND run_id > $1",
-                    &[&newer_than],
-                )
-                .unwrap();
-            if let Some(row) = running {
-                return (row.get::<_, i64>(0), row.get::<_, i32>(1));
-            }
-            assert!(Instant::now() < deadline, "the run never started");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually("a run marked running", Duration::from_secs(30), || {
+            c.query_opt(
+                "SELECT run_id, backend_pid FROM golden360.pipeline_runs WHERE status = 'running' AND run_id > $1",
+                &[&newer_than],
+            )
+            .unwrap()
+            .map(|row| (row.get::<_, i64>(0), row.get::<_, i32>(1)))
+        })
     };
 
     // 1. A second run while the first is in progress.
@@ -196,11 +183,10 @@ fn one_run_at_a_time_and_interrupted_runs_are_recorded() {
     let status: String = c.query_one("SELECT status FROM golden360.pipeline_runs WHERE run_id = $1", &[&run]).unwrap().get(0);
     assert_eq!(status, "abandoned");
     // Cancel it once it waits at the silver step, not before.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&mut c, &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {third_pid} AND wait_event_type = 'Lock'")) == 0 {
-        assert!(Instant::now() < deadline, "the third run never reached the silver step's lock");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually("the third run waiting on the silver step's lock", Duration::from_secs(30), || {
+        let waits = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {third_pid} AND wait_event_type = 'Lock'");
+        (count(&mut c, &waits) > 0).then_some(())
+    });
     c.execute("SELECT pg_cancel_backend($1)", &[&third_pid]).unwrap();
     let (_, result) = third.join().unwrap();
     let message = result.unwrap_err().unwrap();
