@@ -35,39 +35,24 @@ secret() {
 
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
 
-running() { [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
-
 case "${1:-}" in
 start)
     [ -x "$postgrest" ] || "$here/scripts/setup.sh"
-    if running; then
+    if daemon_running "$pidfile"; then
         echo "PostgREST already running on port $port (pid $(cat "$pidfile"))"
         exit 0
     fi
     eval "$("$here/scripts/cluster.sh" env)"
     mkdir -p "$run"
-    PGRST_DB_URI="postgresql:///$database?host=$PGHOST&port=$PGPORT&user=golden360_authenticator&application_name=postgrest" \
-    PGRST_JWT_SECRET=$(secret) \
-    PGRST_SERVER_PORT=$port PGRST_ADMIN_SERVER_PORT=$admin_port \
-        nohup "$postgrest" "$here/docker/postgrest.conf" >>"$run/postgrest-$port.log" 2>&1 &
-    echo $! >"$pidfile"
-    for _ in $(seq 100); do
-        if curl -fs -o /dev/null "http://127.0.0.1:$admin_port/ready"; then
-            echo "PostgREST on http://127.0.0.1:$port (admin :$admin_port, database $database)"
-            exit 0
-        fi
-        running || break
-        sleep 0.1
-    done
-    echo "PostgREST did not become ready; its log ($run/postgrest-$port.log) ends:" >&2
-    tail -n 20 "$run/postgrest-$port.log" >&2
-    exit 1
+    daemon_start "$pidfile" "$run/postgrest-$port.log" PostgREST \
+        "curl -fs -o /dev/null http://127.0.0.1:$admin_port/ready" \
+        env PGRST_DB_URI="postgresql:///$database?host=$PGHOST&port=$PGPORT&user=golden360_authenticator&application_name=postgrest" \
+        PGRST_JWT_SECRET="$(secret)" PGRST_SERVER_PORT="$port" PGRST_ADMIN_SERVER_PORT="$admin_port" \
+        "$postgrest" "$here/docker/postgrest.conf"
+    echo "PostgREST on http://127.0.0.1:$port (admin :$admin_port, database $database)"
     ;;
 stop)
-    if running; then
-        kill "$(cat "$pidfile")"
-    fi
-    rm -f "$pidfile"
+    daemon_stop "$pidfile"
     ;;
 token)
     role=${2:-golden360_reader}

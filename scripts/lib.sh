@@ -46,3 +46,31 @@ bench_fresh_db() {
 }
 now_ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# Background servers (PostgREST, the exporter), found again by a pid file.
+daemon_running() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# daemon_start PIDFILE LOG WHAT READY COMMAND...: run COMMAND in the
+# background, logging to LOG, and wait up to 10 s for the shell command
+# READY to succeed; if it does not, print the log's end and fail.
+daemon_start() {
+    local pidfile=$1 log=$2 what=$3 ready=$4
+    shift 4
+    nohup "$@" >>"$log" 2>&1 &
+    echo $! >"$pidfile"
+    for _ in $(seq 100); do
+        if eval "$ready"; then
+            return 0
+        fi
+        daemon_running "$pidfile" || break
+        sleep 0.1
+    done
+    echo "$what did not become ready; its log ($log) ends:" >&2
+    tail -n 20 "$log" >&2
+    return 1
+}
+
+daemon_stop() {
+    if daemon_running "$1"; then kill "$(cat "$1")"; fi
+    rm -f "$1"
+}
