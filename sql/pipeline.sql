@@ -173,11 +173,7 @@ DECLARE
     job bigint;
 BEGIN
     PERFORM golden360.assert_pg_cron();
-    IF source_dir IS NULL OR left(source_dir, 1) <> '/' THEN
-        RAISE EXCEPTION 'source_dir % is not an absolute path', coalesce(quote_literal(source_dir), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass the directory''s full path as the database server sees it.';
-    END IF;
+    PERFORM golden360.assert_absolute_source_dir(source_dir);
     -- Same job name: a second call replaces the schedule, it never adds one.
     EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO job
       USING golden360.pipeline_job_name(), cron, format('CALL golden360.run_pipeline(%L)', source_dir);

@@ -41,7 +41,11 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/pipeline.sql",
     name = "pipeline",
-    requires = ["gold", ops::golden360::assert_outside_transaction_block]
+    requires = [
+        "gold",
+        ops::golden360::assert_outside_transaction_block,
+        bronze::golden360::assert_absolute_source_dir
+    ]
 );
 extension_sql_file!("../sql/api.sql", name = "api", requires = ["pipeline"]);
 

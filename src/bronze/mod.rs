@@ -48,6 +48,13 @@ pub mod golden360 {
         }))
     }
 
+    /// ingest_bronze's path rule, for callers that check a directory before
+    /// any ingestion (golden360.schedule_pipeline).
+    #[pg_extern(immutable, parallel_safe)]
+    fn assert_absolute_source_dir(source_dir: Option<&str>) {
+        source::require_absolute(source_dir);
+    }
+
     /// Ingest the Olist CSV files of `source_dir` into bronze as one batch.
     #[pg_extern(volatile, parallel_unsafe)]
     fn ingest_bronze(source_dir: &str, allow_partial: default!(bool, false)) -> TableIterator<

@@ -36,17 +36,24 @@ pub fn require_read_privilege() {
     }
 }
 
-/// The source directory as an absolute, symlink-free path that exists and
-/// lies inside `golden360.data_dir` when that is set.
-pub fn resolve_source_dir(source_dir: &str) -> PathBuf {
-    if !Path::new(source_dir).is_absolute() {
+/// Refuse a source_dir (NULL included) that is not an absolute path: the
+/// server's working directory is no place a DBA means.
+pub fn require_absolute(source_dir: Option<&str>) {
+    if !source_dir.is_some_and(|dir| Path::new(dir).is_absolute()) {
+        let shown = source_dir.map_or("NULL".to_string(), |dir| format!("\"{dir}\""));
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("source_dir \"{source_dir}\" is not an absolute path"),
+            format!("source_dir {shown} is not an absolute path"),
             None,
             "Pass the directory's full path as the database server sees it, e.g. '/srv/olist/2018-10'.",
         );
     }
+}
+
+/// The source directory as an absolute, symlink-free path that exists and
+/// lies inside `golden360.data_dir` when that is set.
+pub fn resolve_source_dir(source_dir: &str) -> PathBuf {
+    require_absolute(Some(source_dir));
     let real = canonical(Path::new(source_dir), "source directory");
     if !real.is_dir() {
         raise(
