@@ -107,8 +107,8 @@ BEGIN
                  WHERE s.run_id = (SELECT max(run_id) FROM golden360.silver_runs);
             WHEN 'gold' THEN
                 CALL golden360.refresh_gold();
-                SELECT g.people, jsonb_build_object('gold_run_id', g.run_id, 'mode', g.mode,
-                                                    'recomputed', g.recomputed)
+                SELECT g.people, jsonb_build_object('gold_run_id', g.run_id, 'written', g.written,
+                                                    'removed', g.removed, 'unchanged', g.unchanged)
                   INTO step_rows, step_facts
                   FROM golden360.gold_runs g ORDER BY g.run_id DESC LIMIT 1;
             END CASE;

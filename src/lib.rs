@@ -10,10 +10,12 @@ use pgrx::prelude::*;
 
 mod bronze;
 mod bulk;
+mod keys;
 mod gold;
 mod error;
 mod olist;
 mod ops;
+mod scan;
 mod silver;
 #[cfg(any(test, feature = "pg_test"))]
 mod testing;
@@ -35,7 +37,13 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/gold.sql",
     name = "gold",
-    requires = ["silver", gold::golden360::golden_id, gold::golden360::ltv_segment, gold::golden360::sorted_ids]
+    requires = [
+        "silver",
+        gold::golden360::golden_id,
+        gold::golden360::ltv_segment,
+        gold::golden360::build_gold,
+        gold::golden360::gold_cross_checks
+    ]
 );
 
 extension_sql_file!(

@@ -1,12 +1,16 @@
 //! Gold: the identity bridge and the unified customer 360. Owns schema
 //! `gold`, `golden360.rfm_segments`, the LTV thresholds (settings in
 //! `ops`) and the procedure `golden360.refresh_gold()` (sql/gold.sql), which
-//! rebuilds gold from silver in one transaction and cross-checks it.
+//! brings gold up to date with silver in one transaction and cross-checks it.
 //!
-//! Rust computes `golden_id`; everything else is set-based SQL.
+//! Rust computes the records (`build.rs`) and, separately, the
+//! cross-checks (`checks.rs`); SQL holds the tables, the RFM map, and the
+//! procedure that records the checks and gates on them.
 
 use pgrx::prelude::*;
 
+mod build;
+mod checks;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
@@ -20,19 +24,45 @@ pub mod golden360 {
     /// `customer_unique_id || canonical_customer_id`.
     #[pg_extern(immutable, parallel_safe, strict)]
     pub fn golden_id(customer_unique_id: &str, canonical_customer_id: &str) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(customer_unique_id.as_bytes());
-        hasher.update(canonical_customer_id.as_bytes());
-        hex::encode(hasher.finalize())
+        hex::encode(golden_id_digest(customer_unique_id.as_bytes(), canonical_customer_id.as_bytes()))
     }
 
-    /// `ids` sorted in byte order (COLLATE "C"). PostgreSQL 15 sorts each
-    /// group separately for `array_agg(... ORDER BY ...)`, which costs more
-    /// than the whole rest of the 360 when groups are this small.
-    #[pg_extern(immutable, parallel_safe, strict)]
-    pub fn sorted_ids(mut ids: Vec<String>) -> Vec<String> {
-        ids.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        ids
+    /// The SHA-256 behind a golden id.
+    pub fn golden_id_digest(customer_unique_id: &[u8], canonical_customer_id: &[u8]) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(customer_unique_id);
+        hasher.update(canonical_customer_id);
+        hasher.finalize().into()
+    }
+
+    /// Compute every golden record from silver and write the ones that
+    /// differ from gold (and the bridge rows likewise). Called by
+    /// `golden360.refresh_gold()`, which serialises refreshes and
+    /// cross-checks the result; on its own it does neither.
+    #[pg_extern]
+    fn build_gold() -> TableIterator<
+        'static,
+        (
+            name!(people, i64),
+            name!(customer_ids, i64),
+            name!(written, i64),
+            name!(removed, i64),
+            name!(unchanged, i64),
+            name!(bridge_written, i64),
+            name!(bridge_removed, i64),
+        ),
+    > {
+        let o = super::build::refresh();
+        TableIterator::once((o.people, o.customer_ids, o.written, o.removed, o.unchanged, o.bridge_written, o.bridge_removed))
+    }
+
+    /// The SPEC's gold cross-checks on what silver and gold hold now:
+    /// (check, passed, failed). `golden360.refresh_gold()` records them and
+    /// fails on any failure.
+    #[pg_extern(stable)]
+    fn gold_cross_checks(
+    ) -> TableIterator<'static, (name!(check_name, &'static str), name!(passed, i64), name!(failed, i64))> {
+        TableIterator::new(super::checks::run().into_iter().map(|c| (c.name, c.passed, c.failed)))
     }
 
     /// The LTV segment of a total spend under the current thresholds

@@ -233,11 +233,19 @@ r6,on1,1,,,2018-01-26,2018-01-27
 
     /// A new batch re-delivers whole files with three changes: A gets a later
     /// order on a new customer_id, d1 moves from person D to person A (D
-    /// disappears), a new person F arrives. Only A and F are recomputed (D has
-    /// nothing left to compute), and the result equals a full rebuild.
+    /// disappears), a new person F arrives. The refresh writes exactly the
+    /// records whose values changed (A, F, and the people whose RFM scores
+    /// moved), removes D, leaves the rest as they are, and its result equals
+    /// a rebuild into an empty gold.
     #[pg_test]
-    fn an_incremental_refresh_recomputes_only_the_changed_people_and_equals_a_full_one() {
+    fn a_refresh_writes_only_what_changed_and_equals_a_rebuild() {
         let fx = load_fixture("gold-incremental");
+        let columns = "golden_id, customer_unique_id, customer_id, customer_ids, order_count, canceled_order_count, \
+                       total_spend, avg_order_value, max_single_order, first_order_date, last_order_date, total_items, \
+                       unique_products, favorite_category, product_diversity, avg_review_score, total_reviews, ltv_segment, \
+                       recency_score, frequency_score, monetary_score, rfm_segment, geographic_state, geographic_city, \
+                       geographic_zip, latitude, longitude";
+        Spi::run(&format!("CREATE TEMP TABLE before AS SELECT ctid AS tid, {columns} FROM gold.unified_customer_360")).unwrap();
         fx.write(
             "olist_customers_dataset.csv",
             format!("{CUSTOMERS}a4,A,01001,são paulo,SP\nd1,A,50000,recife,PE\nf1,F,01002,campinas,SP\n").as_bytes(),
@@ -251,34 +259,57 @@ r6,on1,1,,,2018-01-26,2018-01-27
         Spi::run("CALL golden360.refresh_silver()").unwrap();
         Spi::run("CALL golden360.refresh_gold()").unwrap();
         assert_eq!(
-            one::<String>("SELECT mode || ' ' || recomputed FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1"),
-            "incremental 2"
-        );
-        assert_eq!(
             one::<String>("SELECT string_agg(customer_unique_id, ',' ORDER BY customer_unique_id) FROM gold.unified_customer_360"),
             "A,B,C,E,F,K,L,M,N"
         );
-        let columns = "golden_id, customer_unique_id, customer_id, customer_ids, order_count, canceled_order_count, \
-                       total_spend, avg_order_value, max_single_order, first_order_date, last_order_date, total_items, \
-                       unique_products, favorite_category, product_diversity, avg_review_score, total_reviews, ltv_segment, \
-                       recency_score, frequency_score, monetary_score, rfm_segment, geographic_state, geographic_city, \
-                       geographic_zip, latitude, longitude";
-        Spi::run(&format!("CREATE TEMP TABLE incremental AS SELECT {columns} FROM gold.unified_customer_360")).unwrap();
-        Spi::run("CREATE TEMP TABLE incremental_bridge AS SELECT * FROM gold.identity_bridge").unwrap();
-        Spi::run("CALL golden360.refresh_gold(full_rebuild => true)").unwrap();
-        let differences = one::<i64>(&format!(
-            "SELECT count(*) FROM ((SELECT {columns} FROM gold.unified_customer_360 EXCEPT SELECT * FROM incremental)
-                                  UNION ALL (SELECT * FROM incremental EXCEPT SELECT {columns} FROM gold.unified_customer_360)) d"
+        // Rows whose values changed (or are new), by comparing with before.
+        let changed = one::<String>(&format!(
+            "SELECT string_agg(customer_unique_id, ',' ORDER BY customer_unique_id)
+               FROM (SELECT {columns} FROM gold.unified_customer_360
+                     EXCEPT SELECT {columns} FROM before) d"
         ));
-        assert_eq!(differences, 0, "incremental and full gold differ");
+        assert!(changed.starts_with("A,") && changed.contains(",F"), "{changed}");
+        assert_eq!(
+            one::<String>("SELECT written || ' ' || removed || ' ' || unchanged FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1"),
+            format!("{} 1 {}", changed.split(',').count(), 9 - changed.split(',').count()),
+            "written = the changed records ({changed}), removed = D"
+        );
+        // The unchanged rows are the very tuples that were there before.
         assert_eq!(
             one::<i64>(
-                "SELECT count(*) FROM ((SELECT * FROM gold.identity_bridge EXCEPT SELECT * FROM incremental_bridge)
-                                      UNION ALL (SELECT * FROM incremental_bridge EXCEPT SELECT * FROM gold.identity_bridge)) d"
+                "SELECT count(*) FROM gold.unified_customer_360 g JOIN before b ON b.tid = g.ctid AND b.golden_id = g.golden_id"
+            ),
+            9 - changed.split(',').count() as i64
+        );
+        assert_eq!(
+            one::<String>("SELECT bridge_written || ' ' || bridge_removed FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1"),
+            "3 0",
+            "bridge: a4 and f1 new, d1 moved to A (rewritten); a1-a3 moved with A's unchanged golden_id"
+        );
+
+        Spi::run(&format!("CREATE TEMP TABLE refreshed AS SELECT {columns} FROM gold.unified_customer_360")).unwrap();
+        Spi::run("CREATE TEMP TABLE refreshed_bridge AS SELECT * FROM gold.identity_bridge").unwrap();
+        Spi::run("DELETE FROM gold.unified_customer_360; DELETE FROM gold.identity_bridge").unwrap();
+        Spi::run("CALL golden360.refresh_gold()").unwrap();
+        assert_eq!(one::<String>("SELECT written || ' ' || unchanged FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1"), "9 0");
+        let differences = one::<i64>(&format!(
+            "SELECT count(*) FROM ((SELECT {columns} FROM gold.unified_customer_360 EXCEPT SELECT * FROM refreshed)
+                                  UNION ALL (SELECT * FROM refreshed EXCEPT SELECT {columns} FROM gold.unified_customer_360)) d"
+        ));
+        assert_eq!(differences, 0, "the refreshed gold and a rebuild differ");
+        assert_eq!(
+            one::<i64>(
+                "SELECT count(*) FROM ((SELECT * FROM gold.identity_bridge EXCEPT SELECT * FROM refreshed_bridge)
+                                      UNION ALL (SELECT * FROM refreshed_bridge EXCEPT SELECT * FROM gold.identity_bridge)) d"
             ),
             0
         );
-        assert_eq!(one::<String>("SELECT mode FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1"), "full");
+        // Nothing changed since: a refresh writes nothing.
+        Spi::run("CALL golden360.refresh_gold()").unwrap();
+        assert_eq!(
+            one::<String>("SELECT written || ' ' || removed || ' ' || unchanged || ' ' || bridge_written FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1"),
+            "0 0 9 0"
+        );
     }
 
     #[pg_test]

@@ -16,14 +16,15 @@
 
 use super::parse;
 use super::spec::{Check, Dedup, Kind, Rule, TableSpec, Ty, NO_COMMENT, TABLES};
-use crate::bulk::{self, push_varlena, BulkInsert};
+use crate::bulk::{push_varlena, BulkInsert};
 use crate::error::raise;
+use crate::keys::KeyHashState;
 use crate::olist::SOURCE_FILES;
+use crate::scan::{HeapScan, Row};
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc};
+use pgrx::{pg_sys, PgSqlErrorCode};
 use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 /// What building one table did.
@@ -139,29 +140,6 @@ struct Rank {
     batch: i64,
     row: i64,
 }
-
-/// Keys in the winner and parent-key maps are already xxh3 hashes: hash
-/// them again with nothing more than a fold.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = (v as u64) ^ ((v >> 64) as u64);
-    }
-}
-
-type KeyHashState = BuildHasherDefault<KeyHasher>;
 
 fn hash(values: &[&Value], buf: &mut Vec<u8>) -> u128 {
     buf.clear();
@@ -327,7 +305,7 @@ fn build_table(spec: &'static TableSpec, schema: &str, context: &mut Context, qu
         verdicts.push(0);
         let values: SmallVec<[&Value; MAX_COLUMNS]> = typed.iter().map(|v| v.as_ref().unwrap_or(&Value::Null)).collect();
         let prefer = (!plan.prefer.is_empty()).then(|| plan.prefer.iter().map(|&c| values[c].rank()).collect());
-        let rank = Rank { prefer, batch: scanned.batch, row: scanned.row };
+        let rank = Rank { prefer, batch: scanned.batch, row: scanned.row_number };
         candidates.push((plan.key_hash(&values, &mut buf), rank, at));
     });
     let bronze_rows = i64::from(position);
@@ -353,7 +331,7 @@ fn build_table(spec: &'static TableSpec, schema: &str, context: &mut Context, qu
         position += 1;
         if let Some(&verdict) = verdicts.get(at as usize).filter(|&&v| v != 0) {
             let rule = &plan.rules[usize::from(verdict - 1)];
-            quarantine.push(context.run_id, spec, rule, scanned.batch, scanned.row, &scanned.record(), record_names);
+            quarantine.push(context.run_id, spec, rule, scanned.batch, scanned.row_number, &scanned.record(), record_names);
             quarantined += 1;
             return;
         }
@@ -362,7 +340,7 @@ fn build_table(spec: &'static TableSpec, schema: &str, context: &mut Context, qu
             return;
         };
         next_winner.next();
-        if (batch, row) != (scanned.batch, scanned.row) {
+        if (batch, row) != (scanned.batch, scanned.row_number) {
             scan_order_changed(spec);
         }
         let typed = plan.type_row(&scanned.fields[..], context);
@@ -375,7 +353,7 @@ fn build_table(spec: &'static TableSpec, schema: &str, context: &mut Context, qu
                 context.translations.insert(pt.to_vec(), String::from_utf8_lossy(en).into_owned());
             }
         }
-        writer.push(&values, scanned.batch, scanned.row);
+        writer.push(&values, scanned.batch, scanned.row_number);
     });
     if position as usize != verdicts.len() || next_winner.next().is_some() {
         scan_order_changed(spec);
@@ -399,47 +377,19 @@ fn build_table(spec: &'static TableSpec, schema: &str, context: &mut Context, qu
 const MAX_COLUMNS: usize = 10;
 
 /// One bronze row during a scan: valid only inside the callback.
-struct ScannedRow<'s> {
-    values: &'s [pg_sys::Datum],
-    nulls: &'s [bool],
+struct ScannedRow<'r, 's> {
+    row: &'r Row<'s>,
     /// The spec columns' source fields, in spec order.
     fields: SmallVec<[&'s [u8]; MAX_COLUMNS]>,
-    record_attrs: &'s [usize],
-    row_cx: pg_sys::MemoryContext,
+    record_attrs: &'r [usize],
     batch: i64,
-    row: i64,
+    row_number: i64,
 }
 
-impl<'s> ScannedRow<'s> {
-    /// The bytes of text attribute `i` ('' for NULL). Plain varlenas are
-    /// read in place; compressed or toasted ones (long review comments) are
-    /// detoasted into the per-row context.
-    fn text(&self, i: usize) -> &'s [u8] {
-        if self.nulls[i] {
-            return b"";
-        }
-        unsafe {
-            let p = self.values[i].cast_mut_ptr::<u8>();
-            let first = *p;
-            if first & 0x01 == 0x01 && first != 0x01 {
-                // 1-byte header: length (header included) in the upper 7 bits.
-                return std::slice::from_raw_parts(p.add(1), (first >> 1) as usize - 1);
-            }
-            if first & 0x03 == 0x00 {
-                // 4-byte header, not compressed.
-                let len = (u32::from_le_bytes(*(p as *const [u8; 4])) >> 2) as usize;
-                return std::slice::from_raw_parts(p.add(4), len - 4);
-            }
-            let old = pg_sys::MemoryContextSwitchTo(self.row_cx);
-            let v = pg_sys::pg_detoast_datum_packed(self.values[i].cast_mut_ptr());
-            pg_sys::MemoryContextSwitchTo(old);
-            pgrx::varlena::varlena_to_byte_slice(v)
-        }
-    }
-
+impl<'s> ScannedRow<'_, 's> {
     /// Every CSV field of the bronze row, in file order.
     fn record(&self) -> SmallVec<[&'s [u8]; MAX_COLUMNS]> {
-        self.record_attrs.iter().map(|&i| self.text(i)).collect()
+        self.record_attrs.iter().map(|&i| self.row.text(i)).collect()
     }
 }
 
@@ -457,8 +407,7 @@ fn scan_order_changed(spec: &TableSpec) -> ! {
 /// A heap scan of one bronze table, handing each row's source fields (in
 /// the spec's column order) and lineage to a callback.
 struct BronzeScan {
-    rel: pg_sys::Relation,
-    slot: *mut pg_sys::TupleTableSlot,
+    scan: HeapScan,
     /// Attribute index of each spec column's source field.
     sources: Vec<usize>,
     /// Attribute index of every CSV column, for the quarantine record.
@@ -466,50 +415,19 @@ struct BronzeScan {
     record_names: &'static [&'static str],
     batch_attr: usize,
     row_attr: usize,
-    row_cx: pg_sys::MemoryContext,
 }
 
 impl BronzeScan {
     fn open(spec: &TableSpec) -> BronzeScan {
         let source = SOURCE_FILES.iter().find(|f| f.table == spec.table).expect("a bronze table per silver table");
-        let relid = bulk::relation_oid("bronze", spec.table).unwrap_or_else(|| {
-            raise(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-                format!("bronze.{} does not exist", spec.table),
-                None,
-                "Reinstall the extension: DROP EXTENSION golden360 CASCADE; CREATE EXTENSION golden360;",
-            )
-        });
-        unsafe {
-            let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-            let desc = PgTupleDesc::from_pg_unchecked((*rel).rd_att);
-            let names: Vec<String> = desc.iter().map(|a| a.name().to_string()).collect();
-            let attr = |name: &str| {
-                names.iter().position(|n| n == name).unwrap_or_else(|| {
-                    raise(
-                        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                        format!("bronze.{} has no column {name}", spec.table),
-                        None,
-                        "Reinstall the extension, or restore the column.",
-                    )
-                })
-            };
-            BronzeScan {
-                rel,
-                slot: pg_sys::table_slot_create(rel, std::ptr::null_mut()),
-                sources: spec.columns.iter().map(|c| attr(c.source)).collect(),
-                record: source.columns.iter().map(|c| attr(c)).collect(),
-                record_names: source.columns,
-                batch_attr: attr("_batch_id"),
-                row_attr: attr("_row_number"),
-                row_cx: pg_sys::AllocSetContextCreateExtended(
-                    pg_sys::CurrentMemoryContext,
-                    c"golden360 silver row".as_ptr(),
-                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-                ),
-            }
+        let scan = HeapScan::open("bronze", spec.table, pg_sys::AccessShareLock);
+        BronzeScan {
+            sources: spec.columns.iter().map(|c| scan.attr(c.source)).collect(),
+            record: source.columns.iter().map(|c| scan.attr(c)).collect(),
+            record_names: source.columns,
+            batch_attr: scan.attr("_batch_id"),
+            row_attr: scan.attr("_row_number"),
+            scan,
         }
     }
 
@@ -517,43 +435,22 @@ impl BronzeScan {
     /// columns' source bytes; `row.record()` decodes every CSV field (only a
     /// quarantined row needs them).
     fn for_each(&mut self, mut f: impl FnMut(&ScannedRow)) {
-        unsafe {
-            // No synchronized scan: both passes must start at block 0.
-            let scan =
-                pg_sys::table_beginscan_strat(self.rel, pg_sys::GetActiveSnapshot(), 0, std::ptr::null_mut(), true, false);
-            while pg_sys::table_scan_getnextslot(scan, pg_sys::ScanDirection::ForwardScanDirection, self.slot) {
-                pg_sys::slot_getallattrs(self.slot);
-                let n = (*self.slot).tts_nvalid as usize;
-                let row = ScannedRow {
-                    values: std::slice::from_raw_parts((*self.slot).tts_values, n),
-                    nulls: std::slice::from_raw_parts((*self.slot).tts_isnull, n),
-                    fields: SmallVec::new(),
-                    record_attrs: &self.record,
-                    row_cx: self.row_cx,
-                    batch: 0,
-                    row: 0,
-                };
-                let mut row = row;
-                row.batch = row.values[self.batch_attr].value() as i64;
-                row.row = row.values[self.row_attr].value() as i64;
-                let fields: SmallVec<[&[u8]; MAX_COLUMNS]> = self.sources.iter().map(|&i| row.text(i)).collect();
-                row.fields = fields;
-                f(&row);
-                if !(*self.row_cx).isReset {
-                    pg_sys::MemoryContextReset(self.row_cx);
-                }
-                pg_sys::check_for_interrupts!();
-            }
-            pg_sys::table_endscan(scan);
-        }
+        let last = self.sources.iter().chain(&self.record).chain([&self.batch_attr, &self.row_attr]).copied().max();
+        let (sources, record, batch_attr, row_attr) = (&self.sources, &self.record, self.batch_attr, self.row_attr);
+        self.scan.for_each(last.unwrap_or(0), |row| {
+            let scanned = ScannedRow {
+                row,
+                fields: sources.iter().map(|&i| row.text(i)).collect(),
+                record_attrs: record,
+                batch: row.int8(batch_attr).unwrap_or_default(),
+                row_number: row.int8(row_attr).unwrap_or_default(),
+            };
+            f(&scanned);
+        });
     }
 
     fn close(self) {
-        unsafe {
-            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
-            pg_sys::MemoryContextDelete(self.row_cx);
-            pg_sys::table_close(self.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        }
+        self.scan.close();
     }
 }
 

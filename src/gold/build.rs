@@ -1,0 +1,864 @@
+//! Building gold from silver: one scan of each silver table into compact
+//! per-person tallies (ids become numbers; money stays in integer cents),
+//! the 360 and the RFM scores computed in memory, then gold and the bridge
+//! brought to that result by writing only the rows that differ.
+//!
+//! Writing only differences is what makes a refresh cost what changed: a
+//! new order rewrites its person and the people whose RFM scores moved, not
+//! everyone; readers, WAL and replicas see nothing of the rest. The whole
+//! computation, by contrast, always runs on all of silver (about half a
+//! second at scale 1), so an incremental result is a full rebuild's by
+//! construction.
+
+use super::golden360::golden_id_digest;
+use crate::bulk::{expect_columns, push_varlena, BulkInsert};
+use crate::error::raise;
+use crate::keys::{Interner, KeyHashState};
+use crate::scan::{varlena_bytes, HeapScan, Row};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, PgMemoryContexts, PgSqlErrorCode};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Order statuses that do not count towards a person's orders and spend
+/// (the SPEC's "counted orders" are all others).
+pub const UNCOUNTED_STATUSES: [&str; 2] = ["canceled", "unavailable"];
+
+/// What a refresh did.
+pub struct Outcome {
+    pub people: i64,
+    pub customer_ids: i64,
+    /// Golden records inserted or rewritten.
+    pub written: i64,
+    /// Golden records of people no longer in silver.
+    pub removed: i64,
+    pub unchanged: i64,
+    pub bridge_written: i64,
+    pub bridge_removed: i64,
+}
+
+pub fn refresh() -> Outcome {
+    let started = Instant::now();
+    let segments = RfmMap::load();
+    let silver = Silver::read();
+    let read = started.elapsed();
+    let gold = Gold::compute(&silver);
+    let computed = started.elapsed();
+    let refreshed_at = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    let records = sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at });
+    let bridge = sync(&BridgeRows::new(&silver, &gold));
+    pgrx::debug1!(
+        "golden360 gold: read silver {:.0} ms, computed {:.0} ms, wrote {:.0} ms",
+        read.as_secs_f64() * 1e3,
+        (computed - read).as_secs_f64() * 1e3,
+        (started.elapsed() - computed).as_secs_f64() * 1e3
+    );
+    Outcome {
+        people: gold.records.len() as i64,
+        customer_ids: silver.customer.len() as i64,
+        written: records.written,
+        removed: records.removed,
+        unchanged: records.unchanged,
+        bridge_written: bridge.written,
+        bridge_removed: bridge.removed,
+    }
+}
+
+/// The RFM map (`golden360.rfm_segments`): segment by recency score and
+/// FM = (F + M) / 2 rounded half up.
+struct RfmMap {
+    cells: [[Option<String>; 5]; 5],
+}
+
+impl RfmMap {
+    fn load() -> RfmMap {
+        let mut cells: [[Option<String>; 5]; 5] = Default::default();
+        Spi::connect(|client| {
+            let rows = client.select("SELECT recency, fm, segment FROM golden360.rfm_segments", None, &[])?;
+            for row in rows {
+                if let (Some(r), Some(fm), Some(segment)) = (row.get::<i32>(1)?, row.get::<i32>(2)?, row.get::<String>(3)?) {
+                    // The table's CHECK constraints keep both in 1..=5.
+                    cells[(r - 1) as usize][(fm - 1) as usize] = Some(segment);
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(())
+        })
+        .unwrap_or_else(|e| {
+            raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("reading golden360.rfm_segments failed: {e}"), None, "")
+        });
+        let missing: Vec<String> = (0..5)
+            .flat_map(|r| (0..5).map(move |fm| (r, fm)))
+            .filter(|&(r, fm)| cells[r][fm].is_none())
+            .map(|(r, fm)| format!("recency {}, fm {}", r + 1, fm + 1))
+            .collect();
+        if !missing.is_empty() {
+            raise(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("golden360.rfm_segments has no segment for {} of its 25 cells", missing.len()),
+                Some(format!("missing: {}", missing.join("; "))),
+                "Insert the missing cells, e.g. INSERT INTO golden360.rfm_segments VALUES (1, 1, 'Hibernating');",
+            );
+        }
+        RfmMap { cells }
+    }
+
+    fn segment(&self, scores: [i16; 3]) -> &str {
+        let [r, f, m] = scores.map(usize::try_from).map(|s| s.unwrap_or(1));
+        let fm = (f + m).div_ceil(2);
+        self.cells[r - 1][fm - 1].as_deref().unwrap_or_default()
+    }
+}
+
+struct Customer {
+    person: u32,
+    zip: Option<i32>,
+    city: Option<u32>,
+    state: Option<u32>,
+}
+
+struct Order {
+    customer: u32,
+    counted: bool,
+    purchased: Option<i64>,
+    /// Sum of its payments, in cents.
+    value: i64,
+}
+
+/// Everything gold needs from silver, per person.
+#[derive(Default, Clone)]
+struct Tally {
+    order_count: u32,
+    canceled: u32,
+    spend: i64,
+    max_order: i64,
+    first: Option<i64>,
+    last: Option<i64>,
+    items: u32,
+    unique_products: u32,
+    categories: u32,
+    /// Category number of the favourite.
+    favorite: Option<u32>,
+    review_sum: i64,
+    reviews: u32,
+    /// (purchase, customer) of the earliest and the latest dated purchase
+    /// of any status.
+    earliest: Option<(i64, u32)>,
+    latest: Option<(i64, u32)>,
+}
+
+struct Silver {
+    /// customer_id → customer number (the index into `customer`).
+    customers: Interner,
+    customer: Vec<Customer>,
+    /// customer_unique_id → person number (the index into `tally`).
+    people: Interner,
+    tally: Vec<Tally>,
+    /// Cities and states.
+    places: Interner,
+    categories: Interner,
+    /// Sum of latitudes, of longitudes, and the count of points per zip.
+    zip_points: HashMap<i32, (f64, f64, u32), KeyHashState>,
+}
+
+const SHARE: u32 = pg_sys::AccessShareLock;
+
+impl Silver {
+    fn read() -> Silver {
+        let mut silver = Silver {
+            customers: Interner::default(),
+            customer: Vec::new(),
+            people: Interner::default(),
+            tally: Vec::new(),
+            places: Interner::default(),
+            categories: Interner::default(),
+            zip_points: HashMap::default(),
+        };
+        silver.read_customers();
+        let mut orders = Interner::default();
+        let mut order = silver.read_orders(&mut orders);
+        read_payments(&orders, &mut order);
+        silver.tally_orders(&order);
+        silver.read_items(&orders, &order);
+        silver.read_reviews(&orders, &order);
+        silver.read_geolocation();
+        silver
+    }
+
+    fn read_customers(&mut self) {
+        let mut scan = HeapScan::open("silver", "customers", SHARE);
+        // Olist ids are 32 characters.
+        let n = scan.estimated_rows();
+        self.customers = Interner::with_capacity(n, 32);
+        self.people = Interner::with_capacity(n, 32);
+        self.customer.reserve(n);
+        self.tally.reserve(n);
+        let [id, person, zip, city, state] =
+            ["customer_id", "customer_unique_id", "customer_zip", "customer_city", "customer_state"].map(|c| scan.attr(c));
+        scan.for_each(id.max(person).max(zip).max(city).max(state), |row| {
+            let number = self.customers.intern(row.text(id));
+            if number as usize == self.customer.len() {
+                let person = self.people.intern(row.text(person));
+                if person as usize == self.tally.len() {
+                    self.tally.push(Tally::default());
+                }
+                self.customer.push(Customer {
+                    person,
+                    zip: row.int4(zip),
+                    city: row.opt_text(city).map(|b| self.places.intern(b)),
+                    state: row.opt_text(state).map(|b| self.places.intern(b)),
+                });
+            }
+        });
+        scan.close();
+    }
+
+    fn read_orders(&self, orders: &mut Interner) -> Vec<Order> {
+        let mut scan = HeapScan::open("silver", "orders", SHARE);
+        let mut order = Vec::with_capacity(scan.estimated_rows());
+        *orders = Interner::with_capacity(scan.estimated_rows(), 32);
+        let [id, customer, status, purchased] =
+            ["order_id", "customer_id", "order_status", "order_purchase_timestamp"].map(|c| scan.attr(c));
+        scan.for_each(id.max(customer).max(status).max(purchased), |row| {
+            // The customer_exists rule makes a miss impossible; an order of
+            // nobody would belong to no golden record anyway.
+            let Some(customer) = self.customers.find(row.text(customer)) else { return };
+            if orders.intern(row.text(id)) as usize == order.len() {
+                let status = row.text(status);
+                order.push(Order {
+                    customer,
+                    counted: !UNCOUNTED_STATUSES.iter().any(|s| s.as_bytes() == status),
+                    purchased: row.int8(purchased),
+                    value: 0,
+                });
+            }
+        });
+        scan.close();
+        order
+    }
+
+    fn tally_orders(&mut self, order: &[Order]) {
+        for o in order {
+            let t = &mut self.tally[self.customer[o.customer as usize].person as usize];
+            if let Some(at) = o.purchased {
+                let id = |c: u32| self.customers.get(c);
+                // Ties on the purchase time: the smallest customer_id.
+                if t.earliest.is_none_or(|(e, c)| (at, id(o.customer)) < (e, id(c))) {
+                    t.earliest = Some((at, o.customer));
+                }
+                if t.latest.is_none_or(|(l, c)| at > l || (at == l && id(o.customer) < id(c))) {
+                    t.latest = Some((at, o.customer));
+                }
+            }
+            if o.counted {
+                t.order_count += 1;
+                t.spend += o.value;
+                t.max_order = t.max_order.max(o.value);
+                if let Some(at) = o.purchased {
+                    t.first = Some(t.first.map_or(at, |f| f.min(at)));
+                    t.last = Some(t.last.map_or(at, |l| l.max(at)));
+                }
+            } else {
+                t.canceled += 1;
+            }
+        }
+    }
+
+    /// Items of counted orders: their count, distinct products, and per
+    /// category (English, else Portuguese; products without one count
+    /// only as items and products) the count of item rows.
+    fn read_items(&mut self, orders: &Interner, order: &[Order]) {
+        let mut scan = HeapScan::open("silver", "products", SHARE);
+        let mut products = Interner::with_capacity(scan.estimated_rows(), 32);
+        let mut category_of: Vec<Option<u32>> = Vec::with_capacity(scan.estimated_rows());
+        let [id, category] = ["product_id", "product_category"].map(|c| scan.attr(c));
+        scan.for_each(id.max(category), |row| {
+            if products.intern(row.text(id)) as usize == category_of.len() {
+                category_of.push(row.opt_text(category).map(|b| self.categories.intern(b)));
+            }
+        });
+        scan.close();
+        // Favourite-category ties go to the byte-order first: number the
+        // categories in that order.
+        let mut by_name: Vec<u32> = (0..self.categories.len() as u32).collect();
+        by_name.sort_unstable_by(|&a, &b| self.categories.get(a).cmp(self.categories.get(b)));
+        let mut rank = vec![0u32; by_name.len()];
+        for (r, &c) in by_name.iter().enumerate() {
+            rank[c as usize] = r as u32;
+        }
+
+        let mut bought: Vec<(u32, u32)> = Vec::new(); // (person, product)
+        let mut in_category: Vec<(u32, u32)> = Vec::new(); // (person, category rank)
+        let mut scan = HeapScan::open("silver", "order_items", SHARE);
+        let [order_id, product] = ["order_id", "product_id"].map(|c| scan.attr(c));
+        scan.for_each(order_id.max(product), |row| {
+            let Some(o) = orders.find(row.text(order_id)).map(|o| &order[o as usize]) else { return };
+            if !o.counted {
+                return;
+            }
+            let person = self.customer[o.customer as usize].person;
+            self.tally[person as usize].items += 1;
+            if let Some(product) = row.opt_text(product) {
+                let p = products.intern(product);
+                bought.push((person, p));
+                if let Some(&Some(c)) = category_of.get(p as usize) {
+                    in_category.push((person, rank[c as usize]));
+                }
+            }
+        });
+        scan.close();
+
+        bought.sort_unstable();
+        bought.dedup();
+        for &(person, _) in &bought {
+            self.tally[person as usize].unique_products += 1;
+        }
+        in_category.sort_unstable();
+        let mut best: Option<(u32, u32, u32)> = None; // (person, items, rank)
+        for run in in_category.chunk_by(|a, b| a == b) {
+            let (person, r) = run[0];
+            let t = &mut self.tally[person as usize];
+            t.categories += 1;
+            // Runs come by person, then rank: a strictly larger count wins,
+            // so an equal one later (a greater name) does not.
+            let n = run.len() as u32;
+            if best.is_none_or(|(p, most, _)| p != person || n > most) {
+                best = Some((person, n, r));
+                t.favorite = Some(by_name[r as usize]);
+            }
+        }
+    }
+
+    /// Reviews of all the person's orders, of any status.
+    fn read_reviews(&mut self, orders: &Interner, order: &[Order]) {
+        let mut scan = HeapScan::open("silver", "order_reviews", SHARE);
+        let [order_id, score] = ["order_id", "review_score"].map(|c| scan.attr(c));
+        scan.for_each(order_id.max(score), |row| {
+            let Some(o) = orders.find(row.text(order_id)).map(|o| &order[o as usize]) else { return };
+            let Some(score) = row.int4(score) else { return };
+            let t = &mut self.tally[self.customer[o.customer as usize].person as usize];
+            t.review_sum += i64::from(score);
+            t.reviews += 1;
+        });
+        scan.close();
+    }
+
+    fn read_geolocation(&mut self) {
+        let mut scan = HeapScan::open("silver", "geolocation", SHARE);
+        let [zip, lat, lng] = ["zip", "lat", "lng"].map(|c| scan.attr(c));
+        scan.for_each(zip.max(lat).max(lng), |row| {
+            if let (Some(zip), Some(lat), Some(lng)) = (row.int4(zip), row.float8(lat), row.float8(lng)) {
+                let sums = self.zip_points.entry(zip).or_insert((0.0, 0.0, 0));
+                *sums = (sums.0 + lat, sums.1 + lng, sums.2 + 1);
+            }
+        });
+        scan.close();
+    }
+}
+
+fn read_payments(orders: &Interner, order: &mut [Order]) {
+    let mut scan = HeapScan::open("silver", "order_payments", SHARE);
+    let [order_id, value] = ["order_id", "payment_value"].map(|c| scan.attr(c));
+    scan.for_each(order_id.max(value), |row: &Row| {
+        if let (Some(o), Some(cents)) = (orders.find(row.text(order_id)), row.cents(value)) {
+            order[o as usize].value += cents;
+        }
+    });
+    scan.close();
+}
+
+/// One golden record, by numbers into `Silver`.
+struct Record {
+    person: u32,
+    golden_id: [u8; 32],
+    canonical: u32,
+    /// The customer whose address the record carries.
+    address: u32,
+    /// Range of the person's customers in `Gold::customers_by_person`.
+    customers: std::ops::Range<usize>,
+    rfm: Option<[i16; 3]>,
+}
+
+struct Gold {
+    /// In golden_id byte order, the primary key's.
+    records: Vec<Record>,
+    /// Customer numbers, by person, then customer_id in byte order.
+    customers_by_person: Vec<u32>,
+    /// Person number → index into `records`.
+    record_of: Vec<u32>,
+}
+
+impl Gold {
+    fn compute(silver: &Silver) -> Gold {
+        let id = |c: u32| silver.customers.get(c);
+        let mut sorted: Vec<(u32, &[u8], u32)> =
+            silver.customer.iter().enumerate().map(|(c, row)| (row.person, id(c as u32), c as u32)).collect();
+        sorted.sort_unstable();
+        let customers_by_person: Vec<u32> = sorted.into_iter().map(|(_, _, c)| c).collect();
+        let mut records = Vec::with_capacity(silver.tally.len());
+        let mut at = 0;
+        for (person, t) in silver.tally.iter().enumerate() {
+            let start = at;
+            while at < customers_by_person.len() && silver.customer[customers_by_person[at] as usize].person == person as u32 {
+                at += 1;
+            }
+            // Without a dated purchase: the smallest customer_id.
+            let smallest = customers_by_person[start];
+            let canonical = t.earliest.map_or(smallest, |(_, c)| c);
+            records.push(Record {
+                person: person as u32,
+                golden_id: golden_id_digest(silver.people.get(person as u32), id(canonical)),
+                canonical,
+                address: t.latest.map_or(smallest, |(_, c)| c),
+                customers: start..at,
+                rfm: None,
+            });
+        }
+        score_rfm(&mut records, &silver.tally);
+        records.sort_unstable_by(|a, b| a.golden_id.cmp(&b.golden_id));
+        let mut record_of = vec![0u32; records.len()];
+        for (i, r) in records.iter().enumerate() {
+            record_of[r.person as usize] = i as u32;
+        }
+        Gold { records, customers_by_person, record_of }
+    }
+}
+
+/// RFM: three independent ntile(5) over the people with a counted order,
+/// ascending by last order date, order count and spend, ties by golden_id
+/// in byte order.
+fn score_rfm(records: &mut [Record], tally: &[Tally]) {
+    let scored: Vec<usize> = (0..records.len()).filter(|&i| tally[records[i].person as usize].order_count > 0).collect();
+    let n = scored.len();
+    let mut scores = vec![[0i16; 3]; records.len()];
+    let keys: [fn(&Tally) -> i64; 3] =
+        [|t| t.last.map_or(i64::MIN, |at| i64::from(date_of(at))), |t| i64::from(t.order_count), |t| t.spend];
+    let mut order: Vec<(i64, [u8; 32], u32)> = Vec::with_capacity(n);
+    for (dimension, key) in keys.iter().enumerate() {
+        order.clear();
+        order.extend(scored.iter().map(|&i| (key(&tally[records[i].person as usize]), records[i].golden_id, i as u32)));
+        order.sort_unstable();
+        for (position, &(_, _, i)) in order.iter().enumerate() {
+            scores[i as usize][dimension] = ntile(position, n, 5);
+        }
+    }
+    for i in scored {
+        records[i].rfm = Some(scores[i]);
+    }
+}
+
+/// PostgreSQL's ntile(buckets) of the row at `position` (0-based) of `n`:
+/// the first n % buckets buckets hold one row more.
+fn ntile(position: usize, n: usize, buckets: usize) -> i16 {
+    let (per, extra) = (n / buckets, n % buckets);
+    let big = extra * (per + 1);
+    let bucket = if position < big { position / (per + 1) } else { extra + (position - big) / per };
+    bucket as i16 + 1
+}
+
+/// Lower-case hex of a digest, without allocating.
+fn hex_digits(digest: &[u8; 32]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    // Infallible: the output is exactly twice the input.
+    let _ = hex::encode_to_slice(digest, &mut out);
+    out
+}
+
+const USECS_PER_DAY: i64 = 86_400_000_000;
+
+/// The date part of a timestamp (days since 2000-01-01, like DateADT).
+fn date_of(timestamp: i64) -> i32 {
+    timestamp.div_euclid(USECS_PER_DAY) as i32
+}
+
+/// `numerator / denominator` rounded half away from zero to `places`
+/// decimals, as an integer scaled by 10^places.
+fn rounded_ratio(numerator: i64, denominator: i64, places: u32) -> i64 {
+    let scaled = i128::from(numerator) * 10i128.pow(places);
+    let d = i128::from(denominator);
+    let q = (2 * scaled.abs() + d) / (2 * d);
+    (if scaled < 0 { -q } else { q }) as i64
+}
+
+/// The rows a gold table should hold, and how to match them to the rows it
+/// holds: by a natural key.
+trait TargetRows {
+    const TABLE: &'static str;
+    const COLUMNS: &'static [&'static str];
+    const KEY: usize;
+    /// A column left out of the comparison (when the row was computed).
+    const STAMP: Option<usize>;
+    fn len(&self) -> usize;
+    fn find(&self, key: &[u8]) -> Option<usize>;
+    fn fill(&self, i: usize, row: &mut RowBuf);
+}
+
+const GOLD_COLUMNS: [&str; 28] = [
+    "golden_id",
+    "customer_unique_id",
+    "customer_id",
+    "customer_ids",
+    "order_count",
+    "canceled_order_count",
+    "total_spend",
+    "avg_order_value",
+    "max_single_order",
+    "first_order_date",
+    "last_order_date",
+    "total_items",
+    "unique_products",
+    "favorite_category",
+    "product_diversity",
+    "avg_review_score",
+    "total_reviews",
+    "ltv_segment",
+    "recency_score",
+    "frequency_score",
+    "monetary_score",
+    "rfm_segment",
+    "geographic_state",
+    "geographic_city",
+    "geographic_zip",
+    "latitude",
+    "longitude",
+    "refreshed_at",
+];
+
+struct GoldRows<'a> {
+    silver: &'a Silver,
+    gold: &'a Gold,
+    segments: &'a RfmMap,
+    refreshed_at: pg_sys::TimestampTz,
+}
+
+impl TargetRows for GoldRows<'_> {
+    const TABLE: &'static str = "unified_customer_360";
+    const COLUMNS: &'static [&'static str] = &GOLD_COLUMNS;
+    const KEY: usize = 1;
+    const STAMP: Option<usize> = Some(27);
+
+    fn len(&self) -> usize {
+        self.gold.records.len()
+    }
+
+    fn find(&self, customer_unique_id: &[u8]) -> Option<usize> {
+        let person = self.silver.people.find(customer_unique_id)?;
+        Some(self.gold.record_of[person as usize] as usize)
+    }
+
+    fn fill(&self, i: usize, row: &mut RowBuf) {
+        let (silver, r) = (self.silver, &self.gold.records[i]);
+        let t = &silver.tally[r.person as usize];
+        let address = &silver.customer[r.address as usize];
+        let counted = i64::from(t.order_count);
+        row.text(0, &hex_digits(&r.golden_id));
+        row.text(1, silver.people.get(r.person));
+        row.text(2, silver.customers.get(r.canonical));
+        row.text_array(3, self.gold.customers_by_person[r.customers.clone()].iter().map(|&c| silver.customers.get(c)));
+        row.int4(4, t.order_count as i32);
+        row.int4(5, t.canceled as i32);
+        row.numeric(6, t.spend, 2);
+        row.numeric(7, if counted == 0 { 0 } else { rounded_ratio(t.spend, counted, 0) }, 2);
+        row.numeric(8, t.max_order, 2);
+        row.date(9, t.first.map(date_of));
+        row.date(10, t.last.map(date_of));
+        row.int4(11, t.items as i32);
+        row.int4(12, t.unique_products as i32);
+        row.opt_text(13, t.favorite.map(|c| silver.categories.get(c)));
+        row.numeric(14, if counted == 0 { 0 } else { rounded_ratio(i64::from(t.categories), counted, 4) }, 4);
+        match t.reviews {
+            0 => row.null(15),
+            n => row.numeric(15, rounded_ratio(t.review_sum, i64::from(n), 2), 2),
+        }
+        row.int4(16, t.reviews as i32);
+        row.text(17, crate::ops::ltv_segment(t.spend as f64 / 100.0).as_bytes());
+        match r.rfm {
+            Some(scores) => {
+                for (k, score) in scores.iter().enumerate() {
+                    row.int2(18 + k, *score);
+                }
+                row.text(21, self.segments.segment(scores).as_bytes());
+            }
+            None => (18..22).for_each(|k| row.null(k)),
+        }
+        row.opt_text(22, address.state.map(|s| silver.places.get(s)));
+        row.opt_text(23, address.city.map(|c| silver.places.get(c)));
+        match address.zip {
+            Some(zip) => row.int4(24, zip),
+            None => row.null(24),
+        }
+        match address.zip.and_then(|z| silver.zip_points.get(&z)) {
+            Some(&(lat, lng, n)) => {
+                row.float8(25, lat / f64::from(n));
+                row.float8(26, lng / f64::from(n));
+            }
+            None => (25..27).for_each(|k| row.null(k)),
+        }
+        row.timestamp(27, self.refreshed_at);
+    }
+}
+
+/// Every silver customer_id and its person's golden_id, in customer_id
+/// byte order (the primary key's).
+struct BridgeRows<'a> {
+    silver: &'a Silver,
+    gold: &'a Gold,
+    by_id: Vec<u32>,
+    position: Vec<u32>,
+}
+
+impl<'a> BridgeRows<'a> {
+    fn new(silver: &'a Silver, gold: &'a Gold) -> BridgeRows<'a> {
+        let mut by_id: Vec<u32> = (0..silver.customer.len() as u32).collect();
+        by_id.sort_unstable_by(|&a, &b| silver.customers.get(a).cmp(silver.customers.get(b)));
+        let mut position = vec![0u32; by_id.len()];
+        for (i, &c) in by_id.iter().enumerate() {
+            position[c as usize] = i as u32;
+        }
+        BridgeRows { silver, gold, by_id, position }
+    }
+}
+
+impl TargetRows for BridgeRows<'_> {
+    const TABLE: &'static str = "identity_bridge";
+    const COLUMNS: &'static [&'static str] = &["customer_id", "customer_unique_id", "golden_id"];
+    const KEY: usize = 0;
+    const STAMP: Option<usize> = None;
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn find(&self, customer_id: &[u8]) -> Option<usize> {
+        self.silver.customers.find(customer_id).map(|c| self.position[c as usize] as usize)
+    }
+
+    fn fill(&self, i: usize, row: &mut RowBuf) {
+        let c = self.by_id[i];
+        let person = self.silver.customer[c as usize].person;
+        let record = &self.gold.records[self.gold.record_of[person as usize] as usize];
+        row.text(0, self.silver.customers.get(c));
+        row.text(1, self.silver.people.get(person));
+        row.text(2, &hex_digits(&record.golden_id));
+    }
+}
+
+/// What bringing one table to its target rows did.
+struct Synced {
+    written: i64,
+    removed: i64,
+    unchanged: i64,
+}
+
+/// Make gold.<table> hold exactly `target`'s rows: a row equal to its
+/// target (all columns but the stamp) stays as it is; a changed row is
+/// deleted and its new version inserted; rows whose key is gone are
+/// deleted. Deletes come first, so unique keys are free for the inserts.
+fn sync<T: TargetRows>(target: &T) -> Synced {
+    let started = Instant::now();
+    let mut scan = HeapScan::open("gold", T::TABLE, pg_sys::RowExclusiveLock);
+    let rel = scan.relation();
+    expect_columns(rel, scan.name(), T::COLUMNS);
+    unsafe {
+        if pg_sys::pg_class_aclcheck((*rel).rd_id, pg_sys::GetUserId(), pg_sys::ACL_DELETE as pg_sys::AclMode)
+            != pg_sys::AclResult::ACLCHECK_OK
+        {
+            raise(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("permission denied for table {}", scan.name()),
+                None,
+                "An administrator can run: GRANT golden360_loader TO <role>;",
+            );
+        }
+    }
+    let types: Vec<(i16, bool)> = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) }
+        .iter()
+        .map(|a| (a.attlen, a.attbyval))
+        .collect();
+    let mut row_cx = PgMemoryContexts::new("golden360 gold row");
+    let mut buf = RowBuf::new(T::COLUMNS.len());
+    let mut kept = vec![false; target.len()];
+    let mut doomed: Vec<pg_sys::ItemPointerData> = Vec::new();
+    let mut removed = 0;
+    scan.for_each(T::COLUMNS.len() - 1, |row| {
+        match target.find(row.text(T::KEY)) {
+            Some(i) if !kept[i] => {
+                let same = unsafe {
+                    row_cx.switch_to(|_| {
+                        buf.build(|b| target.fill(i, b));
+                        buf.equals(row, &types, T::STAMP)
+                    })
+                };
+                unsafe { row_cx.reset() };
+                if same {
+                    kept[i] = true;
+                } else {
+                    doomed.push(row.tid);
+                }
+            }
+            Some(_) => doomed.push(row.tid),
+            None => {
+                doomed.push(row.tid);
+                removed += 1;
+            }
+        }
+    });
+    unsafe {
+        for tid in &mut doomed {
+            pg_sys::simple_table_tuple_delete(rel, tid, pg_sys::GetActiveSnapshot());
+        }
+        pg_sys::CommandCounterIncrement();
+    }
+    scan.close();
+
+    let compared = Instant::now();
+    let mut insert = BulkInsert::open_declared("gold", T::TABLE, T::COLUMNS).sorted_index_inserts();
+    for i in (0..target.len()).filter(|&i| !kept[i]) {
+        unsafe {
+            row_cx.switch_to(|_| {
+                buf.build(|b| target.fill(i, b));
+                insert.push(&mut buf.datums, &mut buf.nulls);
+            });
+            row_cx.reset();
+        }
+    }
+    let heap_written = Instant::now();
+    let written = insert.finish();
+    pgrx::debug1!(
+        "golden360 gold.{}: compared and deleted {:.0} ms, heap {:.0} ms, indexes {:.0} ms",
+        T::TABLE,
+        (compared - started).as_secs_f64() * 1e3,
+        (heap_written - compared).as_secs_f64() * 1e3,
+        heap_written.elapsed().as_secs_f64() * 1e3
+    );
+    let unchanged = kept.iter().filter(|&&k| k).count() as i64;
+    Synced { written, removed, unchanged }
+}
+
+/// One row's datums, built column by column. Text is gathered into one
+/// buffer and pointed to once the buffer stops growing; numerics and arrays
+/// are allocated in the current memory context.
+struct RowBuf {
+    datums: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+    scratch: Vec<u8>,
+    /// (column, offset in scratch) of each text value.
+    texts: Vec<(usize, usize)>,
+    /// (column, range in `elements`) of each text[] value.
+    arrays: Vec<(usize, std::ops::Range<usize>)>,
+    elements: Vec<usize>,
+}
+
+impl RowBuf {
+    fn new(columns: usize) -> RowBuf {
+        RowBuf {
+            datums: vec![pg_sys::Datum::from(0); columns],
+            nulls: vec![true; columns],
+            scratch: Vec::with_capacity(1024),
+            texts: Vec::new(),
+            arrays: Vec::new(),
+            elements: Vec::new(),
+        }
+    }
+
+    fn build(&mut self, fill: impl FnOnce(&mut RowBuf)) {
+        self.scratch.clear();
+        self.texts.clear();
+        self.arrays.clear();
+        self.elements.clear();
+        self.nulls.fill(true);
+        fill(self);
+        let base = self.scratch.as_ptr();
+        for &(column, at) in &self.texts {
+            self.datums[column] = pg_sys::Datum::from(unsafe { base.add(at) });
+        }
+        for (column, range) in &self.arrays {
+            let mut items: Vec<pg_sys::Datum> =
+                self.elements[range.clone()].iter().map(|&at| pg_sys::Datum::from(unsafe { base.add(at) })).collect();
+            let array = unsafe { pg_sys::construct_array_builtin(items.as_mut_ptr(), items.len() as i32, pg_sys::TEXTOID) };
+            self.datums[*column] = pg_sys::Datum::from(array);
+        }
+    }
+
+    fn set(&mut self, column: usize, datum: pg_sys::Datum) {
+        self.datums[column] = datum;
+        self.nulls[column] = false;
+    }
+
+    fn null(&mut self, column: usize) {
+        self.nulls[column] = true;
+    }
+
+    fn text(&mut self, column: usize, bytes: &[u8]) {
+        self.texts.push((column, push_varlena(&mut self.scratch, bytes)));
+        self.nulls[column] = false;
+    }
+
+    fn opt_text(&mut self, column: usize, bytes: Option<&[u8]>) {
+        match bytes {
+            Some(b) => self.text(column, b),
+            None => self.null(column),
+        }
+    }
+
+    fn text_array<'b>(&mut self, column: usize, items: impl Iterator<Item = &'b [u8]>) {
+        let start = self.elements.len();
+        for item in items {
+            self.elements.push(push_varlena(&mut self.scratch, item));
+        }
+        self.arrays.push((column, start..self.elements.len()));
+        self.nulls[column] = false;
+    }
+
+    fn int2(&mut self, column: usize, v: i16) {
+        self.set(column, pg_sys::Datum::from(v));
+    }
+
+    fn int4(&mut self, column: usize, v: i32) {
+        self.set(column, pg_sys::Datum::from(v));
+    }
+
+    fn float8(&mut self, column: usize, v: f64) {
+        self.set(column, pg_sys::Datum::from(v.to_bits()));
+    }
+
+    fn date(&mut self, column: usize, days: Option<i32>) {
+        match days {
+            Some(d) => self.set(column, pg_sys::Datum::from(d)),
+            None => self.null(column),
+        }
+    }
+
+    fn timestamp(&mut self, column: usize, v: i64) {
+        self.set(column, pg_sys::Datum::from(v));
+    }
+
+    /// `scaled` / 10^scale as a numeric with that display scale.
+    fn numeric(&mut self, column: usize, scaled: i64, scale: i32) {
+        let numeric = unsafe { pg_sys::int64_div_fast_to_numeric(scaled, scale) };
+        self.set(column, pg_sys::Datum::from(numeric));
+    }
+
+    /// Whether the stored `row` holds these values, `skip` aside.
+    fn equals(&self, row: &Row, types: &[(i16, bool)], skip: Option<usize>) -> bool {
+        (0..self.datums.len()).filter(|&c| Some(c) != skip).all(|c| {
+            match (row.is_null(c), self.nulls[c]) {
+                (true, true) => true,
+                (false, false) => {
+                    let (len, by_value) = types[c];
+                    if by_value {
+                        // Only the type's own bytes: a datum's upper bits may
+                        // hold a sign extension or not.
+                        let mask = if len >= 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
+                        (row.values[c].value() as u64 ^ self.datums[c].value() as u64) & mask == 0
+                    } else if len == -1 {
+                        row.text(c) == unsafe { varlena_bytes(self.datums[c]) }
+                    } else {
+                        // No fixed-length by-reference column in gold.
+                        false
+                    }
+                }
+                _ => false,
+            }
+        })
+    }
+}

@@ -1,0 +1,80 @@
+//! Keys for the in-memory maps of the silver and gold builds: byte strings
+//! are hashed once with xxh3-128 (a collision is as unlikely as a SHA-256
+//! one here), and the maps hash those hashes with nothing more than a fold.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A 128-bit hash of a key's bytes.
+pub fn key_hash(bytes: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(bytes)
+}
+
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    }
+    fn write_u32(&mut self, v: u32) {
+        // Small integers (zip prefixes): spread them over the table.
+        self.0 = u64::from(v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+pub type KeyHashState = BuildHasherDefault<KeyHasher>;
+
+/// Distinct byte strings numbered 0, 1, 2, ... in order of first sight,
+/// stored back to back in one buffer.
+#[derive(Default)]
+pub struct Interner {
+    bytes: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    index: HashMap<u128, u32, KeyHashState>,
+}
+
+impl Interner {
+    /// Room for `keys` keys of about `bytes_each` bytes.
+    pub fn with_capacity(keys: usize, bytes_each: usize) -> Interner {
+        Interner {
+            bytes: Vec::with_capacity(keys * bytes_each),
+            spans: Vec::with_capacity(keys),
+            index: HashMap::with_capacity_and_hasher(keys, KeyHashState::default()),
+        }
+    }
+
+    /// The number of `key`, numbering it if it is new.
+    pub fn intern(&mut self, key: &[u8]) -> u32 {
+        let next = self.spans.len() as u32;
+        let number = *self.index.entry(key_hash(key)).or_insert(next);
+        if number == next {
+            self.spans.push((self.bytes.len(), key.len()));
+            self.bytes.extend_from_slice(key);
+        }
+        number
+    }
+
+    pub fn find(&self, key: &[u8]) -> Option<u32> {
+        self.index.get(&key_hash(key)).copied()
+    }
+
+    pub fn get(&self, number: u32) -> &[u8] {
+        let (at, len) = self.spans[number as usize];
+        &self.bytes[at..at + len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+}
