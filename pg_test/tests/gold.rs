@@ -70,3 +70,37 @@ fn a_refresh_does_not_wait_for_readers_and_swaps_atomically() {
     let switched = seen.iter().position(|&n| n != old_people).unwrap_or(seen.len());
     assert!(seen[switched..].iter().all(|&n| n == new_people), "a reader saw a half-built gold: {seen:?} (old {old_people}, new {new_people})");
 }
+
+/// The first refresh also creates the 360's secondary indexes; neither
+/// that nor its writes wait for a reader that has had gold open since
+/// before, nor does a new reader wait for it. A lock wait would fail the
+/// refresh at once (lock_timeout) instead of hanging the test.
+#[test]
+fn the_first_refresh_and_its_index_builds_do_not_wait_for_readers() {
+    let (db, _dir) = database_with_sample("gold_first", 0.02, 9);
+    let mut setup = connect(&db);
+    setup.batch_execute("CALL golden360.refresh_silver()").unwrap();
+    let mut long_reader = connect(&db);
+    long_reader.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").unwrap();
+    assert_eq!(count(&mut long_reader, "SELECT count(*) FROM gold.unified_customer_360"), 0);
+
+    let refresh_db = db.clone();
+    let refresh = std::thread::spawn(move || {
+        connect(&refresh_db).batch_execute("SET lock_timeout = '5s'; CALL golden360.refresh_gold()")
+    });
+    let mut reader = connect(&db);
+    while !refresh.is_finished() {
+        let started = Instant::now();
+        count(&mut reader, "SELECT count(*) FROM gold.unified_customer_360 WHERE ltv_segment = 'VIP'");
+        assert!(started.elapsed() < Duration::from_millis(500), "a reader waited {:?}", started.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    refresh.join().unwrap().expect("the first refresh completes while a reader holds gold open");
+    assert_eq!(count(&mut long_reader, "SELECT count(*) FROM gold.unified_customer_360"), 0, "its snapshot is kept");
+    long_reader.batch_execute("COMMIT").unwrap();
+    assert_eq!(
+        count(&mut reader, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'gold' AND tablename = 'unified_customer_360'"),
+        3
+    );
+    assert!(count(&mut reader, "SELECT count(*) FROM gold.unified_customer_360") > 0);
+}

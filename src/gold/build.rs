@@ -414,7 +414,7 @@ impl Gold {
             });
         }
         score_rfm(&mut records, &silver.tally);
-        records.sort_unstable_by(|a, b| a.golden_id.cmp(&b.golden_id));
+        records.sort_unstable_by_key(|r| r.golden_id);
         let mut record_of = vec![0u32; records.len()];
         for (i, r) in records.iter().enumerate() {
             record_of[r.person as usize] = i as u32;
