@@ -13,13 +13,20 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/cluster.sh" start
 data=$(sample_dir "${DEMO_SCALE:-1}")
 db() { "$here/scripts/cluster.sh" psql -v ON_ERROR_STOP=1 "$@"; }
-db -qc "CREATE EXTENSION IF NOT EXISTS golden360"
-# An older install of this same version lacks what was added since (no
-# upgrade script within a version): replace it rather than fail halfway.
-if [ -z "$(db -Atc "SELECT to_regprocedure('golden360.run_pipeline(text)')")" ]; then
-    echo "Replacing an incomplete golden360 install in database golden360"
-    db -qc "DROP EXTENSION golden360 CASCADE" -c "CREATE EXTENSION golden360"
+# The demo database's extension was created from this build's script, or
+# it is replaced: a development build keeps version 0.1.0 (there is no
+# upgrade script within a version), so an older install would fail halfway.
+script="$(/usr/lib/postgresql/15/bin/pg_config --sharedir)/extension/golden360--0.1.0.sql"
+stamp="$(run_dir)/demo-extension.sha256"
+# pgrx emits the same statements in varying order: fingerprint them sorted.
+built=$(grep -v '^--' "$script" | sort | sha256sum | cut -d' ' -f1)
+if [ -n "$(db -Atc "SELECT 1 FROM pg_extension WHERE extname = 'golden360'")" ] &&
+   [ "$(cat "$stamp" 2>/dev/null)" != "$built" ]; then
+    echo "Replacing the golden360 install in database golden360: it predates this build"
+    db -qc "DROP EXTENSION golden360 CASCADE"
 fi
+db -qc "CREATE EXTENSION IF NOT EXISTS golden360"
+echo "$built" >"$stamp"
 
 echo
 echo "Running the pipeline on the generated sample in $data:"
