@@ -430,8 +430,10 @@ fn score_rfm(records: &mut [Record], tally: &[Tally]) {
     let scored: Vec<usize> = (0..records.len()).filter(|&i| tally[records[i].person as usize].order_count > 0).collect();
     let n = scored.len();
     let mut scores = vec![[0i16; 3]; records.len()];
+    // A NULL last_order_date (counted orders without a purchase time) sorts
+    // last, as in PostgreSQL's ascending order.
     let keys: [fn(&Tally) -> i64; 3] =
-        [|t| t.last.map_or(i64::MIN, |at| i64::from(date_of(at))), |t| i64::from(t.order_count), |t| t.spend];
+        [|t| t.last.map_or(i64::MAX, |at| i64::from(date_of(at))), |t| i64::from(t.order_count), |t| t.spend];
     let mut order: Vec<(i64, [u8; 32], u32)> = Vec::with_capacity(n);
     for (dimension, key) in keys.iter().enumerate() {
         order.clear();

@@ -433,17 +433,16 @@ r6,on1,1,,,2018-01-26,2018-01-27
         assert_eq!(one::<String>("SELECT golden360.ltv_segment(3000.01)"), "VIP");
     }
 
-    /// Equal last_order_date, order_count and total_spend: ntile order is
-    /// decided by golden_id, byte order.
-    #[pg_test]
-    fn rfm_ties_are_broken_by_golden_id() {
-        let fx = Fixture::new("gold-rfm-ties");
+    /// People P0, P1, ... with one customer_id and one shipped order of
+    /// 50.00 each, purchased at `purchases[n]` ('' for none); refreshed.
+    fn one_order_each(name: &str, purchases: &[&str]) -> Fixture {
+        let fx = Fixture::new(name);
         let mut customers = String::from("customer_id,customer_unique_id,customer_zip_code_prefix,customer_city,customer_state\n");
         let mut orders = String::from("order_id,customer_id,order_status,order_purchase_timestamp,order_approved_at,order_delivered_carrier_date,order_delivered_customer_date,order_estimated_delivery_date\n");
         let mut payments = String::from("order_id,payment_sequential,payment_type,payment_installments,payment_value\n");
-        for n in 0..10 {
+        for (n, purchased) in purchases.iter().enumerate() {
             customers.push_str(&format!("c{n},P{n},1000,x,SP\n"));
-            orders.push_str(&format!("o{n},c{n},shipped,2018-01-01 10:00:00,,,,2018-01-20\n"));
+            orders.push_str(&format!("o{n},c{n},shipped,{purchased},,,,2018-01-20\n"));
             payments.push_str(&format!("o{n},1,boleto,1,50.00\n"));
         }
         for (file, content) in [
@@ -461,6 +460,14 @@ r6,on1,1,,,2018-01-26,2018-01-27
         ingest(fx.path(), false);
         Spi::run("CALL golden360.refresh_silver()").unwrap();
         Spi::run("CALL golden360.refresh_gold()").unwrap();
+        fx
+    }
+
+    /// Equal last_order_date, order_count and total_spend: ntile order is
+    /// decided by golden_id, byte order.
+    #[pg_test]
+    fn rfm_ties_are_broken_by_golden_id() {
+        let _fx = one_order_each("gold-rfm-ties", &["2018-01-01 10:00:00"; 10]);
         // Ten people, all tied: in golden_id byte order they get 1,1,2,2,...,5,5
         // on every score.
         assert_eq!(
@@ -473,6 +480,24 @@ r6,on1,1,,,2018-01-26,2018-01-27
         assert_eq!(
             one::<String>("SELECT string_agg(DISTINCT rfm_segment, ',') FROM gold.unified_customer_360 WHERE recency_score = 5"),
             "Champions"
+        );
+    }
+
+    /// A counted order without a purchase time leaves last_order_date NULL;
+    /// ntile's ascending order puts NULL last, as PostgreSQL's does.
+    #[pg_test]
+    fn an_undated_last_order_ranks_last_for_recency() {
+        let _fx = one_order_each(
+            "gold-rfm-undated",
+            &["2018-01-01 10:00:00", "", "2018-01-02 10:00:00", "2018-01-03 10:00:00", "2018-01-04 10:00:00"],
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(customer_unique_id || ':' || coalesce(last_order_date::text, '-') || ':' || recency_score, ' '
+                                   ORDER BY customer_unique_id)
+                   FROM gold.unified_customer_360"
+            ),
+            "P0:2018-01-01:1 P1:-:5 P2:2018-01-02:2 P3:2018-01-03:3 P4:2018-01-04:4"
         );
     }
 
