@@ -55,20 +55,40 @@ pub fn relation_oid(schema: &str, table: &str) -> Option<pg_sys::Oid> {
     }
 }
 
+/// The OID and qualified name of golden360's own table `schema.table`; its
+/// absence means a damaged install.
+pub fn own_relation(schema: &str, table: &str) -> (pg_sys::Oid, String) {
+    let name = format!("{schema}.{table}");
+    let relid = relation_oid(schema, table).unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("{name} does not exist"),
+            None,
+            "Reinstall the extension (DROP EXTENSION golden360 CASCADE; CREATE EXTENSION golden360).",
+        )
+    });
+    (relid, name)
+}
+
+/// Fail unless the current user holds `privilege` (an ACL_* bit) on the
+/// table: bulk writes bypass the executor, which would otherwise check it.
+pub fn require_privilege(relid: pg_sys::Oid, name: &str, privilege: u32) {
+    let granted = unsafe { pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), privilege as pg_sys::AclMode) };
+    if granted != pg_sys::AclResult::ACLCHECK_OK {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied for table {name}"),
+            None,
+            "An administrator can run: GRANT golden360_loader TO <role>;",
+        );
+    }
+}
+
 impl BulkInsert {
     /// Open `schema.name` (its OID is `relid`) for insertion by the current user.
     pub fn open(relid: pg_sys::Oid, name: &str) -> BulkInsert {
+        require_privilege(relid, name, pg_sys::ACL_INSERT);
         unsafe {
-            if pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_INSERT as pg_sys::AclMode)
-                != pg_sys::AclResult::ACLCHECK_OK
-            {
-                raise(
-                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                    format!("permission denied for table {name}"),
-                    None,
-                    "An administrator can run: GRANT golden360_loader TO <role>;",
-                );
-            }
             let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
             let rd_rel = &*(*rel).rd_rel;
             if rd_rel.relhastriggers && has_row_insert_triggers(rel) {
@@ -131,15 +151,7 @@ impl BulkInsert {
     /// Open golden360's own table `schema.table` and insist on exactly the
     /// `columns` it was created with (rows are built positionally).
     pub fn open_declared(schema: &str, table: &str, columns: &[&str]) -> BulkInsert {
-        let name = format!("{schema}.{table}");
-        let relid = relation_oid(schema, table).unwrap_or_else(|| {
-            raise(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-                format!("{name} does not exist"),
-                None,
-                "Reinstall the extension (DROP EXTENSION golden360 CASCADE; CREATE EXTENSION golden360).",
-            )
-        });
+        let (relid, name) = own_relation(schema, table);
         let insert = BulkInsert::open(relid, &name);
         expect_columns(insert.rel, &name, columns);
         insert

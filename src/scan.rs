@@ -19,15 +19,7 @@ impl HeapScan {
     /// Open `schema.table`, locked in `lockmode` until the end of the
     /// transaction.
     pub fn open(schema: &str, table: &str, lockmode: u32) -> HeapScan {
-        let name = format!("{schema}.{table}");
-        let relid = bulk::relation_oid(schema, table).unwrap_or_else(|| {
-            raise(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-                format!("{name} does not exist"),
-                None,
-                "Reinstall the extension: DROP EXTENSION golden360 CASCADE; CREATE EXTENSION golden360;",
-            )
-        });
+        let (relid, name) = bulk::own_relation(schema, table);
         unsafe {
             let rel = pg_sys::table_open(relid, lockmode as pg_sys::LOCKMODE);
             let columns = PgTupleDesc::from_pg_unchecked((*rel).rd_att).iter().map(|a| a.name().to_string()).collect();

@@ -11,10 +11,11 @@
 //! construction.
 
 use super::golden360::golden_id_digest;
-use crate::bulk::{expect_columns, push_varlena, BulkInsert};
+use crate::bulk::{expect_columns, push_varlena, require_privilege, BulkInsert};
 use crate::error::raise;
 use crate::keys::{Interner, KeyHashState};
 use crate::scan::{varlena_bytes, HeapScan, Row};
+use crate::silver::parse::date_of;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgMemoryContexts, PgSqlErrorCode};
 use std::collections::HashMap;
@@ -465,13 +466,6 @@ fn hex_digits(digest: &[u8; 32]) -> [u8; 64] {
     out
 }
 
-const USECS_PER_DAY: i64 = 86_400_000_000;
-
-/// The date part of a timestamp (days since 2000-01-01, like DateADT).
-fn date_of(timestamp: i64) -> i32 {
-    timestamp.div_euclid(USECS_PER_DAY) as i32
-}
-
 /// `numerator / denominator` rounded half away from zero to `places`
 /// decimals, as an integer scaled by 10^places.
 fn rounded_ratio(numerator: i64, denominator: i64, places: u32) -> i64 {
@@ -660,18 +654,7 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
     let mut scan = HeapScan::open("gold", T::TABLE, pg_sys::RowExclusiveLock);
     let rel = scan.relation();
     expect_columns(rel, scan.name(), T::COLUMNS);
-    unsafe {
-        if pg_sys::pg_class_aclcheck((*rel).rd_id, pg_sys::GetUserId(), pg_sys::ACL_DELETE as pg_sys::AclMode)
-            != pg_sys::AclResult::ACLCHECK_OK
-        {
-            raise(
-                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                format!("permission denied for table {}", scan.name()),
-                None,
-                "An administrator can run: GRANT golden360_loader TO <role>;",
-            );
-        }
-    }
+    require_privilege(unsafe { (*rel).rd_id }, scan.name(), pg_sys::ACL_DELETE);
     let types: Vec<(i16, bool)> = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) }
         .iter()
         .map(|a| (a.attlen, a.attbyval))

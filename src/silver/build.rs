@@ -18,7 +18,7 @@ use super::parse;
 use super::spec::{Check, Dedup, Kind, Rule, TableSpec, Ty, NO_COMMENT, TABLES};
 use crate::bulk::{push_varlena, BulkInsert};
 use crate::error::raise;
-use crate::keys::KeyHashState;
+use crate::keys::{key_hash, KeyHashState};
 use crate::olist::SOURCE_FILES;
 use crate::scan::{HeapScan, Row};
 use pgrx::prelude::*;
@@ -146,7 +146,7 @@ fn hash(values: &[&Value], buf: &mut Vec<u8>) -> u128 {
     for v in values {
         v.encode(buf);
     }
-    xxhash_rust::xxh3::xxh3_128(buf)
+    key_hash(buf)
 }
 
 /// A rule bound to column positions.

@@ -11,7 +11,7 @@
 use pgrx::prelude::*;
 
 mod build;
-mod parse;
+pub(crate) mod parse;
 mod spec;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

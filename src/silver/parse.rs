@@ -94,6 +94,12 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 const PG_EPOCH_DAYS: i64 = 10_957;
 const USECS_PER_DAY: i64 = 86_400_000_000;
 
+/// The date part of a timestamp as PostgreSQL's `::date` gives it (days
+/// since 2000-01-01, a DateADT), without time-zone conversion.
+pub fn date_of(timestamp: i64) -> i32 {
+    timestamp.div_euclid(USECS_PER_DAY) as i32
+}
+
 /// `YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS` (or with a `T`) that is a real
 /// calendar date and time, as a PostgreSQL timestamp (µs since 2000-01-01).
 pub fn timestamp(s: &[u8]) -> Option<i64> {
