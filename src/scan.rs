@@ -5,6 +5,7 @@
 use crate::bulk;
 use crate::error::raise;
 use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc};
+use std::cell::Cell;
 
 /// A heap scan of one table under the active snapshot.
 pub struct HeapScan {
@@ -13,6 +14,8 @@ pub struct HeapScan {
     row_cx: pg_sys::MemoryContext,
     name: String,
     columns: Vec<String>,
+    /// The last attribute looked up: rows are decoded up to it.
+    last_attr: Cell<usize>,
 }
 
 impl HeapScan {
@@ -35,6 +38,7 @@ impl HeapScan {
                 ),
                 name,
                 columns,
+                last_attr: Cell::new(0),
             }
         }
     }
@@ -54,21 +58,33 @@ impl HeapScan {
     }
 
     /// The attribute index of `column`; a table that lost it stops the run.
+    /// Rows are decoded up to the last attribute looked up.
     pub fn attr(&self, column: &str) -> usize {
-        self.columns.iter().position(|c| c == column).unwrap_or_else(|| {
+        let i = self.columns.iter().position(|c| c == column).unwrap_or_else(|| {
             raise(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
                 format!("{} has no column {column}", self.name),
                 None,
                 "Reinstall the extension, or restore the column.",
             )
-        })
+        });
+        self.last_attr.set(self.last_attr.get().max(i));
+        i
+    }
+
+    /// Insist on exactly these columns, in order (see `bulk::expect_columns`),
+    /// and decode them all.
+    pub fn expect_columns(&self, expected: &[&str]) {
+        bulk::expect_columns(self.rel, &self.name, expected);
+        self.last_attr.set(self.columns.len().saturating_sub(1));
     }
 
     /// Call `f(row)` for every visible row, in physical order (no
     /// synchronized scan, so two scans see the rows in the same order).
-    /// Only attributes up to `last_attr` are decoded.
-    pub fn for_each(&mut self, last_attr: usize, mut f: impl FnMut(&Row)) {
+    /// Only the attributes looked up with `attr` (and those before them) are
+    /// decoded.
+    pub fn for_each(&mut self, mut f: impl FnMut(&Row)) {
+        let last_attr = self.last_attr.get();
         unsafe {
             let scan =
                 pg_sys::table_beginscan_strat(self.rel, pg_sys::GetActiveSnapshot(), 0, std::ptr::null_mut(), true, false);
@@ -122,6 +138,9 @@ impl<'s> Row<'s> {
             return b"";
         }
         unsafe {
+            if let Some(bytes) = plain_varlena_bytes(self.values[i]) {
+                return bytes;
+            }
             let old = pg_sys::MemoryContextSwitchTo(self.row_cx);
             let bytes = varlena_bytes(self.values[i]);
             pg_sys::MemoryContextSwitchTo(old);
@@ -167,18 +186,27 @@ impl<'s> Row<'s> {
 /// # Safety
 /// `datum` must point to a varlena that outlives the returned slice.
 pub unsafe fn varlena_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
+    match plain_varlena_bytes(datum) {
+        Some(bytes) => bytes,
+        None => pgrx::varlena::varlena_to_byte_slice(pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr())),
+    }
+}
+
+/// The bytes of a varlena that is stored plainly (not compressed, not
+/// toasted), read in place; None for any other.
+unsafe fn plain_varlena_bytes<'a>(datum: pg_sys::Datum) -> Option<&'a [u8]> {
     let p = datum.cast_mut_ptr::<u8>();
     let first = *p;
     if first & 0x01 == 0x01 && first != 0x01 {
         // 1-byte header: length (header included) in the upper 7 bits.
-        return std::slice::from_raw_parts(p.add(1), (first >> 1) as usize - 1);
+        return Some(std::slice::from_raw_parts(p.add(1), (first >> 1) as usize - 1));
     }
     if first & 0x03 == 0x00 {
         // 4-byte header, not compressed.
         let len = (u32::from_le_bytes(*(p as *const [u8; 4])) >> 2) as usize;
-        return std::slice::from_raw_parts(p.add(4), len - 4);
+        return Some(std::slice::from_raw_parts(p.add(4), len - 4));
     }
-    pgrx::varlena::varlena_to_byte_slice(pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr()))
+    None
 }
 
 /// The value of a numeric's on-disk bytes (varlena header removed) times
@@ -254,7 +282,7 @@ mod tests {
         let mut scan = HeapScan::open("public", "numeric_probe", pg_sys::AccessShareLock);
         let (v, cents) = (scan.attr("v"), scan.attr("cents"));
         let mut seen = 0;
-        scan.for_each(cents, |row| {
+        scan.for_each(|row| {
             assert_eq!(numeric_scaled(row.text(v), 2), row.int8(cents), "row {seen}");
             seen += 1;
         });

@@ -11,7 +11,7 @@
 //! construction.
 
 use super::golden360::golden_id_digest;
-use crate::bulk::{expect_columns, push_varlena, require_privilege, BulkInsert};
+use crate::bulk::{push_varlena, require_privilege, BulkInsert};
 use crate::error::raise;
 use crate::keys::{Interner, KeyHashState};
 use crate::scan::{varlena_bytes, HeapScan, Row};
@@ -195,7 +195,7 @@ impl Silver {
         self.tally.reserve(n);
         let [id, person, zip, city, state] =
             ["customer_id", "customer_unique_id", "customer_zip", "customer_city", "customer_state"].map(|c| scan.attr(c));
-        scan.for_each(id.max(person).max(zip).max(city).max(state), |row| {
+        scan.for_each(|row| {
             let number = self.customers.intern(row.text(id));
             if number as usize == self.customer.len() {
                 let person = self.people.intern(row.text(person));
@@ -219,7 +219,7 @@ impl Silver {
         *orders = Interner::with_capacity(scan.estimated_rows(), 32);
         let [id, customer, status, purchased] =
             ["order_id", "customer_id", "order_status", "order_purchase_timestamp"].map(|c| scan.attr(c));
-        scan.for_each(id.max(customer).max(status).max(purchased), |row| {
+        scan.for_each(|row| {
             // The customer_exists rule makes a miss impossible; an order of
             // nobody would belong to no golden record anyway.
             let Some(customer) = self.customers.find(row.text(customer)) else { return };
@@ -272,7 +272,7 @@ impl Silver {
         let mut products = Interner::with_capacity(scan.estimated_rows(), 32);
         let mut category_of: Vec<Option<u32>> = Vec::with_capacity(scan.estimated_rows());
         let [id, category] = ["product_id", "product_category"].map(|c| scan.attr(c));
-        scan.for_each(id.max(category), |row| {
+        scan.for_each(|row| {
             if products.intern(row.text(id)) as usize == category_of.len() {
                 category_of.push(row.opt_text(category).map(|b| self.categories.intern(b)));
             }
@@ -291,7 +291,7 @@ impl Silver {
         let mut in_category: Vec<(u32, u32)> = Vec::new(); // (person, category rank)
         let mut scan = HeapScan::open("silver", "order_items", SHARE);
         let [order_id, product] = ["order_id", "product_id"].map(|c| scan.attr(c));
-        scan.for_each(order_id.max(product), |row| {
+        scan.for_each(|row| {
             let Some(o) = orders.find(row.text(order_id)).map(|o| &order[o as usize]) else { return };
             if !o.counted {
                 return;
@@ -333,7 +333,7 @@ impl Silver {
     fn read_reviews(&mut self, orders: &Interner, order: &[Order]) {
         let mut scan = HeapScan::open("silver", "order_reviews", SHARE);
         let [order_id, score] = ["order_id", "review_score"].map(|c| scan.attr(c));
-        scan.for_each(order_id.max(score), |row| {
+        scan.for_each(|row| {
             let Some(o) = orders.find(row.text(order_id)).map(|o| &order[o as usize]) else { return };
             let Some(score) = row.int4(score) else { return };
             let t = &mut self.tally[self.customer[o.customer as usize].person as usize];
@@ -346,7 +346,7 @@ impl Silver {
     fn read_geolocation(&mut self) {
         let mut scan = HeapScan::open("silver", "geolocation", SHARE);
         let [zip, lat, lng] = ["zip", "lat", "lng"].map(|c| scan.attr(c));
-        scan.for_each(zip.max(lat).max(lng), |row| {
+        scan.for_each(|row| {
             if let (Some(zip), Some(lat), Some(lng)) = (row.int4(zip), row.float8(lat), row.float8(lng)) {
                 let sums = self.zip_points.entry(zip).or_insert((0.0, 0.0, 0));
                 *sums = (sums.0 + lat, sums.1 + lng, sums.2 + 1);
@@ -359,7 +359,7 @@ impl Silver {
 fn read_payments(orders: &Interner, order: &mut [Order]) {
     let mut scan = HeapScan::open("silver", "order_payments", SHARE);
     let [order_id, value] = ["order_id", "payment_value"].map(|c| scan.attr(c));
-    scan.for_each(order_id.max(value), |row: &Row| {
+    scan.for_each(|row: &Row| {
         if let (Some(o), Some(cents)) = (orders.find(row.text(order_id)), row.cents(value)) {
             order[o as usize].value += cents;
         }
@@ -653,7 +653,7 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
     let started = Instant::now();
     let mut scan = HeapScan::open("gold", T::TABLE, pg_sys::RowExclusiveLock);
     let rel = scan.relation();
-    expect_columns(rel, scan.name(), T::COLUMNS);
+    scan.expect_columns(T::COLUMNS);
     require_privilege(unsafe { (*rel).rd_id }, scan.name(), pg_sys::ACL_DELETE);
     let types: Vec<(i16, bool)> = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) }
         .iter()
@@ -664,7 +664,7 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
     let mut kept = vec![false; target.len()];
     let mut doomed: Vec<pg_sys::ItemPointerData> = Vec::new();
     let mut removed = 0;
-    scan.for_each(T::COLUMNS.len() - 1, |row| {
+    scan.for_each(|row| {
         match target.find(row.text(T::KEY)) {
             Some(i) if !kept[i] => {
                 let same = unsafe {

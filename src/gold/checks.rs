@@ -54,7 +54,7 @@ impl SilverTotals {
         let mut scan = HeapScan::open("silver", "customers", share);
         let (mut customers, mut people) = (keys(scan.estimated_rows()), keys(scan.estimated_rows()));
         let [id, person] = ["customer_id", "customer_unique_id"].map(|c| scan.attr(c));
-        scan.for_each(id.max(person), |row| {
+        scan.for_each(|row| {
             customers.insert(key_hash(row.text(id)));
             people.insert(key_hash(row.text(person)));
         });
@@ -63,7 +63,7 @@ impl SilverTotals {
         let mut scan = HeapScan::open("silver", "orders", share);
         let mut counted = keys(scan.estimated_rows());
         let [id, customer, status] = ["order_id", "customer_id", "order_status"].map(|c| scan.attr(c));
-        scan.for_each(id.max(customer).max(status), |row| {
+        scan.for_each(|row| {
             let status = row.text(status);
             if !UNCOUNTED_STATUSES.iter().any(|s| s.as_bytes() == status) && customers.contains(&key_hash(row.text(customer))) {
                 counted.insert(key_hash(row.text(id)));
@@ -74,7 +74,7 @@ impl SilverTotals {
         let mut counted_spend = 0;
         let mut scan = HeapScan::open("silver", "order_payments", share);
         let [order, value] = ["order_id", "payment_value"].map(|c| scan.attr(c));
-        scan.for_each(order.max(value), |row| {
+        scan.for_each(|row| {
             if counted.contains(&key_hash(row.text(order))) {
                 counted_spend += row.cents(value).unwrap_or(0);
             }
@@ -109,7 +109,7 @@ impl GoldTotals {
         let mut gold = GoldTotals { rows: 0, golden_ids: keys(n), people: keys(n), spend: 0, orders: 0, bridge_rows: 0, bridge_linked: 0 };
         let [golden_id, person, spend, orders] =
             ["golden_id", "customer_unique_id", "total_spend", "order_count"].map(|c| scan.attr(c));
-        scan.for_each(golden_id.max(person).max(spend).max(orders), |row| {
+        scan.for_each(|row| {
             gold.rows += 1;
             gold.golden_ids.insert(key_hash(row.text(golden_id)));
             gold.people.insert(key_hash(row.text(person)));
@@ -120,7 +120,7 @@ impl GoldTotals {
 
         let mut scan = HeapScan::open("gold", "identity_bridge", share);
         let golden_id = scan.attr("golden_id");
-        scan.for_each(golden_id, |row| {
+        scan.for_each(|row| {
             gold.bridge_rows += 1;
             if gold.golden_ids.contains(&key_hash(row.text(golden_id))) {
                 gold.bridge_linked += 1;

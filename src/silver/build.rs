@@ -435,9 +435,8 @@ impl BronzeScan {
     /// columns' source bytes; `row.record()` decodes every CSV field (only a
     /// quarantined row needs them).
     fn for_each(&mut self, mut f: impl FnMut(&ScannedRow)) {
-        let last = self.sources.iter().chain(&self.record).chain([&self.batch_attr, &self.row_attr]).copied().max();
         let (sources, record, batch_attr, row_attr) = (&self.sources, &self.record, self.batch_attr, self.row_attr);
-        self.scan.for_each(last.unwrap_or(0), |row| {
+        self.scan.for_each(|row| {
             let scanned = ScannedRow {
                 row,
                 fields: sources.iter().map(|&i| row.text(i)).collect(),
