@@ -277,6 +277,11 @@ impl BulkInsert {
         self.batch_cx
     }
 
+    /// Buffer the row `row` last built.
+    pub fn push_row(&mut self, row: &mut RowBuf) {
+        self.push(&mut row.datums, &mut row.nulls);
+    }
+
     /// Buffer one row. By-reference datums must stay valid until this call
     /// returns: heap_form_tuple copies them into the batch context.
     pub fn push(&mut self, values: &mut [pg_sys::Datum], nulls: &mut [bool]) {
@@ -410,4 +415,116 @@ pub fn push_varlena(buf: &mut Vec<u8>, bytes: &[u8]) -> usize {
     buf.extend_from_slice(&(((bytes.len() + pg_sys::VARHDRSZ) as u32) << 2).to_le_bytes());
     buf.extend_from_slice(bytes);
     at
+}
+
+/// One row's datums, built column by column. Text is gathered into one
+/// buffer and pointed to once the buffer stops growing; numerics and arrays
+/// are allocated in the current memory context.
+pub struct RowBuf {
+    datums: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+    scratch: Vec<u8>,
+    /// (column, offset in scratch) of each text value.
+    texts: Vec<(usize, usize)>,
+    /// (column, range in `elements`) of each text[] value.
+    arrays: Vec<(usize, std::ops::Range<usize>)>,
+    elements: Vec<usize>,
+}
+
+impl RowBuf {
+    pub fn new(columns: usize) -> RowBuf {
+        RowBuf {
+            datums: vec![pg_sys::Datum::from(0); columns],
+            nulls: vec![true; columns],
+            scratch: Vec::with_capacity(1024),
+            texts: Vec::new(),
+            arrays: Vec::new(),
+            elements: Vec::new(),
+        }
+    }
+
+    /// Build a row: `fill` sets every column (unset ones are NULL).
+    pub fn build(&mut self, fill: impl FnOnce(&mut RowBuf)) {
+        self.scratch.clear();
+        self.texts.clear();
+        self.arrays.clear();
+        self.elements.clear();
+        self.nulls.fill(true);
+        fill(self);
+        let base = self.scratch.as_ptr();
+        for &(column, at) in &self.texts {
+            self.datums[column] = pg_sys::Datum::from(unsafe { base.add(at) });
+        }
+        for (column, range) in &self.arrays {
+            let mut items: Vec<pg_sys::Datum> =
+                self.elements[range.clone()].iter().map(|&at| pg_sys::Datum::from(unsafe { base.add(at) })).collect();
+            let array = unsafe { pg_sys::construct_array_builtin(items.as_mut_ptr(), items.len() as i32, pg_sys::TEXTOID) };
+            self.datums[*column] = pg_sys::Datum::from(array);
+        }
+    }
+
+    fn set(&mut self, column: usize, datum: pg_sys::Datum) {
+        self.datums[column] = datum;
+        self.nulls[column] = false;
+    }
+
+    pub fn null(&mut self, column: usize) {
+        self.nulls[column] = true;
+    }
+
+    pub fn text(&mut self, column: usize, bytes: &[u8]) {
+        self.texts.push((column, push_varlena(&mut self.scratch, bytes)));
+        self.nulls[column] = false;
+    }
+
+    pub fn opt_text(&mut self, column: usize, bytes: Option<&[u8]>) {
+        match bytes {
+            Some(b) => self.text(column, b),
+            None => self.null(column),
+        }
+    }
+
+    pub fn text_array<'b>(&mut self, column: usize, items: impl Iterator<Item = &'b [u8]>) {
+        let start = self.elements.len();
+        for item in items {
+            self.elements.push(push_varlena(&mut self.scratch, item));
+        }
+        self.arrays.push((column, start..self.elements.len()));
+        self.nulls[column] = false;
+    }
+
+    pub fn int2(&mut self, column: usize, v: i16) {
+        self.set(column, pg_sys::Datum::from(v));
+    }
+
+    pub fn int4(&mut self, column: usize, v: i32) {
+        self.set(column, pg_sys::Datum::from(v));
+    }
+
+    pub fn float8(&mut self, column: usize, v: f64) {
+        self.set(column, pg_sys::Datum::from(v.to_bits()));
+    }
+
+    pub fn date(&mut self, column: usize, days: Option<i32>) {
+        match days {
+            Some(d) => self.set(column, pg_sys::Datum::from(d)),
+            None => self.null(column),
+        }
+    }
+
+    /// A bigint, timestamp or timestamptz.
+    pub fn int8(&mut self, column: usize, v: i64) {
+        self.set(column, pg_sys::Datum::from(v));
+    }
+
+    /// `scaled` / 10^scale as a numeric with that display scale.
+    pub fn numeric(&mut self, column: usize, scaled: i64, scale: i32) {
+        let numeric = unsafe { pg_sys::int64_div_fast_to_numeric(scaled, scale) };
+        self.set(column, pg_sys::Datum::from(numeric));
+    }
+
+    /// The datums and NULL flags of the row last built.
+    pub fn values(&self) -> (&[pg_sys::Datum], &[bool]) {
+        (&self.datums, &self.nulls)
+    }
 }

@@ -11,7 +11,7 @@
 //! construction.
 
 use super::golden360::golden_id_digest;
-use crate::bulk::{push_varlena, require_privilege, BulkInsert};
+use crate::bulk::{require_privilege, BulkInsert, RowBuf};
 use crate::error::raise;
 use crate::keys::{Interner, KeyHashState};
 use crate::scan::{varlena_bytes, HeapScan, Row};
@@ -589,7 +589,7 @@ impl TargetRows for GoldRows<'_> {
             }
             None => (25..27).for_each(|k| row.null(k)),
         }
-        row.timestamp(27, self.refreshed_at);
+        row.int8(27, self.refreshed_at);
     }
 }
 
@@ -670,7 +670,7 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
                 let same = unsafe {
                     row_cx.switch_to(|_| {
                         buf.build(|b| target.fill(i, b));
-                        buf.equals(row, &types, T::STAMP)
+                        stored_row_equals(&buf, row, &types, T::STAMP)
                     })
                 };
                 unsafe { row_cx.reset() };
@@ -701,7 +701,7 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
         unsafe {
             row_cx.switch_to(|_| {
                 buf.build(|b| target.fill(i, b));
-                insert.push(&mut buf.datums, &mut buf.nulls);
+                insert.push_row(&mut buf);
             });
             row_cx.reset();
         }
@@ -719,131 +719,25 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
     Synced { written, removed, unchanged }
 }
 
-/// One row's datums, built column by column. Text is gathered into one
-/// buffer and pointed to once the buffer stops growing; numerics and arrays
-/// are allocated in the current memory context.
-struct RowBuf {
-    datums: Vec<pg_sys::Datum>,
-    nulls: Vec<bool>,
-    scratch: Vec<u8>,
-    /// (column, offset in scratch) of each text value.
-    texts: Vec<(usize, usize)>,
-    /// (column, range in `elements`) of each text[] value.
-    arrays: Vec<(usize, std::ops::Range<usize>)>,
-    elements: Vec<usize>,
-}
-
-impl RowBuf {
-    fn new(columns: usize) -> RowBuf {
-        RowBuf {
-            datums: vec![pg_sys::Datum::from(0); columns],
-            nulls: vec![true; columns],
-            scratch: Vec::with_capacity(1024),
-            texts: Vec::new(),
-            arrays: Vec::new(),
-            elements: Vec::new(),
-        }
-    }
-
-    fn build(&mut self, fill: impl FnOnce(&mut RowBuf)) {
-        self.scratch.clear();
-        self.texts.clear();
-        self.arrays.clear();
-        self.elements.clear();
-        self.nulls.fill(true);
-        fill(self);
-        let base = self.scratch.as_ptr();
-        for &(column, at) in &self.texts {
-            self.datums[column] = pg_sys::Datum::from(unsafe { base.add(at) });
-        }
-        for (column, range) in &self.arrays {
-            let mut items: Vec<pg_sys::Datum> =
-                self.elements[range.clone()].iter().map(|&at| pg_sys::Datum::from(unsafe { base.add(at) })).collect();
-            let array = unsafe { pg_sys::construct_array_builtin(items.as_mut_ptr(), items.len() as i32, pg_sys::TEXTOID) };
-            self.datums[*column] = pg_sys::Datum::from(array);
-        }
-    }
-
-    fn set(&mut self, column: usize, datum: pg_sys::Datum) {
-        self.datums[column] = datum;
-        self.nulls[column] = false;
-    }
-
-    fn null(&mut self, column: usize) {
-        self.nulls[column] = true;
-    }
-
-    fn text(&mut self, column: usize, bytes: &[u8]) {
-        self.texts.push((column, push_varlena(&mut self.scratch, bytes)));
-        self.nulls[column] = false;
-    }
-
-    fn opt_text(&mut self, column: usize, bytes: Option<&[u8]>) {
-        match bytes {
-            Some(b) => self.text(column, b),
-            None => self.null(column),
-        }
-    }
-
-    fn text_array<'b>(&mut self, column: usize, items: impl Iterator<Item = &'b [u8]>) {
-        let start = self.elements.len();
-        for item in items {
-            self.elements.push(push_varlena(&mut self.scratch, item));
-        }
-        self.arrays.push((column, start..self.elements.len()));
-        self.nulls[column] = false;
-    }
-
-    fn int2(&mut self, column: usize, v: i16) {
-        self.set(column, pg_sys::Datum::from(v));
-    }
-
-    fn int4(&mut self, column: usize, v: i32) {
-        self.set(column, pg_sys::Datum::from(v));
-    }
-
-    fn float8(&mut self, column: usize, v: f64) {
-        self.set(column, pg_sys::Datum::from(v.to_bits()));
-    }
-
-    fn date(&mut self, column: usize, days: Option<i32>) {
-        match days {
-            Some(d) => self.set(column, pg_sys::Datum::from(d)),
-            None => self.null(column),
-        }
-    }
-
-    fn timestamp(&mut self, column: usize, v: i64) {
-        self.set(column, pg_sys::Datum::from(v));
-    }
-
-    /// `scaled` / 10^scale as a numeric with that display scale.
-    fn numeric(&mut self, column: usize, scaled: i64, scale: i32) {
-        let numeric = unsafe { pg_sys::int64_div_fast_to_numeric(scaled, scale) };
-        self.set(column, pg_sys::Datum::from(numeric));
-    }
-
-    /// Whether the stored `row` holds these values, `skip` aside.
-    fn equals(&self, row: &Row, types: &[(i16, bool)], skip: Option<usize>) -> bool {
-        (0..self.datums.len()).filter(|&c| Some(c) != skip).all(|c| {
-            match (row.is_null(c), self.nulls[c]) {
-                (true, true) => true,
-                (false, false) => {
-                    let (len, by_value) = types[c];
-                    if by_value {
-                        // Only the type's own bytes: a datum's upper bits may
-                        // hold a sign extension or not.
-                        let mask = if len >= 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
-                        (row.values[c].value() as u64 ^ self.datums[c].value() as u64) & mask == 0
-                    } else if len == -1 {
-                        row.text(c) == unsafe { varlena_bytes(self.datums[c]) }
-                    } else {
-                        // No fixed-length by-reference column in gold.
-                        false
-                    }
-                }
-                _ => false,
+/// Whether the stored `row` holds `new`'s values, column `skip` aside.
+fn stored_row_equals(new: &RowBuf, row: &Row, types: &[(i16, bool)], skip: Option<usize>) -> bool {
+    let (datums, nulls) = new.values();
+    (0..datums.len()).filter(|&c| Some(c) != skip).all(|c| match (row.is_null(c), nulls[c]) {
+        (true, true) => true,
+        (false, false) => {
+            let (len, by_value) = types[c];
+            if by_value {
+                // Only the type's own bytes: a datum's upper bits may hold a
+                // sign extension or not.
+                let mask = if len >= 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
+                (row.values[c].value() as u64 ^ datums[c].value() as u64) & mask == 0
+            } else if len == -1 {
+                row.text(c) == unsafe { varlena_bytes(datums[c]) }
+            } else {
+                // No fixed-length by-reference column in gold.
+                false
             }
-        })
-    }
+        }
+        _ => false,
+    })
 }

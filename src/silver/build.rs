@@ -16,7 +16,7 @@
 
 use super::parse;
 use super::spec::{Check, Dedup, Kind, Rule, TableSpec, Ty, NO_COMMENT, TABLES};
-use crate::bulk::{push_varlena, BulkInsert};
+use crate::bulk::{BulkInsert, RowBuf};
 use crate::error::raise;
 use crate::keys::{key_hash, KeyHashState};
 use crate::olist::SOURCE_FILES;
@@ -458,57 +458,37 @@ impl BronzeScan {
 struct SilverWriter {
     insert: BulkInsert,
     spec: &'static TableSpec,
-    datums: Vec<pg_sys::Datum>,
-    nulls: Vec<bool>,
-    scratch: Vec<u8>,
-    offsets: Vec<Option<usize>>,
+    row: RowBuf,
 }
 
 impl SilverWriter {
     fn open(spec: &'static TableSpec, schema: &str) -> SilverWriter {
         let expected: Vec<&str> = spec.columns.iter().map(|c| c.name).chain(["_batch_id", "_row_number"]).collect();
         let insert = BulkInsert::open_declared(schema, spec.table, &expected);
-        let n = expected.len();
-        SilverWriter {
-            insert,
-            spec,
-            datums: vec![pg_sys::Datum::from(0); n],
-            nulls: vec![false; n],
-            scratch: Vec::with_capacity(4096),
-            offsets: vec![None; n],
-        }
+        SilverWriter { insert, spec, row: RowBuf::new(expected.len()) }
     }
 
     fn push(&mut self, values: &[&Value], batch: i64, row: i64) {
-        self.scratch.clear();
-        for (i, v) in values.iter().enumerate() {
-            self.offsets[i] = v.bytes().map(|b| push_varlena(&mut self.scratch, b));
-        }
-        let base = self.scratch.as_ptr();
-        let batch_cx = self.insert.batch_context();
-        for (i, v) in values.iter().enumerate() {
-            let (datum, null) = match (self.offsets[i], v) {
-                (Some(at), _) => (pg_sys::Datum::from(unsafe { base.add(at) }), false),
-                (None, Value::Null) => (pg_sys::Datum::from(0), true),
-                (None, Value::Int(x)) => (pg_sys::Datum::from(*x), false),
-                (None, Value::Timestamp(x)) => (pg_sys::Datum::from(*x), false),
-                (None, Value::Double(x)) => (pg_sys::Datum::from(x.to_bits()), false),
-                (None, Value::Money(cents)) => unsafe {
-                    // numeric(10,2): cents / 10^2, allocated where the batch is freed.
-                    let old = pg_sys::MemoryContextSwitchTo(batch_cx);
-                    let numeric = pg_sys::int64_div_fast_to_numeric(*cents, 2);
-                    pg_sys::MemoryContextSwitchTo(old);
-                    (pg_sys::Datum::from(numeric), false)
-                },
-                (None, Value::Bytes(_) | Value::Owned(_)) => unreachable!("text has an offset"),
-            };
-            self.datums[i] = datum;
-            self.nulls[i] = null;
-        }
         let n = self.spec.columns.len();
-        self.datums[n] = pg_sys::Datum::from(batch);
-        self.datums[n + 1] = pg_sys::Datum::from(row);
-        self.insert.push(&mut self.datums, &mut self.nulls);
+        // Numerics are allocated where the batch is freed.
+        let old = unsafe { pg_sys::MemoryContextSwitchTo(self.insert.batch_context()) };
+        self.row.build(|b| {
+            for (i, v) in values.iter().enumerate() {
+                match v {
+                    Value::Null => b.null(i),
+                    Value::Bytes(_) | Value::Owned(_) => b.text(i, v.bytes().unwrap_or_default()),
+                    Value::Int(x) => b.int4(i, *x),
+                    Value::Timestamp(x) => b.int8(i, *x),
+                    Value::Double(x) => b.float8(i, *x),
+                    // numeric(10,2): cents / 10^2.
+                    Value::Money(cents) => b.numeric(i, *cents, 2),
+                }
+            }
+            b.int8(n, batch);
+            b.int8(n + 1, row);
+        });
+        unsafe { pg_sys::MemoryContextSwitchTo(old) };
+        self.insert.push_row(&mut self.row);
     }
 
     fn finish(self) -> i64 {
