@@ -1,7 +1,8 @@
 //! Bulk insertion into a table, the way COPY FROM does it: tuples are formed
 //! in a per-batch memory context, written through the table AM's
 //! multi-insert with a bulk-insert buffer strategy, then their index entries
-//! are added. Used by bronze (CSV rows) and silver (typed rows).
+//! are added. Used by bronze (CSV rows), silver and gold (typed rows, built
+//! with `RowBuf`).
 //!
 //! Writing this way bypasses the executor's INSERT checks, so `open` does the
 //! privilege check itself and refuses tables with triggers or constraints it
@@ -461,6 +462,11 @@ impl RowBuf {
             let array = unsafe { pg_sys::construct_array_builtin(items.as_mut_ptr(), items.len() as i32, pg_sys::TEXTOID) };
             self.datums[*column] = pg_sys::Datum::from(array);
         }
+    }
+
+    /// A datum the caller made (by value, or valid until the row is pushed).
+    pub fn datum(&mut self, column: usize, datum: pg_sys::Datum) {
+        self.set(column, datum);
     }
 
     fn set(&mut self, column: usize, datum: pg_sys::Datum) {

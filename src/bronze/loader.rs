@@ -6,7 +6,7 @@
 //! scratch buffer, and the bulk writer's per-batch memory context.
 
 use super::source::{self, HashingReader};
-use crate::bulk::{self, push_varlena, BulkInsert};
+use crate::bulk::{self, BulkInsert, RowBuf};
 use crate::error::raise;
 use crate::olist::SourceFile;
 use pgrx::prelude::*;
@@ -169,10 +169,7 @@ fn reject(
 struct BulkTarget {
     insert: BulkInsert,
     columns: Vec<Column>,
-    values: Vec<pg_sys::Datum>,
-    nulls: Vec<bool>,
-    varlenas: Vec<u8>,
-    offsets: Vec<usize>,
+    row: RowBuf,
 }
 
 impl BulkTarget {
@@ -181,37 +178,24 @@ impl BulkTarget {
         let relid = bulk::relation_oid("bronze", source.table).unwrap_or_else(|| missing_table(source));
         let insert = BulkInsert::open(relid, &name);
         let columns = map_columns(source, insert.tuple_desc());
-        let natts = columns.len();
-        BulkTarget {
-            insert,
-            columns,
-            values: vec![pg_sys::Datum::from(0); natts],
-            nulls: vec![false; natts],
-            varlenas: Vec::with_capacity(64 * 1024),
-            offsets: Vec::with_capacity(natts),
-        }
+        let row = RowBuf::new(columns.len());
+        BulkTarget { insert, columns, row }
     }
 
-    /// Buffer one row: CSV fields become text varlenas in a reused scratch
-    /// buffer (heap_form_tuple copies them), lineage comes from `lineage`.
+    /// Buffer one row: CSV fields become text (heap_form_tuple copies them),
+    /// lineage comes from `lineage`; a dropped column is NULL.
     fn push(&mut self, record: &csv::ByteRecord, lineage: impl Fn(Column) -> pg_sys::Datum) {
-        self.varlenas.clear();
-        self.offsets.clear();
-        for field in record.iter() {
-            self.offsets.push(push_varlena(&mut self.varlenas, field));
-        }
-        // Pointers are taken only now: the scratch buffer no longer moves.
-        let base = self.varlenas.as_ptr();
-        for (i, column) in self.columns.iter().enumerate() {
-            let (value, null) = match *column {
-                Column::Csv(k) => (pg_sys::Datum::from(unsafe { base.add(self.offsets[k]) }), false),
-                Column::Dropped => (pg_sys::Datum::from(0), true),
-                other => (lineage(other), false),
-            };
-            self.values[i] = value;
-            self.nulls[i] = null;
-        }
-        self.insert.push(&mut self.values, &mut self.nulls);
+        let columns = &self.columns;
+        self.row.build(|b| {
+            for (i, column) in columns.iter().enumerate() {
+                match *column {
+                    Column::Csv(k) => b.text(i, record.get(k).unwrap_or_default()),
+                    Column::Dropped => b.null(i),
+                    other => b.datum(i, lineage(other)),
+                }
+            }
+        });
+        self.insert.push_row(&mut self.row);
     }
 
     fn finish(self) {
