@@ -23,7 +23,12 @@ use std::time::Instant;
 
 /// Order statuses that do not count towards a person's orders and spend
 /// (the SPEC's "counted orders" are all others).
-pub const UNCOUNTED_STATUSES: [&str; 2] = ["canceled", "unavailable"];
+const UNCOUNTED_STATUSES: [&str; 2] = ["canceled", "unavailable"];
+
+/// Whether an order of this (silver, lower-cased) status is a counted order.
+pub fn is_counted(status: &[u8]) -> bool {
+    !UNCOUNTED_STATUSES.iter().any(|s| s.as_bytes() == status)
+}
 
 /// What a refresh did.
 pub struct Outcome {
@@ -175,8 +180,7 @@ impl Silver {
             zip_points: HashMap::default(),
         };
         silver.read_customers();
-        let mut orders = Interner::default();
-        let mut order = silver.read_orders(&mut orders);
+        let (orders, mut order) = silver.read_orders();
         read_payments(&orders, &mut order);
         silver.tally_orders(&order);
         silver.read_items(&orders, &order);
@@ -213,10 +217,11 @@ impl Silver {
         scan.close();
     }
 
-    fn read_orders(&self, orders: &mut Interner) -> Vec<Order> {
+    /// order_id → order number, and the orders by number.
+    fn read_orders(&self) -> (Interner, Vec<Order>) {
         let mut scan = HeapScan::open("silver", "orders", SHARE);
         let mut order = Vec::with_capacity(scan.estimated_rows());
-        *orders = Interner::with_capacity(scan.estimated_rows(), 32);
+        let mut orders = Interner::with_capacity(scan.estimated_rows(), 32);
         let [id, customer, status, purchased] =
             ["order_id", "customer_id", "order_status", "order_purchase_timestamp"].map(|c| scan.attr(c));
         scan.for_each(|row| {
@@ -224,17 +229,16 @@ impl Silver {
             // nobody would belong to no golden record anyway.
             let Some(customer) = self.customers.find(row.text(customer)) else { return };
             if orders.intern(row.text(id)) as usize == order.len() {
-                let status = row.text(status);
                 order.push(Order {
                     customer,
-                    counted: !UNCOUNTED_STATUSES.iter().any(|s| s.as_bytes() == status),
+                    counted: is_counted(row.text(status)),
                     purchased: row.int8(purchased),
                     value: 0,
                 });
             }
         });
         scan.close();
-        order
+        (orders, order)
     }
 
     fn tally_orders(&mut self, order: &[Order]) {
