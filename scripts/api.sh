@@ -8,8 +8,12 @@
 #                                         (default: golden360_reader, valid 1 hour)
 #   scripts/api.sh url                    print the API's base URL
 #
-# The JWT secret is generated once into $run/jwt-secret (mode 0600);
-# G360_JWT_SECRET overrides it. Ports: G360_API_PORT (3000) and
+# The JWT secret is generated once into $run/secrets/jwt-secret: a file of
+# mode 0600 in a directory of mode 0700, both created exclusively and
+# refused if anyone else owns them or may read them. It never appears on a
+# command line: PostgREST gets it in its environment, the token minter on
+# a pipe. G360_JWT_SECRET (an environment variable) overrides the file.
+# Ports: G360_API_PORT (3000) and
 # G360_API_ADMIN_PORT (3001); database: G360_API_DB (golden360).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,16 +25,32 @@ database=${G360_API_DB:-golden360}
 pidfile=$run/postgrest-$port.pid
 postgrest=$here/.run/tools/postgrest-12.0.2/postgrest
 
+secrets=$run/secrets
+
+die() { echo "api.sh: $*" >&2; exit 1; }
+
+# owned_privately PATH MODE: PATH is not a symlink, is ours, and has MODE.
+owned_privately() {
+    [ ! -L "$1" ] && [ "$(stat -c '%u %a' "$1")" = "$(id -u) $2" ]
+}
+
 secret() {
     if [ -n "${G360_JWT_SECRET:-}" ]; then
         printf '%s' "$G360_JWT_SECRET"
         return
     fi
-    if [ ! -s "$run/jwt-secret" ]; then
+    if [ ! -e "$secrets" ]; then
         mkdir -p "$run"
-        (umask 077 && openssl rand -hex 32 >"$run/jwt-secret")
+        mkdir -m 0700 "$secrets" || die "cannot create $secrets"
     fi
-    tr -d '\n' <"$run/jwt-secret"
+    owned_privately "$secrets" 700 || die "$secrets must be a directory of mode 0700 owned by $(id -un); refusing it"
+    if [ ! -e "$secrets/jwt-secret" ]; then
+        (umask 077 && set -o noclobber && openssl rand -hex 32 >"$secrets/jwt-secret") ||
+            die "cannot create $secrets/jwt-secret"
+    fi
+    owned_privately "$secrets/jwt-secret" 600 ||
+        die "$secrets/jwt-secret must be a file of mode 0600 owned by $(id -un); refusing it"
+    tr -d '\n' <"$secrets/jwt-secret"
 }
 
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
@@ -44,10 +64,13 @@ start)
     fi
     eval "$("$here/scripts/cluster.sh" env)"
     mkdir -p "$run"
+    # Exported, not passed as arguments: a process's environment is
+    # readable by its owner only, its command line by everyone.
+    PGRST_JWT_SECRET=$(secret)
+    export PGRST_JWT_SECRET PGRST_SERVER_PORT=$port PGRST_ADMIN_SERVER_PORT=$admin_port
+    export PGRST_DB_URI="postgresql:///$database?host=$PGHOST&port=$PGPORT&user=golden360_authenticator&application_name=postgrest"
     daemon_start "$pidfile" "$run/postgrest-$port.log" PostgREST \
         "curl -fs -o /dev/null http://127.0.0.1:$admin_port/ready" \
-        env PGRST_DB_URI="postgresql:///$database?host=$PGHOST&port=$PGPORT&user=golden360_authenticator&application_name=postgrest" \
-        PGRST_JWT_SECRET="$(secret)" PGRST_SERVER_PORT="$port" PGRST_ADMIN_SERVER_PORT="$admin_port" \
         "$postgrest" "$here/docker/postgrest.conf"
     echo "PostgREST on http://127.0.0.1:$port (admin :$admin_port, database $database)"
     ;;
@@ -59,7 +82,13 @@ token)
     ttl=${3:-3600}
     header=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
     payload=$(printf '{"role":"%s","exp":%d}' "$role" "$(($(date +%s) + ttl))" | b64url)
-    signature=$(printf '%s.%s' "$header" "$payload" | openssl dgst -sha256 -hmac "$(secret)" -binary | b64url)
+    # HMAC-SHA256 with the key read from a pipe (openssl dgst -hmac would
+    # take it as an argument, visible to every user in ps).
+    signature=$(secret | python3 -c '
+import base64, hashlib, hmac, sys
+key = sys.stdin.buffer.read()
+mac = hmac.new(key, sys.argv[1].encode(), hashlib.sha256).digest()
+print(base64.urlsafe_b64encode(mac).rstrip(b"=").decode())' "$header.$payload") || exit 1
     echo "$header.$payload.$signature"
     ;;
 url)

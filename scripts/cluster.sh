@@ -11,6 +11,11 @@
 # checkout's path>, which the postgres OS user can reach wherever the
 # checkout is); the port is $G360_PGPORT (default 5436), so it never collides
 # with a system cluster.
+#
+# No other OS user can reach the cluster: it listens on no TCP address, only
+# on a Unix socket in $G360_RUN/socket, a directory of mode 0700 owned by
+# postgres. Only root and postgres, who could become the superuser anyway,
+# can connect; pg_hba.conf has nothing but that socket.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
@@ -18,6 +23,7 @@ run=$(run_dir)
 port=${G360_PGPORT:-5436}
 bin=/usr/lib/postgresql/15/bin
 pgdata=$run/pgdata
+socket=$run/socket
 
 as_postgres() {
     if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
@@ -25,40 +31,62 @@ as_postgres() {
 
 case "${1:-}" in
 start)
-    mkdir -p "$run"
-    chown postgres "$run"
+    mkdir -p "$run" "$socket"
+    chown postgres "$run" "$socket"
+    chmod 0700 "$socket"
     if [ ! -s "$pgdata/PG_VERSION" ]; then
-        as_postgres "$bin/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$run/initdb.log"
-        cat >>"$pgdata/postgresql.conf" <<CONF
-# golden360 development cluster
+        as_postgres "$bin/initdb" -D "$pgdata" -U postgres --auth=reject -E UTF8 --locale=C.UTF-8 >"$run/initdb.log"
+        echo "include 'golden360.conf'" >>"$pgdata/postgresql.conf"
+    fi
+    # Rewritten at every start, so a cluster made by an older script gets
+    # today's settings (a change restarts it).
+    settings=$(cat <<CONF
+# golden360 development cluster (scripts/cluster.sh writes this file)
 port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$run'
+listen_addresses = ''
+unix_socket_directories = '$socket'
+unix_socket_permissions = 0700
 shared_preload_libraries = 'pg_cron'
 cron.database_name = 'golden360'
+cron.host = '$socket'
 max_connections = 200
 shared_buffers = 512MB
 work_mem = 64MB
 maintenance_work_mem = 512MB
 max_wal_size = 4GB
 CONF
+)
+    hba="# golden360 development cluster: the private socket only (see scripts/cluster.sh)
+local all all trust"
+    changed=
+    if [ "$(cat "$pgdata/golden360.conf" 2>/dev/null)" != "$settings" ]; then
+        printf '%s\n' "$settings" | as_postgres tee "$pgdata/golden360.conf" >/dev/null
+        changed=1
     fi
-    if ! as_postgres "$bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
+    if [ "$(cat "$pgdata/pg_hba.conf")" != "$hba" ]; then
+        printf '%s\n' "$hba" | as_postgres tee "$pgdata/pg_hba.conf" >/dev/null
+        changed=1
+    fi
+    if as_postgres "$bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
+        if [ -n "$changed" ]; then
+            as_postgres "$bin/pg_ctl" -D "$pgdata" -l "$run/postgres.log" -w -m fast restart >/dev/null
+        fi
+    else
         as_postgres "$bin/pg_ctl" -D "$pgdata" -l "$run/postgres.log" -w start >/dev/null
     fi
-    as_postgres "$bin/psql" -h "$run" -p "$port" -U postgres -d postgres -Atqc \
+    as_postgres "$bin/psql" -h "$socket" -p "$port" -U postgres -d postgres -Atqc \
         "SELECT 1 FROM pg_database WHERE datname = 'golden360'" | grep -q 1 ||
-        as_postgres "$bin/createdb" -h "$run" -p "$port" -U postgres golden360
+        as_postgres "$bin/createdb" -h "$socket" -p "$port" -U postgres golden360
     ;;
 stop)
     if [ -d "$pgdata" ]; then as_postgres "$bin/pg_ctl" -D "$pgdata" -m fast stop >/dev/null 2>&1 || true; fi
     ;;
 psql)
     shift
-    exec "$bin/psql" -h "$run" -p "$port" -U postgres -d golden360 "$@"
+    exec "$bin/psql" -h "$socket" -p "$port" -U postgres -d golden360 "$@"
     ;;
 env)
-    echo "export PGHOST=$run PGPORT=$port PGUSER=postgres PGDATABASE=golden360"
+    echo "export PGHOST=$socket PGPORT=$port PGUSER=postgres PGDATABASE=golden360 G360_PGLOG=$run/postgres.log"
     ;;
 *)
     echo "usage: $0 start|stop|psql [args]|env" >&2

@@ -11,6 +11,9 @@ ALTER ROLE golden360_authenticator PASSWORD :'authenticator_password';
 ALTER ROLE golden360_monitor PASSWORD :'monitor_password';
 SQL
 if [ -n "${GOLDEN360_SCHEDULE:-}" ]; then
+    # A psql variable, quoted by psql (:'schedule'), never spliced into SQL.
     psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
-         -c "SELECT golden360.schedule_pipeline('$GOLDEN360_SCHEDULE', '/srv/olist')"
+         -v schedule="$GOLDEN360_SCHEDULE" <<'SQL'
+SELECT golden360.schedule_pipeline(:'schedule', '/srv/olist');
+SQL
 fi
