@@ -5,6 +5,10 @@
 
 CREATE SCHEMA golden360;
 COMMENT ON SCHEMA golden360 IS 'golden360: procedures, settings tables, audit trail';
+-- Internal functions: no role but the extension's owner gets USAGE on this
+-- schema, so nothing in it can be called by anyone else, whatever its grants.
+CREATE SCHEMA golden360_internal;
+COMMENT ON SCHEMA golden360_internal IS 'golden360: internal functions, usable by the extension''s owner only';
 CREATE SCHEMA bronze;
 COMMENT ON SCHEMA bronze IS
     'golden360: raw Olist CSV rows exactly as parsed, append-only, with lineage';
@@ -16,7 +20,7 @@ COMMENT ON SCHEMA gold IS 'golden360: identity bridge and unified customer 360';
 -- Append-only enforcement. Statement-level triggers fire even when no row
 -- matches, so "DELETE FROM bronze.x WHERE false" is refused too: the point
 -- is that nobody edits the audit trail, not that an edit happened to be empty.
-CREATE FUNCTION golden360.refuse_bronze_change() RETURNS trigger
+CREATE FUNCTION golden360_internal.refuse_bronze_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '% on %.% is not allowed: bronze is append-only',
@@ -27,16 +31,16 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION golden360.make_append_only(target regclass) RETURNS void
+CREATE FUNCTION golden360_internal.make_append_only(target regclass) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE format('CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION golden360.refuse_bronze_change()', target);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION golden360_internal.refuse_bronze_change()', target);
     EXECUTE format('CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION golden360.refuse_bronze_change()', target);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION golden360_internal.refuse_bronze_change()', target);
 END
 $$;
-COMMENT ON FUNCTION golden360.make_append_only(regclass) IS
+COMMENT ON FUNCTION golden360_internal.make_append_only(regclass) IS
     'Refuses UPDATE, DELETE and TRUNCATE on a table (used on every bronze table).';
 
 -- One row per ingest_bronze() call, written when the call finishes. The
@@ -52,7 +56,7 @@ CREATE TABLE golden360.bronze_batches (
 );
 COMMENT ON TABLE golden360.bronze_batches IS
     'Audit trail: one row per golden360.ingest_bronze() call, metadata = the batch''s metadata.json';
-SELECT golden360.make_append_only('golden360.bronze_batches');
+SELECT golden360_internal.make_append_only('golden360.bronze_batches');
 
 -- The idempotency index: every file content ever loaded, by SHA-256.
 CREATE TABLE golden360.bronze_files (
@@ -66,7 +70,7 @@ CREATE TABLE golden360.bronze_files (
 );
 COMMENT ON TABLE golden360.bronze_files IS
     'Every file content loaded into bronze, by SHA-256: a file with a known sha256 is skipped';
-SELECT golden360.make_append_only('golden360.bronze_files');
+SELECT golden360_internal.make_append_only('golden360.bronze_files');
 
 CREATE TABLE bronze.rejected_rows (
     batch_id    bigint NOT NULL REFERENCES golden360.bronze_batches DEFERRABLE INITIALLY DEFERRED,
@@ -80,7 +84,7 @@ CREATE TABLE bronze.rejected_rows (
 COMMENT ON TABLE bronze.rejected_rows IS
     'CSV records that could not be stored as a row (wrong field count, invalid UTF-8, NUL byte), '
     'with their exact bytes; row_number counts data records like bronze._row_number';
-SELECT golden360.make_append_only('bronze.rejected_rows');
+SELECT golden360_internal.make_append_only('bronze.rejected_rows');
 
 CREATE FUNCTION golden360.bronze_manifest(batch_id bigint) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
@@ -103,8 +107,9 @@ COMMENT ON FUNCTION golden360.bronze_manifest(bigint) IS
 -- The extension's roles. Roles are cluster-wide, so each may already exist
 -- from another database, or be created at this very moment by another
 -- database's CREATE EXTENSION: a check-then-create would race, so create
--- and tolerate the duplicate.
+-- and tolerate the duplicate. What each may call: sql/grants.sql.
 --   golden360_loader   who may ingest besides superusers (NOLOGIN group: GRANT golden360_loader TO alice)
+--   golden360_operator who may run the pipeline and its steps (a loader too)
 --   golden360_authenticator, golden360_anon, golden360_reader   the API's (sql/api.sql)
 --   golden360_monitor  the metrics exporter's login (no password: the DBA sets one)
 DO $$
@@ -113,6 +118,7 @@ DECLARE
 BEGIN
     FOR r IN SELECT * FROM (VALUES
             ('golden360_loader', 'NOLOGIN'),
+            ('golden360_operator', 'NOLOGIN'),
             ('golden360_authenticator', 'LOGIN NOINHERIT'),
             ('golden360_anon', 'NOLOGIN'),
             ('golden360_reader', 'NOLOGIN'),
@@ -124,42 +130,14 @@ BEGIN
             NULL;
         END;
     END LOOP;
-END
-$$;
-GRANT pg_read_server_files TO golden360_loader;
-GRANT USAGE ON SCHEMA golden360, bronze TO golden360_loader;
-GRANT SELECT, INSERT ON golden360.bronze_batches, golden360.bronze_files, bronze.rejected_rows
-    TO golden360_loader;
-GRANT USAGE ON SEQUENCE golden360.bronze_batch_seq TO golden360_loader;
-
--- Checked before ingest_bronze reads a byte, so a role that lacks a grant
--- learns all it lacks at once instead of failing halfway on one.
-CREATE FUNCTION golden360.assert_can_ingest() RETURNS void
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    missing text;
-BEGIN
-    SELECT string_agg(need, ', ') INTO missing FROM (
-        SELECT format('USAGE ON SCHEMA %I', n.nspname) AS need
-          FROM pg_namespace n
-         WHERE n.nspname IN ('golden360', 'bronze') AND NOT has_schema_privilege(n.oid, 'USAGE')
-        UNION ALL
-        SELECT format('%s ON %I.%I', p.privilege, n.nspname, c.relname)
-          FROM pg_class c
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-          CROSS JOIN (VALUES ('SELECT'), ('INSERT')) AS p(privilege)
-         WHERE ((n.nspname = 'bronze' AND c.relkind = 'r')
-                OR (n.nspname = 'golden360' AND c.relname IN ('bronze_batches', 'bronze_files')))
-           AND NOT has_table_privilege(c.oid, p.privilege)
-        UNION ALL
-        SELECT 'USAGE ON SEQUENCE golden360.bronze_batch_seq'
-         WHERE NOT has_sequence_privilege('golden360.bronze_batch_seq'::regclass, 'USAGE')
-    ) AS needs;
-    IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'permission denied to ingest into bronze'
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = 'missing: ' || missing,
-                  HINT = 'An administrator can run: GRANT golden360_loader TO <role>;';
+    -- Granted once per cluster (a repeated GRANT prints a NOTICE; two at
+    -- once may collide on the catalog's unique index).
+    IF NOT pg_has_role('golden360_operator', 'golden360_loader', 'MEMBER') THEN
+        BEGIN
+            GRANT golden360_loader TO golden360_operator;
+        EXCEPTION WHEN unique_violation THEN
+            NULL;
+        END;
     END IF;
 END
 $$;

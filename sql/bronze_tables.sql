@@ -16,9 +16,8 @@ BEGIN
                FROM unnest(f.columns) WITH ORDINALITY AS u(c, n)));
         EXECUTE format('COMMENT ON TABLE bronze.%I IS %L', f.table_name,
             'Raw rows of ' || f.file_name || ': fields exactly as parsed, append-only');
-        PERFORM golden360.make_append_only(format('bronze.%I', f.table_name)::regclass);
+        PERFORM golden360_internal.make_append_only(format('bronze.%I', f.table_name)::regclass);
     END LOOP;
 END
 $$;
 
-GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA bronze TO golden360_loader;

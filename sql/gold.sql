@@ -126,7 +126,7 @@ COMMENT ON TABLE golden360.gold_runs IS
 -- the first refresh builds them by one sort each, as CREATE INDEX after a
 -- load does, instead of inserting ~100k entries one by one into each.
 -- CREATE INDEX takes a SHARE lock, which readers do not wait for.
-CREATE FUNCTION golden360.create_gold_indexes() RETURNS void
+CREATE FUNCTION golden360_internal.create_gold_indexes() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     IF to_regclass('gold.unified_customer_360_customer_unique_id_key') IS NULL THEN
@@ -140,8 +140,11 @@ BEGIN
 END
 $$;
 
+-- SECURITY DEFINER, as refresh_silver: EXECUTE is what an operator holds.
 CREATE PROCEDURE golden360.refresh_gold()
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
 DECLARE
@@ -149,22 +152,26 @@ DECLARE
     started timestamptz := clock_timestamp();
     failures text;
     built record;
+    saved_lock_timeout text := current_setting('lock_timeout');
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(7368502) THEN
-        RAISE EXCEPTION 'another golden360.refresh_gold() is running'
-            USING ERRCODE = 'lock_not_available', HINT = 'Wait for it to finish; pg_stat_activity shows it.';
-    END IF;
+    PERFORM golden360_internal.lock_layer('golden360.gold_runs', 'golden360.refresh_gold()');
+    PERFORM set_config('lock_timeout', golden360_internal.lock_timeout_ms()::text, true);
+    PERFORM golden360_internal.lock_tables(
+        (SELECT array_agg(format('silver.%I', x)::regclass) FROM golden360_internal.silver_tables() s(x)),
+        'ACCESS SHARE', 'golden360.refresh_gold()');
+    PERFORM golden360_internal.lock_tables(ARRAY['gold.unified_customer_360', 'gold.identity_bridge']::regclass[],
+                                           'ROW EXCLUSIVE', 'golden360.refresh_gold()');
     run := nextval('golden360.run_seq');
     -- Every record is computed from silver; only those that differ from
     -- gold are written, in place: readers keep their snapshot of the old
     -- rows until this commits, and no lock stops them or this.
-    SELECT * INTO built FROM golden360.build_gold();
-    PERFORM golden360.create_gold_indexes();
+    SELECT * INTO built FROM golden360_internal.build_gold();
+    PERFORM golden360_internal.create_gold_indexes();
 
     -- Cross-checks: what gold now holds against silver, read afresh.
-    PERFORM golden360.record_check(run, 'gold', 'unified_customer_360', c.check_name, 'cross-check',
-                                   c.passed, c.failed)
-       FROM golden360.gold_cross_checks() c;
+    PERFORM golden360_internal.record_check(run, 'gold', 'unified_customer_360', c.check_name, 'cross-check',
+                                            c.passed, c.failed)
+       FROM golden360_internal.gold_cross_checks() c;
 
     SELECT string_agg(format('%s: %s failed', check_name, failed), E'\n' ORDER BY check_name)
       INTO failures
@@ -181,6 +188,7 @@ BEGIN
     VALUES (run, built.people, built.customer_ids, built.written, built.removed, built.unchanged, built.bridge_written,
             built.bridge_removed, coalesce((SELECT max(run_id) FROM golden360.silver_runs), 0),
             extract(epoch FROM clock_timestamp() - started) * 1000);
+    PERFORM set_config('lock_timeout', saved_lock_timeout, true);
     RAISE NOTICE 'gold run %: % people (% written, % removed, % unchanged), % customer_ids', run,
         built.people, built.written, built.removed, built.unchanged, built.customer_ids;
 END

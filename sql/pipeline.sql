@@ -16,32 +16,89 @@ CREATE TABLE golden360.pipeline_runs (
     CHECK ((status = 'running') = (finished_at IS NULL))
 );
 CREATE INDEX pipeline_runs_succeeded ON golden360.pipeline_runs (finished_at) WHERE status = 'succeeded';
+CREATE INDEX pipeline_runs_running ON golden360.pipeline_runs (run_id) WHERE status = 'running';
 COMMENT ON TABLE golden360.pipeline_runs IS
     'Every golden360.run_pipeline() call. steps: one object per step done or failed, in order: step, status, '
     'rows, ms, and the bronze batch / silver run / gold run it made. error: the failed step''s message. '
     'abandoned: its session ended mid-run (crash, terminated backend).';
 
--- One run at a time: a session-level advisory lock, held across the
--- run's commits (a transaction-level one would be released by the first).
-CREATE FUNCTION golden360.pipeline_lock_key() RETURNS bigint
-LANGUAGE sql IMMUTABLE AS 'SELECT 7368500::bigint';
-
--- The run holding the lock, for the message a second caller gets.
-CREATE FUNCTION golden360.pipeline_run_in_progress() RETURNS text
-LANGUAGE sql STABLE AS $$
-SELECT coalesce(
-    (SELECT format('run %s (started %s from %s, backend pid %s)', r.run_id,
-                   to_char(r.started_at, 'YYYY-MM-DD HH24:MI:SS TZ'), r.source_dir, r.backend_pid)
-       FROM golden360.pipeline_runs r
-      WHERE r.status = 'running'
-        AND r.backend_pid = l.pid
-      ORDER BY r.run_id DESC LIMIT 1),
-    format('a run that is just starting (backend pid %s)', l.pid))
-  FROM pg_locks l
- WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-   AND l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = golden360.pipeline_lock_key()
- LIMIT 1
+-- One run at a time, across the run's commits. No lock survives a commit
+-- but a session-level advisory lock, and any login may take any advisory
+-- key; so the run itself is the lock: a run row marked running whose
+-- backend is alive (the same pid, started before the run). Starting a run
+-- checks for one under a lock on pipeline_runs that only the owner (this
+-- SECURITY DEFINER function) can take.
+CREATE FUNCTION golden360.pipeline_run_begin(source_dir text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    other record;
+    run bigint;
+BEGIN
+    LOCK TABLE golden360.pipeline_runs IN SHARE ROW EXCLUSIVE MODE;
+    SELECT r.run_id, r.started_at, r.source_dir, r.backend_pid INTO other
+      FROM golden360.pipeline_runs r
+      JOIN pg_catalog.pg_stat_activity a ON a.pid = r.backend_pid AND a.backend_start <= r.started_at
+     WHERE r.status = 'running' AND r.backend_pid <> pg_backend_pid()
+     ORDER BY r.run_id DESC LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'golden360.run_pipeline() is already running: run % (started %, from %, backend pid %)',
+            other.run_id, to_char(other.started_at, 'YYYY-MM-DD HH24:MI:SS TZ'), other.source_dir, other.backend_pid
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'Wait for it to finish (golden360.pipeline_runs shows its steps), '
+                         'or stop it with pg_cancel_backend(pid).';
+    END IF;
+    -- Any other run still marked running lost its session.
+    UPDATE golden360.pipeline_runs
+       SET status = 'abandoned', finished_at = clock_timestamp(),
+           error = 'its session ended before the run finished'
+     WHERE status = 'running';
+    INSERT INTO golden360.pipeline_runs (source_dir) VALUES (source_dir) RETURNING run_id INTO run;
+    RETURN run;
+END
 $$;
+COMMENT ON FUNCTION golden360.pipeline_run_begin(text) IS
+    'Used by run_pipeline: records a new run, or fails (55P03) while another session''s run is in progress';
+
+-- Append a step to the caller's own running run; a failed step ends it.
+CREATE FUNCTION golden360.pipeline_run_step(run bigint, step jsonb, failure text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE golden360.pipeline_runs r
+       SET steps = r.steps || step,
+           status = CASE WHEN failure IS NULL THEN r.status ELSE 'failed' END,
+           finished_at = CASE WHEN failure IS NULL THEN NULL ELSE clock_timestamp() END,
+           error = failure
+     WHERE r.run_id = run AND r.status = 'running' AND r.backend_pid = pg_backend_pid();
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pipeline run % is not this session''s running run', run
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only golden360.run_pipeline() records steps, in the session that started the run.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION golden360.pipeline_run_step(bigint, jsonb, text) IS
+    'Used by run_pipeline: records a step of the calling session''s own running run (failure ends it)';
+
+CREATE FUNCTION golden360.pipeline_run_end(run bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE golden360.pipeline_runs SET status = 'succeeded', finished_at = clock_timestamp()
+     WHERE run_id = run AND status = 'running' AND backend_pid = pg_backend_pid();
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pipeline run % is not this session''s running run', run
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only golden360.run_pipeline() ends a run, in the session that started it.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION golden360.pipeline_run_end(bigint) IS
+    'Used by run_pipeline: marks the calling session''s own running run succeeded';
 
 CREATE PROCEDURE golden360.run_pipeline(source_dir text)
 LANGUAGE plpgsql
@@ -66,21 +123,9 @@ BEGIN
                   HINT = 'Pass the directory that holds the nine Olist CSV files, as the server sees it.';
     END IF;
     -- Called from a function, a CALL cannot end transactions. Find that out
-    -- here, before the lock is taken: a session-level lock would outlive
-    -- the error.
+    -- here, before a run is recorded as running.
     COMMIT;
-    IF NOT pg_try_advisory_lock(golden360.pipeline_lock_key()) THEN
-        RAISE EXCEPTION 'golden360.run_pipeline() is already running: %', golden360.pipeline_run_in_progress()
-            USING ERRCODE = 'lock_not_available',
-                  HINT = 'Wait for it to finish (golden360.pipeline_runs shows its steps), '
-                         'or stop it with pg_cancel_backend(pid).';
-    END IF;
-    -- Holding the lock, any run still marked running lost its session.
-    UPDATE golden360.pipeline_runs
-       SET status = 'abandoned', finished_at = clock_timestamp(),
-           error = 'its session ended before the run finished'
-     WHERE status = 'running';
-    INSERT INTO golden360.pipeline_runs (source_dir) VALUES (source_dir) RETURNING run_id INTO run;
+    run := golden360.pipeline_run_begin(source_dir);
     COMMIT;
 
     FOREACH step IN ARRAY ARRAY['bronze', 'silver', 'gold'] LOOP
@@ -119,17 +164,12 @@ BEGIN
             failed := true;
         END;
         step_ms := round((extract(epoch FROM clock_timestamp() - step_started) * 1000)::numeric, 1);
-        UPDATE golden360.pipeline_runs r
-           SET steps = r.steps || (jsonb_build_object('step', step,
-                                                      'status', CASE WHEN failed THEN 'failed' ELSE 'succeeded' END,
-                                                      'rows', step_rows, 'ms', step_ms) || step_facts),
-               status = CASE WHEN failed THEN 'failed' ELSE r.status END,
-               finished_at = CASE WHEN failed THEN clock_timestamp() END,
-               error = CASE WHEN failed THEN failure_message END
-         WHERE r.run_id = run;
+        PERFORM golden360.pipeline_run_step(run,
+            jsonb_build_object('step', step, 'status', CASE WHEN failed THEN 'failed' ELSE 'succeeded' END,
+                               'rows', step_rows, 'ms', step_ms) || step_facts,
+            CASE WHEN failed THEN failure_message END);
         COMMIT;
         IF failed THEN
-            PERFORM pg_advisory_unlock(golden360.pipeline_lock_key());
             RAISE EXCEPTION 'golden360 pipeline run % failed at step %: %', run, step, failure_message
                 USING ERRCODE = failure_state,
                       DETAIL = coalesce(nullif(failure_detail, ''), format('source_dir: %s', source_dir)),
@@ -138,9 +178,8 @@ BEGIN
         RAISE NOTICE 'pipeline run %: step % done, % rows, % ms', run, step, step_rows, step_ms;
     END LOOP;
 
-    UPDATE golden360.pipeline_runs SET status = 'succeeded', finished_at = clock_timestamp() WHERE run_id = run;
+    PERFORM golden360.pipeline_run_end(run);
     COMMIT;
-    PERFORM pg_advisory_unlock(golden360.pipeline_lock_key());
     RAISE NOTICE 'pipeline run % succeeded in % ms', run,
         (SELECT round((extract(epoch FROM finished_at - started_at) * 1000)::numeric)
            FROM golden360.pipeline_runs WHERE run_id = run);
@@ -148,7 +187,8 @@ END
 $$;
 COMMENT ON PROCEDURE golden360.run_pipeline(text) IS
     'Ingest source_dir into bronze, refresh silver, refresh gold; recorded in golden360.pipeline_runs (also when '
-    'it fails). Each step commits when done. One run at a time; CALL it on its own, not inside BEGIN ... COMMIT.';
+    'it fails). Each step commits when done. One run at a time; CALL it on its own, not inside BEGIN ... COMMIT. '
+    'Callable by superusers and golden360_operator.';
 
 -- pg_cron is optional: reached through dynamic SQL, so the extension
 -- installs without it and these functions say what is missing.

@@ -17,32 +17,27 @@ DECLARE
     generation text;
 BEGIN
     FOREACH generation IN ARRAY ARRAY['silver', 'silver_next'] LOOP
-        FOR t IN SELECT * FROM golden360.silver_tables() ORDER BY build_order LOOP
+        FOR t IN SELECT * FROM golden360_internal.silver_tables() ORDER BY build_order LOOP
             EXECUTE format('CREATE TABLE %I.%I (%s, _batch_id bigint NOT NULL, _row_number bigint NOT NULL)',
                 generation, t.table_name,
                 (SELECT string_agg(format('%I %s%s%s', c.column_name, c.sql_type,
                                           CASE WHEN c.sql_type = 'text' THEN ' COLLATE "C"' ELSE '' END,
                                           CASE WHEN c.not_null THEN ' NOT NULL' ELSE '' END), ', ' ORDER BY c.ordinal)
-                   FROM golden360.silver_columns() c WHERE c.table_name = t.table_name));
+                   FROM golden360_internal.silver_columns() c WHERE c.table_name = t.table_name));
             EXECUTE format('COMMENT ON TABLE %I.%I IS %L', generation, t.table_name,
                 format('Typed, validated, deduplicated rows of bronze.%s (rules: golden360.silver_rules)', t.table_name));
         END LOOP;
-        EXECUTE format($q$
-            CREATE TABLE %I.quarantine (
-                run_id     bigint NOT NULL,
-                table_name text COLLATE "C" NOT NULL,
-                batch_id   bigint NOT NULL,
-                row_number bigint NOT NULL,
-                reason     text COLLATE "C" NOT NULL,
-                kind       text COLLATE "C" NOT NULL,
-                record     jsonb  NOT NULL)$q$, generation);
+        EXECUTE format('CREATE TABLE %I.quarantine (%s)', generation,
+            (SELECT string_agg(format('%I %s%s NOT NULL', c.column_name, c.sql_type,
+                                      CASE WHEN c.sql_type = 'text' THEN ' COLLATE "C"' ELSE '' END), ', ' ORDER BY c.ordinal)
+               FROM golden360_internal.quarantine_columns() c));
         EXECUTE format('COMMENT ON TABLE %I.quarantine IS %L', generation,
             'Bronze rows that failed a silver rule in the last refresh: the first failing rule (reason), its kind, '
             'the source batch and row, and the whole bronze record');
     END LOOP;
     -- Keys of the live generation; a refresh copies every index and key of
     -- the live tables (a DBA's included) onto the shadow before swapping.
-    FOR t IN SELECT * FROM golden360.silver_tables() WHERE cardinality(key) > 0 LOOP
+    FOR t IN SELECT * FROM golden360_internal.silver_tables() WHERE cardinality(key) > 0 LOOP
         EXECUTE format('ALTER TABLE silver.%I ADD PRIMARY KEY (%s)', t.table_name,
             (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key) k));
     END LOOP;
@@ -113,7 +108,7 @@ COMMENT ON TABLE golden360.silver_runs IS
     '(the next run''s rule checks measure the batches after it)';
 
 -- Records one check's outcome against its kind's threshold.
-CREATE FUNCTION golden360.record_check(run bigint, layer text, table_name text, check_name text,
+CREATE FUNCTION golden360_internal.record_check(run bigint, layer text, table_name text, check_name text,
                                        kind text, passed bigint, failed bigint)
 RETURNS void LANGUAGE sql AS $$
     INSERT INTO golden360.quality_checks
@@ -128,20 +123,92 @@ RETURNS void LANGUAGE sql AS $$
 $$;
 
 -- The tables a refresh rebuilds and swaps: every silver table and quarantine.
-CREATE FUNCTION golden360.silver_generation_tables() RETURNS SETOF text
+CREATE FUNCTION golden360_internal.silver_generation_tables() RETURNS SETOF text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT table_name FROM golden360.silver_tables() UNION ALL SELECT 'quarantine'
+    SELECT table_name FROM golden360_internal.silver_tables() UNION ALL SELECT 'quarantine'
+$$;
+
+-- Who holds a lock on these tables that conflicts with `mode`, and what
+-- they are doing: the DETAIL of a refresh that could not get its lock.
+CREATE FUNCTION golden360_internal.lock_holders(tables regclass[], mode text) RETURNS text
+LANGUAGE sql STABLE AS $$
+SELECT coalesce(
+    string_agg(DISTINCT format('pid %s (user %s, %s%s) holds %s on %s; its last query: %s',
+                               a.pid, a.usename, a.state,
+                               CASE WHEN a.state LIKE 'idle in transaction%'
+                                    THEN format(' since %s', to_char(a.state_change, 'YYYY-MM-DD HH24:MI:SS TZ')) ELSE '' END,
+                               l.mode, l.relation::regclass, left(a.query, 200)), E'\n'),
+    'no session holds a conflicting lock any more')
+  FROM pg_catalog.pg_locks l
+  JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+   AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+   AND l.relation = ANY (tables)
+   AND l.mode = ANY (CASE upper(mode)
+        WHEN 'ACCESS SHARE' THEN ARRAY['AccessExclusiveLock']
+        WHEN 'ROW EXCLUSIVE' THEN ARRAY['ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']
+        WHEN 'SHARE' THEN ARRAY['RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                                'AccessExclusiveLock']
+        WHEN 'SHARE ROW EXCLUSIVE' THEN ARRAY['RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock',
+                                              'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']
+        ELSE ARRAY['AccessShareLock', 'RowShareLock', 'RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock',
+                   'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'] END)
+$$;
+
+-- Lock `tables` in `mode`, waiting at most golden360.lock_timeout; then
+-- fail with 55P03 naming the sessions in the way. Every wait of a refresh
+-- goes through here (or is bounded by lock_timeout, set to the same).
+CREATE FUNCTION golden360_internal.lock_tables(tables regclass[], mode text, what text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + golden360_internal.lock_timeout_ms() * interval '1 ms';
+    list text := (SELECT string_agg(t::text, ', ') FROM unnest(tables) t);
+BEGIN
+    LOOP
+        BEGIN
+            -- Rolled back with the attempt when it fails.
+            PERFORM set_config('lock_timeout', '100ms', true);
+            EXECUTE format('LOCK TABLE %s IN %s MODE', list, mode);
+            PERFORM set_config('lock_timeout', golden360_internal.lock_timeout_ms()::text, true);
+            RETURN;
+        EXCEPTION WHEN lock_not_available THEN
+            IF clock_timestamp() >= deadline THEN
+                RAISE EXCEPTION '% could not lock % within golden360.lock_timeout (%)', what, list,
+                                current_setting('golden360.lock_timeout')
+                    USING ERRCODE = 'lock_not_available',
+                          DETAIL = golden360_internal.lock_holders(tables, mode),
+                          HINT = 'Nothing was changed. Let the blocking session finish, or end it with '
+                              || 'pg_cancel_backend(pid) (pg_terminate_backend(pid) for an idle transaction); '
+                              || 'golden360.lock_timeout sets how long a refresh waits.';
+            END IF;
+        END;
+    END LOOP;
+END
+$$;
+
+-- A second refresh of the same layer fails at once: the run table of the
+-- layer, locked in a self-exclusive mode no other role can take.
+CREATE FUNCTION golden360_internal.lock_layer(run_table regclass, what text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE NOWAIT', run_table);
+EXCEPTION WHEN lock_not_available THEN
+    RAISE EXCEPTION 'another % is running', what
+        USING ERRCODE = 'lock_not_available',
+              DETAIL = golden360_internal.lock_holders(ARRAY[run_table], 'SHARE ROW EXCLUSIVE'),
+              HINT = 'Wait for it to finish; pg_stat_activity shows it.';
+END
 $$;
 
 -- Empty the shadow and drop its indexes (the previous generation's), so
 -- the load needs no index maintenance.
-CREATE FUNCTION golden360.reset_silver_shadow() RETURNS void
+CREATE FUNCTION golden360_internal.reset_silver_shadow() RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     t text;
     c record;
 BEGIN
-    FOR t IN SELECT * FROM golden360.silver_generation_tables() LOOP
+    FOR t IN SELECT * FROM golden360_internal.silver_generation_tables() LOOP
         FOR c IN SELECT conname FROM pg_constraint
                   WHERE conrelid = format('silver_next.%I', t)::regclass AND contype IN ('p', 'u') LOOP
             EXECUTE format('ALTER TABLE silver_next.%I DROP CONSTRAINT %I', t, c.conname);
@@ -157,13 +224,13 @@ $$;
 
 -- Give the shadow the live tables' keys and indexes (a DBA's included),
 -- built in bulk after the load.
-CREATE FUNCTION golden360.copy_silver_indexes() RETURNS void
+CREATE FUNCTION golden360_internal.copy_silver_indexes() RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     t text;
     c record;
 BEGIN
-    FOR t IN SELECT * FROM golden360.silver_generation_tables() LOOP
+    FOR t IN SELECT * FROM golden360_internal.silver_generation_tables() LOOP
         FOR c IN SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint
                   WHERE conrelid = format('silver.%I', t)::regclass AND contype IN ('p', 'u') LOOP
             EXECUTE format('ALTER TABLE silver_next.%I ADD CONSTRAINT %I %s', t, c.conname, c.def);
@@ -177,30 +244,72 @@ BEGIN
 END
 $$;
 
--- Swap the live and shadow generations. The AccessExclusive locks are
--- taken with a short lock_timeout and retried, so a reader arriving
--- meanwhile waits at most that long; transactions already reading silver
--- are waited for. Waiting readers see the new tables once this commits.
-CREATE FUNCTION golden360.swap_silver_generations() RETURNS void
+-- A DBA's grants (table and column) and row-level security on the live
+-- tables, given to the shadow before the swap, so they survive a refresh.
+CREATE FUNCTION golden360_internal.copy_silver_privileges() RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     t text;
-    attempt int := 0;
-    tables text := (SELECT string_agg(format('silver.%1$I, silver_next.%1$I', x), ', ')
-                      FROM golden360.silver_generation_tables() x);
+    live oid;
+    shadow oid;
+    g record;
+    p record;
+    who text;
 BEGIN
-    LOOP
-        BEGIN
-            PERFORM set_config('lock_timeout', '50ms', true);
-            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tables);
-            EXIT;
-        EXCEPTION WHEN lock_not_available THEN
-            attempt := attempt + 1;
-            PERFORM pg_sleep(least(0.05 * attempt, 1.0));
-        END;
+    FOR t IN SELECT * FROM golden360_internal.silver_generation_tables() LOOP
+        live := format('silver.%I', t)::regclass;
+        shadow := format('silver_next.%I', t)::regclass;
+        -- The shadow holds the generation before last's: clear it first.
+        FOR g IN SELECT DISTINCT NULL::name AS col, a.grantee FROM pg_class c, aclexplode(c.relacl) a
+                  WHERE c.oid = shadow AND a.grantee <> c.relowner
+                 UNION
+                 SELECT DISTINCT att.attname, a.grantee FROM pg_attribute att, aclexplode(att.attacl) a
+                  WHERE att.attrelid = shadow AND att.attnum > 0 LOOP
+            who := CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(g.grantee::regrole::text) END;
+            EXECUTE format('REVOKE ALL %s ON silver_next.%I FROM %s',
+                           CASE WHEN g.col IS NULL THEN '' ELSE format('(%I)', g.col) END, t, who);
+        END LOOP;
+        FOR g IN SELECT NULL::name AS col, a.grantee, a.privilege_type, a.is_grantable
+                   FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = live AND a.grantee <> c.relowner
+                 UNION ALL
+                 SELECT att.attname, a.grantee, a.privilege_type, a.is_grantable
+                   FROM pg_attribute att, aclexplode(att.attacl) a WHERE att.attrelid = live AND att.attnum > 0 LOOP
+            who := CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(g.grantee::regrole::text) END;
+            EXECUTE format('GRANT %s%s ON silver_next.%I TO %s%s', g.privilege_type,
+                           CASE WHEN g.col IS NULL THEN '' ELSE format(' (%I)', g.col) END, t, who,
+                           CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        END LOOP;
+        FOR p IN SELECT polname FROM pg_policy WHERE polrelid = shadow LOOP
+            EXECUTE format('DROP POLICY %I ON silver_next.%I', p.polname, t);
+        END LOOP;
+        FOR p IN SELECT * FROM pg_policies WHERE schemaname = 'silver' AND tablename = t LOOP
+            EXECUTE format('CREATE POLICY %I ON silver_next.%I AS %s FOR %s TO %s%s%s', p.policyname, t, p.permissive,
+                           p.cmd, (SELECT string_agg(CASE WHEN r = 'public' THEN 'PUBLIC' ELSE quote_ident(r) END, ', ')
+                                     FROM unnest(p.roles) r),
+                           CASE WHEN p.qual IS NULL THEN '' ELSE format(' USING (%s)', p.qual) END,
+                           CASE WHEN p.with_check IS NULL THEN '' ELSE format(' WITH CHECK (%s)', p.with_check) END);
+        END LOOP;
+        EXECUTE format('ALTER TABLE silver_next.%I %s ROW LEVEL SECURITY, %s ROW LEVEL SECURITY', t,
+                       CASE WHEN (SELECT relrowsecurity FROM pg_class WHERE oid = live) THEN 'ENABLE' ELSE 'DISABLE' END,
+                       CASE WHEN (SELECT relforcerowsecurity FROM pg_class WHERE oid = live) THEN 'FORCE' ELSE 'NO FORCE' END);
     END LOOP;
-    PERFORM set_config('lock_timeout', '0', true);
-    FOR t IN SELECT * FROM golden360.silver_generation_tables() LOOP
+END
+$$;
+
+-- Swap the live and shadow generations. The AccessExclusive locks wait at
+-- most golden360.lock_timeout (a reader arriving meanwhile waits behind
+-- each short attempt); transactions already reading silver are waited for.
+-- Waiting readers see the new tables once this commits.
+CREATE FUNCTION golden360_internal.swap_silver_generations() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+BEGIN
+    PERFORM golden360_internal.lock_tables(
+        (SELECT array_agg(format('%I.%I', g, x)::regclass)
+           FROM golden360_internal.silver_generation_tables() x, unnest(ARRAY['silver', 'silver_next']) g),
+        'ACCESS EXCLUSIVE', 'golden360.refresh_silver()');
+    FOR t IN SELECT * FROM golden360_internal.silver_generation_tables() LOOP
         EXECUTE format('ALTER TABLE silver.%I SET SCHEMA silver_swap', t);
         EXECUTE format('ALTER TABLE silver_next.%I SET SCHEMA silver', t);
         EXECUTE format('ALTER TABLE silver_swap.%I SET SCHEMA silver_next', t);
@@ -208,8 +317,12 @@ BEGIN
 END
 $$;
 
+-- SECURITY DEFINER: it runs as the extension's owner, the only role that
+-- may write silver; EXECUTE on it is what golden360_operator is granted.
 CREATE PROCEDURE golden360.refresh_silver()
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 SET jit = off  -- its check queries are cheap; JIT compilation is not
 AS $$
 DECLARE
@@ -217,31 +330,39 @@ DECLARE
     t record;
     failures text;
     first_failure text;
-    seen_batch bigint := coalesce((SELECT max(last_batch_id) FROM golden360.silver_runs), 0);
-    newest_batch bigint := coalesce((SELECT max(batch_id) FROM golden360.bronze_batches), 0);
+    seen_batch bigint;
+    newest_batch bigint;
     stats_target text;
     duplicate_keys boolean := false;
+    saved_lock_timeout text := current_setting('lock_timeout');
 BEGIN
     -- One refresh at a time; a second one fails at once rather than queueing.
-    IF NOT pg_try_advisory_xact_lock(7368501) THEN
-        RAISE EXCEPTION 'another golden360.refresh_silver() is running'
-            USING ERRCODE = 'lock_not_available',
-                  HINT = 'Wait for it to finish; pg_stat_activity shows it.';
-    END IF;
+    PERFORM golden360_internal.lock_layer('golden360.silver_runs', 'golden360.refresh_silver()');
+    -- Every wait from here on is bounded: the ones named below with a
+    -- message naming the blocker, any other by lock_timeout itself.
+    PERFORM set_config('lock_timeout', golden360_internal.lock_timeout_ms()::text, true);
+    PERFORM golden360_internal.lock_tables(
+        (SELECT array_agg(format('bronze.%I', x)::regclass) FROM golden360_internal.silver_tables() s(x)),
+        'ACCESS SHARE', 'golden360.refresh_silver()');
+    PERFORM golden360_internal.lock_tables(
+        (SELECT array_agg(format('silver_next.%I', x)::regclass) FROM golden360_internal.silver_generation_tables() x),
+        'ACCESS EXCLUSIVE', 'golden360.refresh_silver()');
+    seen_batch := coalesce((SELECT max(last_batch_id) FROM golden360.silver_runs), 0);
+    newest_batch := coalesce((SELECT max(batch_id) FROM golden360.bronze_batches), 0);
     run := nextval('golden360.run_seq');
 
     -- Build the new generation in the shadow; silver stays as it is for
     -- readers until the swap at the very end.
-    PERFORM golden360.reset_silver_shadow();
+    PERFORM golden360_internal.reset_silver_shadow();
     INSERT INTO golden360.silver_runs
         (run_id, table_name, bronze_rows, silver_rows, duplicates, quarantined, millis, last_batch_id)
-    SELECT run, b.*, newest_batch FROM golden360.build_silver(run, 'silver_next') b;
+    SELECT run, b.*, newest_batch FROM golden360_internal.build_silver(run) b;
 
     -- Rule checks measure this run's input: the rows of the bronze batches
     -- that arrived since the last successful refresh (bronze is immutable,
     -- so a batch accepted once under 'warn' must not fail every later run).
     -- failed = those rows quarantined for the rule.
-    PERFORM golden360.record_check(run, 'silver', r.table_name, r.rule_name, r.kind,
+    PERFORM golden360_internal.record_check(run, 'silver', r.table_name, r.rule_name, r.kind,
                                    coalesce(n.rows, 0) - coalesce(q.failed, 0), coalesce(q.failed, 0))
        FROM golden360.silver_rules r
        LEFT JOIN (SELECT table_name, sum(rows)::bigint AS rows FROM golden360.bronze_files
@@ -253,27 +374,27 @@ BEGIN
     -- Keys and indexes, built in bulk. A duplicate key (a dedup bug) makes a
     -- primary key fail; that is the uniqueness check, recorded below.
     BEGIN
-        PERFORM golden360.copy_silver_indexes();
+        PERFORM golden360_internal.copy_silver_indexes();
     EXCEPTION WHEN unique_violation THEN
         duplicate_keys := true;
     END;
 
     -- Conservation, counted independently of the build; key uniqueness.
     FOR t IN SELECT s.table_name, s.duplicates, s.silver_rows, k.key
-               FROM golden360.silver_runs s JOIN golden360.silver_tables() k USING (table_name)
+               FROM golden360.silver_runs s JOIN golden360_internal.silver_tables() k USING (table_name)
               WHERE s.run_id = run LOOP
         EXECUTE format(
-            'SELECT golden360.record_check($1, ''silver'', $2, ''conservation'', ''conservation'', accounted, abs(bronze - accounted))
+            'SELECT golden360_internal.record_check($1, ''silver'', $2, ''conservation'', ''conservation'', accounted, abs(bronze - accounted))
                FROM (SELECT (SELECT count(*) FROM bronze.%1$I) AS bronze,
                             (SELECT count(*) FROM silver_next.%1$I) + $3
                           + (SELECT count(*) FROM silver_next.quarantine WHERE table_name = $2) AS accounted) c',
             t.table_name) USING run, t.table_name, t.duplicates;
         IF cardinality(t.key) > 0 AND NOT duplicate_keys THEN
-            PERFORM golden360.record_check(run, 'silver', t.table_name, 'primary_key_unique', 'uniqueness',
+            PERFORM golden360_internal.record_check(run, 'silver', t.table_name, 'primary_key_unique', 'uniqueness',
                                            t.silver_rows, 0);
         ELSIF cardinality(t.key) > 0 THEN
             EXECUTE format(
-                'SELECT golden360.record_check($1, ''silver'', $2, ''primary_key_unique'', ''uniqueness'',
+                'SELECT golden360_internal.record_check($1, ''silver'', $2, ''primary_key_unique'', ''uniqueness'',
                                                count(*) FILTER (WHERE n = 1), coalesce(sum(n) FILTER (WHERE n > 1), 0)::bigint)
                    FROM (SELECT count(*) AS n FROM silver_next.%I GROUP BY %s) g',
                 t.table_name, (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key) k))
@@ -309,11 +430,13 @@ BEGIN
     -- the default cost; autovacuum refines them later.
     stats_target := current_setting('default_statistics_target');
     PERFORM set_config('default_statistics_target', '10', true);
-    FOR t IN SELECT x AS table_name FROM golden360.silver_generation_tables() x LOOP
+    FOR t IN SELECT x AS table_name FROM golden360_internal.silver_generation_tables() x LOOP
         EXECUTE format('ANALYZE silver_next.%I', t.table_name);
     END LOOP;
     PERFORM set_config('default_statistics_target', stats_target, true);
-    PERFORM golden360.swap_silver_generations();
+    PERFORM golden360_internal.copy_silver_privileges();
+    PERFORM golden360_internal.swap_silver_generations();
+    PERFORM set_config('lock_timeout', saved_lock_timeout, true);
     RAISE NOTICE 'silver run %: % rows in silver, % duplicates removed, % quarantined', run,
         (SELECT sum(silver_rows) FROM golden360.silver_runs WHERE run_id = run),
         (SELECT sum(duplicates) FROM golden360.silver_runs WHERE run_id = run),

@@ -9,13 +9,12 @@ use pgrx::prelude::*;
 ::pgrx::pg_module_magic!(name, version);
 
 mod bronze;
-mod bulk;
-mod keys;
-mod gold;
 mod error;
+mod gold;
+mod keys;
 mod olist;
 mod ops;
-mod scan;
+mod pg;
 mod silver;
 #[cfg(any(test, feature = "pg_test"))]
 mod testing;
@@ -27,10 +26,12 @@ extension_sql_file!(
     name = "silver",
     requires = [
         "bronze_tables",
-        silver::golden360::silver_tables,
-        silver::golden360::silver_columns,
+        ops::golden360_internal::lock_timeout_ms,
+        silver::golden360_internal::silver_tables,
+        silver::golden360_internal::silver_columns,
+        silver::golden360_internal::quarantine_columns,
         silver::golden360::silver_rule_list,
-        silver::golden360::build_silver
+        silver::golden360_internal::build_silver
     ]
 );
 
@@ -41,8 +42,8 @@ extension_sql_file!(
         "silver",
         gold::golden360::golden_id,
         gold::golden360::ltv_segment,
-        gold::golden360::build_gold,
-        gold::golden360::gold_cross_checks
+        gold::golden360_internal::build_gold,
+        gold::golden360_internal::gold_cross_checks
     ]
 );
 
@@ -56,6 +57,8 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!("../sql/api.sql", name = "api", requires = ["pipeline"]);
+// Last: who may execute what. Everything not granted there is the owner's.
+extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

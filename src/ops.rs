@@ -10,6 +10,16 @@ use std::path::PathBuf;
 /// Superuser-only, so the role being confined cannot lift its own fence.
 static DATA_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// `golden360.max_record_bytes`: a CSV record longer than this is rejected
+/// (into bronze.rejected_rows, with a capped copy) instead of buffered:
+/// what ingestion holds in memory for one record never exceeds it.
+/// Superuser-only: it bounds a backend's memory.
+static MAX_RECORD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1 << 20);
+
+/// `golden360.lock_timeout` (ms): how long a refresh waits for any lock
+/// before it fails with SQLSTATE 55P03 naming the session in its way.
+static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
 /// `golden360.quality_gate`: what a failed quality threshold does to a run.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum QualityGate {
@@ -42,7 +52,35 @@ pub fn ltv_segment(spend: f64) -> &'static str {
     }
 }
 
+pub fn lock_timeout_ms() -> i32 {
+    LOCK_TIMEOUT_MS.get()
+}
+
+pub fn max_record_bytes() -> usize {
+    usize::try_from(MAX_RECORD_BYTES.get()).unwrap_or(1 << 20)
+}
+
 pub fn register_settings() {
+    GucRegistry::define_int_guc(
+        c"golden360.max_record_bytes",
+        c"Longest CSV record golden360.ingest_bronze stores; a longer one goes to bronze.rejected_rows.",
+        c"Bounds the memory one record may take while it is parsed (an unterminated quote, say).",
+        &MAX_RECORD_BYTES,
+        1024,
+        1 << 30,
+        GucContext::Suset,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"golden360.lock_timeout",
+        c"How long refresh_silver, refresh_gold and run_pipeline wait for a lock before failing (SQLSTATE 55P03).",
+        c"The error names the session holding the lock and what it is doing.",
+        &LOCK_TIMEOUT_MS,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
     GucRegistry::define_enum_guc(
         c"golden360.quality_gate",
         c"What a failed quality threshold does: error (fail the run, keep the previous data) or warn.",
@@ -106,5 +144,18 @@ pub mod golden360 {
                 &format!("Run CALL {what} on its own, not between BEGIN and COMMIT."),
             );
         }
+    }
+}
+
+/// Settings for the plpgsql procedures. Reading a golden360 setting from
+/// SQL needs the library loaded (which defines it): calling these loads it.
+#[pgrx::pg_schema]
+pub mod golden360_internal {
+    use pgrx::prelude::*;
+
+    /// `golden360.lock_timeout`, in milliseconds.
+    #[pg_extern(stable, parallel_safe)]
+    fn lock_timeout_ms() -> i32 {
+        super::lock_timeout_ms()
     }
 }

@@ -1,18 +1,23 @@
 //! Streaming CSV → bronze table, the way COPY does it but with lineage and
-//! per-row rejection: records are parsed by the csv crate from a reader that
-//! hashes as it goes and written through `bulk::BulkInsert`.
+//! per-row rejection: records are parsed (`csv::Records`) from positional
+//! reads of the checked descriptor, hashed as they pass, and written
+//! through `bulk::BulkInsert`.
 //!
-//! Memory stays flat whatever the file size: one record buffer, one varlena
-//! scratch buffer, and the bulk writer's per-batch memory context.
+//! Memory stays flat whatever the file size: one input buffer, one record
+//! buffer of at most `golden360.max_record_bytes`, and the bulk writer's
+//! per-batch memory context.
 
-use super::source::{self, HashingReader};
-use crate::bulk::{self, BulkInsert, RowBuf};
+use super::csv::{Next, Record, Records, Span};
+use super::source::{self, HashingReader, PositionalReader, SourceHandle};
 use crate::error::raise;
 use crate::olist::SourceFile;
+use crate::ops;
+use crate::pg::bulk::{BulkInsert, RowBuf};
+use crate::pg::relation::{own_table, DAMAGED_HINT};
+use crate::pg::types::SqlType;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc};
+use pgrx::{pg_sys, PgSqlErrorCode};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 /// A rejected record keeps at most this many raw bytes (bytea's limit is
 /// 1 GB; a runaway unterminated quote can swallow the rest of a file).
@@ -32,6 +37,14 @@ pub struct Loaded {
     pub bytes: u64,
 }
 
+/// The lineage columns of every bronze table, after the CSV columns.
+pub const LINEAGE: [(&str, SqlType); 4] = [
+    ("_batch_id", SqlType::BigInt),
+    ("_source_file", SqlType::Text),
+    ("_row_number", SqlType::BigInt),
+    ("_ingested_at", SqlType::TimestampTz),
+];
+
 /// Where each attribute of the bronze table gets its value from.
 #[derive(Clone, Copy)]
 enum Column {
@@ -43,46 +56,58 @@ enum Column {
     Dropped,
 }
 
-/// Load `path` into `bronze.<source.table>`. Fails (and so rolls the whole
-/// batch back) on I/O errors or if the bytes parsed are not the bytes whose
-/// SHA-256 was recorded before loading.
-pub fn load(source: &SourceFile, path: &Path, expected_sha256: &str, lineage: &Lineage) -> Loaded {
+/// A parsed record for the reader of one file.
+pub fn records(handle: &SourceHandle) -> Records<HashingReader<PositionalReader<'_>>> {
+    Records::new(HashingReader::new(PositionalReader::new(&handle.file)), ops::max_record_bytes())
+}
+
+/// Load the file behind `handle` into `bronze.<source.table>`. Fails (and
+/// so rolls the whole batch back) on I/O errors or if the bytes parsed are
+/// not the bytes whose SHA-256 was recorded before loading.
+pub fn load(source: &SourceFile, handle: &SourceHandle, expected_sha256: &str, lineage: &Lineage) -> Loaded {
     let mut target = BulkTarget::open(source);
-    let mut reader = source::csv_reader(HashingReader::new(source::open(path)));
-    source::check_header(source, path, &mut reader);
-    // A second handle reads back the raw bytes of the rare rejected record.
-    let raw_file = source::open(path);
+    let mut reader = records(handle);
+    source::check_header(source, &handle.real, &mut reader);
 
     let source_file_datum = source.file_name.into_datum().expect("a text datum");
-    let mut record = csv::ByteRecord::new();
     let mut row_number: i64 = 0;
     let mut rows: i64 = 0;
     let mut rejected: i64 = 0;
     loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => source::io_error(path, e),
-        }
-        row_number += 1;
-        match rejection(source, &record) {
-            None => {
-                target.push(&record, |column| match column {
-                    Column::BatchId => lineage.batch_id.into(),
-                    Column::SourceFile => source_file_datum,
-                    Column::RowNumber => row_number.into(),
-                    Column::IngestedAt => lineage.ingested_at,
-                    Column::Csv(_) | Column::Dropped => unreachable!("filled by push"),
-                });
-                rows += 1;
+        let next = reader.next().unwrap_or_else(|e| source::io_error(&handle.real, e));
+        let (reason, span) = match next {
+            Next::End => break,
+            Next::Record(record) => {
+                row_number += 1;
+                match rejection(source, &record) {
+                    None => {
+                        target.push(&record, |column| match column {
+                            Column::BatchId => lineage.batch_id.into(),
+                            Column::SourceFile => source_file_datum,
+                            Column::RowNumber => row_number.into(),
+                            Column::IngestedAt => lineage.ingested_at,
+                            Column::Csv(_) | Column::Dropped => unreachable!("filled by push"),
+                        });
+                        rows += 1;
+                        continue;
+                    }
+                    Some(reason) => (reason, record.span),
+                }
             }
-            Some(reason) => {
-                let start = record.position().map(|p| (p.byte(), p.line())).unwrap_or((0, 0));
-                let end = reader.position().byte();
-                reject(source, &raw_file, path, lineage.batch_id, row_number, start, end, &reason);
-                rejected += 1;
+            Next::TooLong(span) => {
+                row_number += 1;
+                (
+                    format!(
+                        "record longer than golden360.max_record_bytes ({} bytes) or with more than {} fields",
+                        ops::max_record_bytes(),
+                        super::csv::MAX_FIELDS
+                    ),
+                    span,
+                )
             }
-        }
+        };
+        reject(source, handle, lineage.batch_id, row_number, span, &reason);
+        rejected += 1;
     }
     target.finish();
 
@@ -99,7 +124,7 @@ pub fn load(source: &SourceFile, path: &Path, expected_sha256: &str, lineage: &L
 }
 
 /// Why a record cannot be stored as a bronze row, if it cannot.
-fn rejection(source: &SourceFile, record: &csv::ByteRecord) -> Option<String> {
+fn rejection(source: &SourceFile, record: &Record) -> Option<String> {
     if record.len() != source.columns.len() {
         return Some(format!(
             "wrong number of fields: expected {}, found {}",
@@ -111,7 +136,7 @@ fn rejection(source: &SourceFile, record: &csv::ByteRecord) -> Option<String> {
     if all.is_ascii() && !all.contains(&0) {
         return None; // the common case, checked in one pass over the bytes
     }
-    for (field, column) in record.iter().zip(source.columns) {
+    for (field, column) in record.fields().zip(source.columns) {
         if std::str::from_utf8(field).is_err() {
             return Some(format!("invalid UTF-8 in {column}"));
         }
@@ -122,20 +147,12 @@ fn rejection(source: &SourceFile, record: &csv::ByteRecord) -> Option<String> {
     None
 }
 
-/// Record a rejected record with its exact bytes (without its line ending).
-#[allow(clippy::too_many_arguments)]
-fn reject(
-    source: &SourceFile,
-    raw_file: &std::fs::File,
-    path: &Path,
-    batch_id: i64,
-    row_number: i64,
-    (start, start_line): (u64, u64),
-    end: u64,
-    reason: &str,
-) {
+/// Record a rejected record with its exact bytes (without its line ending),
+/// read back from the same descriptor; at most MAX_RAW_BYTES of them.
+fn reject(source: &SourceFile, handle: &SourceHandle, batch_id: i64, row_number: i64, span: Span, reason: &str) {
+    let Span { start, end, line: start_line } = span;
     let mut raw = vec![0u8; end.saturating_sub(start).min(MAX_RAW_BYTES) as usize];
-    raw_file.read_exact_at(&mut raw, start).unwrap_or_else(|e| source::io_error(path, e));
+    handle.file.read_exact_at(&mut raw, start).unwrap_or_else(|e| source::io_error(&handle.real, e));
     // The parser consumes a CRLF's LF, and blank lines, at the start of the
     // next record: strip them, counting the lines they close.
     let lead = raw.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
@@ -174,17 +191,16 @@ struct BulkTarget {
 
 impl BulkTarget {
     fn open(source: &SourceFile) -> BulkTarget {
-        let name = format!("bronze.{}", source.table);
-        let relid = bulk::relation_oid("bronze", source.table).unwrap_or_else(|| missing_table(source));
-        let insert = BulkInsert::open(relid, &name);
-        let columns = map_columns(source, insert.tuple_desc());
+        let table = own_table("bronze", source.table);
+        let insert = BulkInsert::open(&table);
+        let columns = map_columns(source, &insert.attributes());
         let row = RowBuf::new(columns.len());
         BulkTarget { insert, columns, row }
     }
 
     /// Buffer one row: CSV fields become text (heap_form_tuple copies them),
     /// lineage comes from `lineage`; a dropped column is NULL.
-    fn push(&mut self, record: &csv::ByteRecord, lineage: impl Fn(Column) -> pg_sys::Datum) {
+    fn push(&mut self, record: &Record, lineage: impl Fn(Column) -> pg_sys::Datum) {
         let columns = &self.columns;
         self.row.build(|b| {
             for (i, column) in columns.iter().enumerate() {
@@ -204,34 +220,34 @@ impl BulkTarget {
 }
 
 /// Map the table's attributes to CSV positions and lineage, and insist the
-/// table still has exactly the registry's columns.
-fn map_columns(source: &SourceFile, tupdesc: pg_sys::TupleDesc) -> Vec<Column> {
-    let desc = unsafe { PgTupleDesc::from_pg_unchecked(tupdesc) };
+/// table still has exactly the registry's columns, of the declared types.
+fn map_columns(source: &SourceFile, attributes: &[Option<(String, pg_sys::Oid)>]) -> Vec<Column> {
     let mut seen = vec![false; source.columns.len()];
-    let columns: Vec<Column> = desc
+    let mut lineage_seen = 0;
+    let columns: Vec<Column> = attributes
         .iter()
-        .map(|att| {
-            if att.is_dropped() {
-                return Column::Dropped;
-            }
-            let name = att.name();
-            match name {
-                "_batch_id" => Column::BatchId,
-                "_source_file" => Column::SourceFile,
-                "_row_number" => Column::RowNumber,
-                "_ingested_at" => Column::IngestedAt,
-                _ => match source.columns.iter().position(|c| *c == name) {
+        .map(|attribute| {
+            let Some((name, type_oid)) = attribute else { return Column::Dropped };
+            let (column, ty) = match LINEAGE.iter().position(|(n, _)| n == name) {
+                Some(k) => {
+                    lineage_seen += 1;
+                    ([Column::BatchId, Column::SourceFile, Column::RowNumber, Column::IngestedAt][k], LINEAGE[k].1)
+                }
+                None => match source.columns.iter().position(|c| c == name) {
                     Some(k) => {
                         seen[k] = true;
-                        Column::Csv(k)
+                        (Column::Csv(k), SqlType::Text)
                     }
                     None => missing_table(source),
                 },
+            };
+            if *type_oid != ty.oid() {
+                missing_table(source);
             }
+            column
         })
         .collect();
-    let lineage = columns.iter().filter(|c| !matches!(c, Column::Csv(_) | Column::Dropped)).count();
-    if seen.contains(&false) || lineage != 4 {
+    if seen.contains(&false) || lineage_seen != LINEAGE.len() {
         missing_table(source);
     }
     columns
@@ -239,9 +255,12 @@ fn map_columns(source: &SourceFile, tupdesc: pg_sys::TupleDesc) -> Vec<Column> {
 
 fn missing_table(source: &SourceFile) -> ! {
     raise(
-        PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-        format!("bronze.{} is missing or does not have the columns golden360 created", source.table),
-        Some(format!("expected the columns {} plus _batch_id, _source_file, _row_number, _ingested_at", source.columns.join(", "))),
-        "Reinstall the extension (DROP EXTENSION golden360 CASCADE; CREATE EXTENSION golden360) or restore the table.",
+        PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+        format!("bronze.{} does not have the columns golden360 created", source.table),
+        Some(format!(
+            "expected the text columns {} plus _batch_id bigint, _source_file text, _row_number bigint, _ingested_at timestamptz",
+            source.columns.join(", ")
+        )),
+        DAMAGED_HINT,
     )
 }

@@ -7,6 +7,7 @@
 //! (privileges, confinement, completeness, headers, hashes) runs before the
 //! first row is written, and any error afterwards rolls the whole batch back.
 
+mod csv;
 mod loader;
 mod source;
 #[cfg(any(test, feature = "pg_test"))]
@@ -14,13 +15,15 @@ mod tests;
 
 use crate::error::raise;
 use crate::olist::SOURCE_FILES;
+use crate::pg::owner::AsExtensionOwner;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use serde_json::json;
 
-/// Ingestions take this transaction-scoped advisory lock, so two concurrent
-/// calls cannot both decide a file is new: the second waits, then skips.
-const INGEST_LOCK_KEY: i64 = 0x6f6c_6973_7442; // "olistB"
+/// Ingestions lock the idempotency index in this mode (self-conflicting,
+/// and compatible with readers), so two concurrent calls cannot both decide
+/// a file is new: the second waits, then skips. Only the owner may take it.
+const INGEST_LOCK: &str = "LOCK TABLE golden360.bronze_files IN SHARE ROW EXCLUSIVE MODE";
 
 /// Per-file result of an ingestion, as returned to the caller.
 struct FileResult {
@@ -69,13 +72,18 @@ pub mod golden360 {
             name!(rejected, i64),
         ),
     > {
+        // The caller's right to read server files, checked as the caller;
+        // everything after runs as the extension's owner, the only role
+        // that may write bronze and its audit trail.
         source::require_read_privilege();
-        let dir = source::resolve_source_dir(source_dir);
-        let (present, missing) = source::inventory(&dir);
+        let caller = Spi::get_one::<String>("SELECT current_user::text").ok().flatten().unwrap_or_default();
+        let owner = AsExtensionOwner::enter();
+        let dir = source::SourceDir::open(source_dir);
+        let (present, missing) = dir.inventory();
         if !missing.is_empty() && (!allow_partial || present.is_empty()) {
             raise(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
-                format!("{} is missing {} of the nine Olist files", dir.display(), missing.len()),
+                format!("{} is missing {} of the nine Olist files", dir.real.display(), missing.len()),
                 Some(format!("missing: {}", missing.join(", "))),
                 if present.is_empty() {
                     "None of the Olist files is there: check the directory."
@@ -85,7 +93,7 @@ pub mod golden360 {
             );
         }
 
-        Spi::run_with_args("SELECT pg_advisory_xact_lock($1)", &[INGEST_LOCK_KEY.into()]).unwrap_or_else(|e| spi_failed(e));
+        Spi::run(INGEST_LOCK).unwrap_or_else(|e| spi_failed(e));
         let (batch_id, started_at) = Spi::get_two::<i64, TimestampWithTimeZone>(
             "SELECT nextval('golden360.bronze_batch_seq'), clock_timestamp()",
         )
@@ -97,17 +105,17 @@ pub mod golden360 {
         // so a bad fifth file costs seconds, not a rolled-back load.
         let planned: Vec<_> = present
             .iter()
-            .map(|(source, path)| {
-                source::check_header(source, path, &mut source::csv_reader(source::open(path)));
-                let (sha256, bytes) = source::sha256_file(path);
-                (source, path, sha256, bytes)
+            .map(|(source, handle)| {
+                source::check_header(source, &handle.real, &mut loader::records(handle));
+                let (sha256, bytes) = source::sha256_file(handle);
+                (source, handle, sha256, bytes)
             })
             .collect();
 
         let lineage = loader::Lineage { batch_id, ingested_at: started_at.into_datum().expect("a timestamptz datum") };
         let results: Vec<FileResult> = planned
             .into_iter()
-            .map(|(source, path, sha256, bytes)| match known_file(&sha256) {
+            .map(|(source, handle, sha256, bytes)| match known_file(&sha256) {
                 Some((loaded_in, rows, rejected)) => FileResult {
                     file_name: source.file_name,
                     table: source.table,
@@ -119,7 +127,7 @@ pub mod golden360 {
                     loaded_in,
                 },
                 None => {
-                    let loaded = loader::load(source, path, &sha256, &lineage);
+                    let loaded = loader::load(source, handle, &sha256, &lineage);
                     FileResult {
                         file_name: source.file_name,
                         table: source.table,
@@ -134,7 +142,8 @@ pub mod golden360 {
             })
             .collect();
 
-        record_batch(batch_id, &dir.display().to_string(), started_at, allow_partial, &missing, &results);
+        record_batch(batch_id, &dir.real.display().to_string(), started_at, allow_partial, &missing, &results, &caller);
+        drop(owner);
         TableIterator::new(results.into_iter().map(move |r| {
             (r.file_name.to_string(), r.sha256, r.bytes as i64, r.rows, r.status.to_string(), batch_id, r.rejected)
         }))
@@ -160,6 +169,7 @@ fn record_batch(
     allow_partial: bool,
     missing: &[&str],
     results: &[FileResult],
+    database_user: &str,
 ) {
     let files: Vec<_> = results
         .iter()
@@ -178,10 +188,11 @@ fn record_batch(
         "allow_partial": allow_partial,
         "missing_files": missing,
         "files": files,
+        "database_user": database_user,
     });
     Spi::run_with_args(
         "INSERT INTO golden360.bronze_batches (batch_id, source_dir, started_at, finished_at, metadata) \
-         VALUES ($1, $2, $3, clock_timestamp(), $4 || jsonb_build_object('database_user', current_user::text))",
+         VALUES ($1, $2, $3, clock_timestamp(), $4)",
         &[batch_id.into(), source_dir.into(), started_at.into(), JsonB(metadata).into()],
     )
     .unwrap_or_else(|e| spi_failed(e));

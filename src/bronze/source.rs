@@ -1,38 +1,43 @@
-//! Where bronze reads from, and whether it may: privilege checks, directory
-//! confinement (`golden360.data_dir`), the nine-file inventory, SHA-256 of a
-//! file's exact bytes, and the header check.
+//! Where bronze reads from, and whether it may: the caller's privilege,
+//! directory confinement (`golden360.data_dir`), the nine-file inventory,
+//! and each file's bytes.
+//!
+//! A file is opened once, by `openat` on the source directory's descriptor
+//! with O_NOFOLLOW | O_NONBLOCK, and checked on that descriptor: fstat says
+//! it is a regular file, and the path the kernel gives for the descriptor
+//! (`/proc/self/fd/N`) lies inside `golden360.data_dir`. Its header, its
+//! SHA-256 and its rows are then all read from that same descriptor with
+//! positional reads, so swapping a symlink or a FIFO in after the check
+//! changes nothing: a FIFO never blocks the open, and nothing is opened by
+//! name again.
 
 use crate::error::raise;
 use crate::olist::{SourceFile, SOURCE_FILES};
 use crate::ops;
+use crate::pg::owner::may_read_server_files;
 use pgrx::{pg_sys, PgSqlErrorCode};
 use sha2::{Digest, Sha256};
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Read buffer for hashing and parsing: large enough that syscalls vanish
 /// from the profile, small enough to stay in L2.
 pub const READ_BUFFER: usize = 1 << 20;
 
-/// Reading server files is what COPY FROM 'file' guards with the same rule;
-/// writing bronze needs the grants that role golden360_loader carries.
+/// Reading server files is what COPY FROM 'file' guards with the same rule.
+/// Checked for the caller, before `ingest_bronze` takes the owner's identity.
 pub fn require_read_privilege() {
-    let allowed = unsafe {
-        pg_sys::superuser()
-            || pg_sys::has_privs_of_role(pg_sys::GetUserId(), pg_sys::Oid::from(pg_sys::ROLE_PG_READ_SERVER_FILES))
-    };
-    if !allowed {
+    if !may_read_server_files() {
         raise(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             "permission denied to read server files with golden360.ingest_bronze",
             Some("Only superusers and members of pg_read_server_files may ingest files from the server's file system.".into()),
             "An administrator can run: GRANT golden360_loader TO <role>; (it includes pg_read_server_files)",
         );
-    }
-    // Then every grant on golden360's own objects, listed at once.
-    if let Err(e) = pgrx::Spi::run("SELECT golden360.assert_can_ingest()") {
-        raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("checking ingestion privileges: {e}"), None, "");
     }
 }
 
@@ -50,55 +55,118 @@ pub fn require_absolute(source_dir: Option<&str>) {
     }
 }
 
-/// The source directory as an absolute, symlink-free path that exists and
-/// lies inside `golden360.data_dir` when that is set.
-pub fn resolve_source_dir(source_dir: &str) -> PathBuf {
-    require_absolute(Some(source_dir));
-    let real = canonical(Path::new(source_dir), "source directory");
-    if !real.is_dir() {
-        raise(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("source_dir \"{source_dir}\" is not a directory"),
-            None,
-            "Pass the directory that holds the nine Olist CSV files.",
-        );
-    }
-    confine(&real, source_dir);
-    real
+/// An open source directory: its descriptor and its real path.
+pub struct SourceDir {
+    fd: OwnedFd,
+    pub real: PathBuf,
 }
 
-/// A file of the inventory, resolved and confined like its directory: a
-/// symlink inside the data directory must not point outside it.
-pub fn resolve_file(path: &Path) -> PathBuf {
-    let real = canonical(path, "source file");
-    confine(&real, &path.display().to_string());
-    if !real.is_file() {
-        // A FIFO or device would block the backend or read forever.
-        raise(
-            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-            format!("source file \"{}\" is not a regular file", path.display()),
-            None,
-            "Each of the nine Olist names must be a regular CSV file.",
-        );
-    }
-    real
+/// One source file, open and checked: read it only through `file`.
+pub struct SourceHandle {
+    pub file: File,
+    /// The path the kernel gives for the descriptor.
+    pub real: PathBuf,
 }
 
-fn canonical(path: &Path, what: &str) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|e| {
-        let code = match e.kind() {
-            io::ErrorKind::NotFound => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
-            io::ErrorKind::PermissionDenied => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            _ => PgSqlErrorCode::ERRCODE_IO_ERROR,
+fn os_error(what: &str, shown: &str, e: io::Error) -> ! {
+    let code = match e.kind() {
+        io::ErrorKind::NotFound => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
+        io::ErrorKind::PermissionDenied => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        _ => PgSqlErrorCode::ERRCODE_IO_ERROR,
+    };
+    raise(
+        code,
+        format!("cannot open {what} \"{shown}\": {e}"),
+        None,
+        "The path is read by the database server's operating-system user (usually postgres); \
+         check that it exists there and that this user may read it.",
+    )
+}
+
+/// The path the kernel has for an open descriptor.
+fn real_path(fd: &impl AsRawFd) -> io::Result<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// `openat(dir, name, flags)`, as an owned descriptor.
+fn open_at(dir: Option<&OwnedFd>, name: &Path, flags: i32) -> io::Result<OwnedFd> {
+    let name = CString::new(name.as_os_str().as_encoded_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `name` is a NUL-terminated path that outlives the call; the
+    // descriptor returned, if any, is owned by nobody else.
+    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is not shared.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl SourceDir {
+    /// The source directory: absolute, a directory, inside
+    /// `golden360.data_dir` when that is set (checked on its real path, so
+    /// symlinks and '..' are followed first).
+    pub fn open(source_dir: &str) -> SourceDir {
+        require_absolute(Some(source_dir));
+        let fd = open_at(None, Path::new(source_dir), libc::O_RDONLY | libc::O_DIRECTORY).unwrap_or_else(|e| {
+            if e.raw_os_error() == Some(libc::ENOTDIR) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("source_dir \"{source_dir}\" is not a directory"),
+                    None,
+                    "Pass the directory that holds the nine Olist CSV files.",
+                );
+            }
+            os_error("source directory", source_dir, e)
+        });
+        let real = real_path(&fd).unwrap_or_else(|e| os_error("source directory", source_dir, e));
+        confine(&real, source_dir);
+        SourceDir { fd, real }
+    }
+
+    /// The nine files: those present, in registry order, and the names of
+    /// those missing.
+    pub fn inventory(&self) -> (Vec<(&'static SourceFile, SourceHandle)>, Vec<&'static str>) {
+        let mut present = Vec::new();
+        let mut missing = Vec::new();
+        for source in &SOURCE_FILES {
+            match self.open_file(source.file_name) {
+                Some(handle) => present.push((source, handle)),
+                None => missing.push(source.file_name),
+            }
+        }
+        (present, missing)
+    }
+
+    /// Open one file of the directory, or None if there is none by that name.
+    fn open_file(&self, name: &str) -> Option<SourceHandle> {
+        let shown = self.real.join(name).display().to_string();
+        let fd = match open_at(Some(&self.fd), Path::new(name), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => raise(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("source file \"{shown}\" is a symbolic link"),
+                Some("golden360 reads regular files only, never through a symbolic link.".into()),
+                "Copy or move the file itself into the source directory.",
+            ),
+            Err(e) => os_error("source file", &shown, e),
         };
-        raise(
-            code,
-            format!("cannot open {what} \"{}\": {e}", path.display()),
-            None,
-            "The path is read by the database server's operating-system user (usually postgres); \
-             check that it exists there and that this user may read it.",
-        )
-    })
+        let file = File::from(fd);
+        let metadata = file.metadata().unwrap_or_else(|e| os_error("source file", &shown, e));
+        if !metadata.is_file() {
+            // A FIFO or device would block the backend or read forever.
+            raise(
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!("source file \"{shown}\" is not a regular file"),
+                None,
+                "Each of the nine Olist names must be a regular CSV file.",
+            );
+        }
+        let real = real_path(&file).unwrap_or_else(|e| os_error("source file", &shown, e));
+        confine(&real, &shown);
+        Some(SourceHandle { file, real })
+    }
 }
 
 fn confine(real: &Path, as_given: &str) {
@@ -122,19 +190,28 @@ fn confine(real: &Path, as_given: &str) {
     }
 }
 
-/// The nine files of a directory: those present, in registry order, and the
-/// names of those missing.
-pub fn inventory(dir: &Path) -> (Vec<(&'static SourceFile, PathBuf)>, Vec<&'static str>) {
-    let mut present = Vec::new();
-    let mut missing = Vec::new();
-    for source in &SOURCE_FILES {
-        let path = dir.join(source.file_name);
-        match std::fs::symlink_metadata(&path) {
-            Ok(_) => present.push((source, resolve_file(&path))),
-            Err(_) => missing.push(source.file_name),
-        }
+/// Reads a file from its start through positional reads (pread), so two
+/// passes over one descriptor never disturb each other; checks for a
+/// cancel between reads.
+pub struct PositionalReader<'f> {
+    file: &'f File,
+    offset: u64,
+}
+
+impl<'f> PositionalReader<'f> {
+    pub fn new(file: &'f File) -> Self {
+        PositionalReader { file, offset: 0 }
     }
-    (present, missing)
+}
+
+impl Read for PositionalReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // A pending cancel raises its ERROR here, between two reads.
+        pg_sys::check_for_interrupts!();
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 /// A reader that hashes every byte that passes through it, so the loader
@@ -165,20 +242,16 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// SHA-256 and size of a file's exact bytes.
-pub fn sha256_file(path: &Path) -> (String, u64) {
-    let mut reader = HashingReader::new(open(path));
+pub fn sha256_file(handle: &SourceHandle) -> (String, u64) {
+    let mut reader = HashingReader::new(PositionalReader::new(&handle.file));
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
         match reader.read(&mut buf) {
             Ok(0) => return reader.finish(),
             Ok(_) => {}
-            Err(e) => io_error(path, e),
+            Err(e) => io_error(&handle.real, e),
         }
     }
-}
-
-pub fn open(path: &Path) -> File {
-    File::open(path).unwrap_or_else(|e| io_error(path, e))
 }
 
 pub fn io_error(path: &Path, e: impl std::fmt::Display) -> ! {
@@ -190,24 +263,15 @@ pub fn io_error(path: &Path, e: impl std::fmt::Display) -> ! {
     )
 }
 
-/// A CSV reader configured the way bronze parses every file: RFC 4180
-/// quoting, any field count (short and long rows are rejected per row, not
-/// per file), the header read as a record like any other.
-pub fn csv_reader<R: Read>(inner: R) -> csv::Reader<R> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(READ_BUFFER)
-        .from_reader(inner)
-}
-
 /// Fails unless the file's first record is exactly the registry's header
-/// (a UTF-8 BOM before it is allowed: the csv parser drops it).
-pub fn check_header<R: Read>(source: &SourceFile, path: &Path, reader: &mut csv::Reader<R>) {
-    let mut record = csv::ByteRecord::new();
-    let found: Vec<String> = match reader.read_byte_record(&mut record) {
-        Ok(true) => record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect(),
-        Ok(false) => Vec::new(),
+/// (a UTF-8 BOM before it is allowed: the parser drops it).
+pub fn check_header<R: Read>(source: &SourceFile, path: &Path, reader: &mut super::csv::Records<R>) {
+    let found: Vec<String> = match reader.next() {
+        Ok(super::csv::Next::Record(record)) => {
+            record.fields().map(|f| String::from_utf8_lossy(f).into_owned()).collect()
+        }
+        Ok(super::csv::Next::TooLong(_)) => vec!["(a header longer than golden360.max_record_bytes)".into()],
+        Ok(super::csv::Next::End) => Vec::new(),
         Err(e) => io_error(path, e),
     };
     if found.iter().map(String::as_str).eq(source.columns.iter().copied()) {

@@ -11,10 +11,12 @@
 //! construction.
 
 use super::golden360::golden_id_digest;
-use crate::bulk::{require_privilege, BulkInsert, RowBuf};
+use crate::pg::bulk::{decimal, BulkInsert, RowBuf};
+use crate::pg::relation::require_privilege;
+use crate::pg::types::{column, Column, SqlType};
 use crate::error::raise;
 use crate::keys::{Interner, KeyHashState};
-use crate::scan::{varlena_bytes, HeapScan, Row};
+use crate::pg::scan::{varlena_bytes, HeapScan, Row};
 use crate::silver::parse::date_of;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgMemoryContexts, PgSqlErrorCode};
@@ -50,6 +52,7 @@ pub fn refresh() -> Outcome {
     let read = started.elapsed();
     let gold = Gold::compute(&silver);
     let computed = started.elapsed();
+    // SAFETY: reads the transaction's start time; no arguments.
     let refreshed_at = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
     let records = sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at });
     let bridge = sync(&BridgeRows::new(&silver, &gold));
@@ -167,6 +170,8 @@ struct Silver {
 }
 
 const SHARE: u32 = pg_sys::AccessShareLock;
+use crate::silver::spec::MONEY;
+use SqlType::{Double, Integer, Text, Timestamp};
 
 impl Silver {
     fn read() -> Silver {
@@ -198,7 +203,8 @@ impl Silver {
         self.customer.reserve(n);
         self.tally.reserve(n);
         let [id, person, zip, city, state] =
-            ["customer_id", "customer_unique_id", "customer_zip", "customer_city", "customer_state"].map(|c| scan.attr(c));
+            [("customer_id", Text), ("customer_unique_id", Text), ("customer_zip", Integer), ("customer_city", Text), ("customer_state", Text)]
+                .map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
             let number = self.customers.intern(row.text(id));
             if number as usize == self.customer.len() {
@@ -223,7 +229,8 @@ impl Silver {
         let mut order = Vec::with_capacity(scan.estimated_rows());
         let mut orders = Interner::with_capacity(scan.estimated_rows(), 32);
         let [id, customer, status, purchased] =
-            ["order_id", "customer_id", "order_status", "order_purchase_timestamp"].map(|c| scan.attr(c));
+            [("order_id", Text), ("customer_id", Text), ("order_status", Text), ("order_purchase_timestamp", Timestamp)]
+                .map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
             // The customer_exists rule makes a miss impossible; an order of
             // nobody would belong to no golden record anyway.
@@ -275,7 +282,7 @@ impl Silver {
         let mut scan = HeapScan::open("silver", "products", SHARE);
         let mut products = Interner::with_capacity(scan.estimated_rows(), 32);
         let mut category_of: Vec<Option<u32>> = Vec::with_capacity(scan.estimated_rows());
-        let [id, category] = ["product_id", "product_category"].map(|c| scan.attr(c));
+        let [id, category] = [("product_id", Text), ("product_category", Text)].map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
             if products.intern(row.text(id)) as usize == category_of.len() {
                 category_of.push(row.opt_text(category).map(|b| self.categories.intern(b)));
@@ -294,7 +301,7 @@ impl Silver {
         let mut bought: Vec<(u32, u32)> = Vec::new(); // (person, product)
         let mut in_category: Vec<(u32, u32)> = Vec::new(); // (person, category rank)
         let mut scan = HeapScan::open("silver", "order_items", SHARE);
-        let [order_id, product] = ["order_id", "product_id"].map(|c| scan.attr(c));
+        let [order_id, product] = ["order_id", "product_id"].map(|c| scan.attr(c, Text));
         scan.for_each(|row| {
             let Some(o) = orders.find(row.text(order_id)).map(|o| &order[o as usize]) else { return };
             if !o.counted {
@@ -336,7 +343,7 @@ impl Silver {
     /// Reviews of all the person's orders, of any status.
     fn read_reviews(&mut self, orders: &Interner, order: &[Order]) {
         let mut scan = HeapScan::open("silver", "order_reviews", SHARE);
-        let [order_id, score] = ["order_id", "review_score"].map(|c| scan.attr(c));
+        let [order_id, score] = [("order_id", Text), ("review_score", Integer)].map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
             let Some(o) = orders.find(row.text(order_id)).map(|o| &order[o as usize]) else { return };
             let Some(score) = row.int4(score) else { return };
@@ -349,7 +356,7 @@ impl Silver {
 
     fn read_geolocation(&mut self) {
         let mut scan = HeapScan::open("silver", "geolocation", SHARE);
-        let [zip, lat, lng] = ["zip", "lat", "lng"].map(|c| scan.attr(c));
+        let [zip, lat, lng] = [("zip", Integer), ("lat", Double), ("lng", Double)].map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
             if let (Some(zip), Some(lat), Some(lng)) = (row.int4(zip), row.float8(lat), row.float8(lng)) {
                 let sums = self.zip_points.entry(zip).or_insert((0.0, 0.0, 0));
@@ -362,7 +369,7 @@ impl Silver {
 
 fn read_payments(orders: &Interner, order: &mut [Order]) {
     let mut scan = HeapScan::open("silver", "order_payments", SHARE);
-    let [order_id, value] = ["order_id", "payment_value"].map(|c| scan.attr(c));
+    let [order_id, value] = [("order_id", Text), ("payment_value", MONEY)].map(|(c, ty)| scan.attr(c, ty));
     scan.for_each(|row: &Row| {
         if let (Some(o), Some(cents)) = (orders.find(row.text(order_id)), row.cents(value)) {
             order[o as usize].value += cents;
@@ -483,7 +490,7 @@ fn rounded_ratio(numerator: i64, denominator: i64, places: u32) -> i64 {
 /// holds: by a natural key.
 trait TargetRows {
     const TABLE: &'static str;
-    const COLUMNS: &'static [&'static str];
+    const COLUMNS: &'static [Column];
     const KEY: usize;
     /// A column left out of the comparison (when the row was computed).
     const STAMP: Option<usize>;
@@ -492,36 +499,46 @@ trait TargetRows {
     fn fill(&self, i: usize, row: &mut RowBuf);
 }
 
-const GOLD_COLUMNS: [&str; 28] = [
-    "golden_id",
-    "customer_unique_id",
-    "customer_id",
-    "customer_ids",
-    "order_count",
-    "canceled_order_count",
-    "total_spend",
-    "avg_order_value",
-    "max_single_order",
-    "first_order_date",
-    "last_order_date",
-    "total_items",
-    "unique_products",
-    "favorite_category",
-    "product_diversity",
-    "avg_review_score",
-    "total_reviews",
-    "ltv_segment",
-    "recency_score",
-    "frequency_score",
-    "monetary_score",
-    "rfm_segment",
-    "geographic_state",
-    "geographic_city",
-    "geographic_zip",
-    "latitude",
-    "longitude",
-    "refreshed_at",
+/// Money in gold: numeric(12,2). A person's total beyond it is an error.
+const SPEND: SqlType = SqlType::Numeric(12, 2);
+const DIVERSITY: SqlType = SqlType::Numeric(10, 4);
+const SCORE: SqlType = SqlType::Numeric(3, 2);
+
+/// gold.unified_customer_360's columns, in order, with their types.
+const GOLD_COLUMNS: [Column; 28] = [
+    column("golden_id", SqlType::Text),
+    column("customer_unique_id", SqlType::Text),
+    column("customer_id", SqlType::Text),
+    column("customer_ids", SqlType::TextArray),
+    column("order_count", SqlType::Integer),
+    column("canceled_order_count", SqlType::Integer),
+    column("total_spend", SPEND),
+    column("avg_order_value", SPEND),
+    column("max_single_order", SPEND),
+    column("first_order_date", SqlType::Date),
+    column("last_order_date", SqlType::Date),
+    column("total_items", SqlType::Integer),
+    column("unique_products", SqlType::Integer),
+    column("favorite_category", SqlType::Text),
+    column("product_diversity", DIVERSITY),
+    column("avg_review_score", SCORE),
+    column("total_reviews", SqlType::Integer),
+    column("ltv_segment", SqlType::Text),
+    column("recency_score", SqlType::SmallInt),
+    column("frequency_score", SqlType::SmallInt),
+    column("monetary_score", SqlType::SmallInt),
+    column("rfm_segment", SqlType::Text),
+    column("geographic_state", SqlType::Text),
+    column("geographic_city", SqlType::Text),
+    column("geographic_zip", SqlType::Integer),
+    column("latitude", SqlType::Double),
+    column("longitude", SqlType::Double),
+    column("refreshed_at", SqlType::TimestampTz),
 ];
+
+/// gold.identity_bridge's columns.
+const BRIDGE_COLUMNS: [Column; 3] =
+    [column("customer_id", SqlType::Text), column("customer_unique_id", SqlType::Text), column("golden_id", SqlType::Text)];
 
 struct GoldRows<'a> {
     silver: &'a Silver,
@@ -532,7 +549,7 @@ struct GoldRows<'a> {
 
 impl TargetRows for GoldRows<'_> {
     const TABLE: &'static str = "unified_customer_360";
-    const COLUMNS: &'static [&'static str] = &GOLD_COLUMNS;
+    const COLUMNS: &'static [Column] = &GOLD_COLUMNS;
     const KEY: usize = 1;
     const STAMP: Option<usize> = Some(27);
 
@@ -556,18 +573,32 @@ impl TargetRows for GoldRows<'_> {
         row.text_array(3, self.gold.customers_by_person[r.customers.clone()].iter().map(|&c| silver.customers.get(c)));
         row.int4(4, t.order_count as i32);
         row.int4(5, t.canceled as i32);
-        row.numeric(6, t.spend, 2);
-        row.numeric(7, if counted == 0 { 0 } else { rounded_ratio(t.spend, counted, 0) }, 2);
-        row.numeric(8, t.max_order, 2);
+        if SPEND.numeric_limit().is_some_and(|limit| i128::from(t.spend).abs() >= limit) {
+            raise(
+                PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                format!(
+                    "total_spend of customer_unique_id {} would be {}, beyond gold's {}",
+                    String::from_utf8_lossy(silver.people.get(r.person)),
+                    decimal(t.spend, 2),
+                    SPEND.sql()
+                ),
+                Some("The sum of the person's counted orders' silver payments does not fit the column.".into()),
+                "Gold is unchanged. Check that person's payments in silver.order_payments; the bronze rows behind \
+                 them are in bronze.order_payments.",
+            );
+        }
+        row.numeric(6, t.spend, SPEND);
+        row.numeric(7, if counted == 0 { 0 } else { rounded_ratio(t.spend, counted, 0) }, SPEND);
+        row.numeric(8, t.max_order, SPEND);
         row.date(9, t.first.map(date_of));
         row.date(10, t.last.map(date_of));
         row.int4(11, t.items as i32);
         row.int4(12, t.unique_products as i32);
         row.opt_text(13, t.favorite.map(|c| silver.categories.get(c)));
-        row.numeric(14, if counted == 0 { 0 } else { rounded_ratio(i64::from(t.categories), counted, 4) }, 4);
+        row.numeric(14, if counted == 0 { 0 } else { rounded_ratio(i64::from(t.categories), counted, 4) }, DIVERSITY);
         match t.reviews {
             0 => row.null(15),
-            n => row.numeric(15, rounded_ratio(t.review_sum, i64::from(n), 2), 2),
+            n => row.numeric(15, rounded_ratio(t.review_sum, i64::from(n), 2), SCORE),
         }
         row.int4(16, t.reviews as i32);
         row.text(17, crate::ops::ltv_segment(t.spend as f64 / 100.0).as_bytes());
@@ -620,7 +651,7 @@ impl<'a> BridgeRows<'a> {
 
 impl TargetRows for BridgeRows<'_> {
     const TABLE: &'static str = "identity_bridge";
-    const COLUMNS: &'static [&'static str] = &["customer_id", "customer_unique_id", "golden_id"];
+    const COLUMNS: &'static [Column] = &BRIDGE_COLUMNS;
     const KEY: usize = 0;
     const STAMP: Option<usize> = None;
 
@@ -658,7 +689,9 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
     let mut scan = HeapScan::open("gold", T::TABLE, pg_sys::RowExclusiveLock);
     let rel = scan.relation();
     scan.expect_columns(T::COLUMNS);
+    // SAFETY: `rel` is open for the scan's lifetime.
     require_privilege(unsafe { (*rel).rd_id }, scan.name(), pg_sys::ACL_DELETE);
+    // SAFETY: as above; the attributes are copied out.
     let types: Vec<(i16, bool)> = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) }
         .iter()
         .map(|a| (a.attlen, a.attbyval))
@@ -671,12 +704,15 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
     scan.for_each(|row| {
         match target.find(row.text(T::KEY)) {
             Some(i) if !kept[i] => {
+                // SAFETY: the row is built and compared inside the row context,
+                // which is reset right after, before the next row.
                 let same = unsafe {
                     row_cx.switch_to(|_| {
                         buf.build(|b| target.fill(i, b));
                         stored_row_equals(&buf, row, &types, T::STAMP)
                     })
                 };
+                // SAFETY: nothing built in the row context outlives this row.
                 unsafe { row_cx.reset() };
                 if same {
                     kept[i] = true;
@@ -691,6 +727,8 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
             }
         }
     });
+    // SAFETY: each tid is a row this transaction's scan saw in `rel`,
+    // deleted once; CommandCounterIncrement makes the deletes visible.
     unsafe {
         for tid in &mut doomed {
             pg_sys::simple_table_tuple_delete(rel, tid, pg_sys::GetActiveSnapshot());
@@ -702,6 +740,8 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
     let compared = Instant::now();
     let mut insert = BulkInsert::open_declared("gold", T::TABLE, T::COLUMNS).sorted_index_inserts();
     for i in (0..target.len()).filter(|&i| !kept[i]) {
+        // SAFETY: each row's datums live in the row context until pushed
+        // (the push copies them), then the context is reset.
         unsafe {
             row_cx.switch_to(|_| {
                 buf.build(|b| target.fill(i, b));
@@ -736,6 +776,7 @@ fn stored_row_equals(new: &RowBuf, row: &Row, types: &[(i16, bool)], skip: Optio
                 let mask = if len >= 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
                 (row.values[c].value() as u64 ^ datums[c].value() as u64) & mask == 0
             } else if len == -1 {
+                // SAFETY: a non-NULL text datum RowBuf built for this row.
                 row.text(c) == unsafe { varlena_bytes(datums[c]) }
             } else {
                 // No fixed-length by-reference column in gold.

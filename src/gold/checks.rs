@@ -6,7 +6,9 @@
 
 use super::build::is_counted;
 use crate::keys::{key_hash, KeyHashState};
-use crate::scan::HeapScan;
+use crate::pg::scan::HeapScan;
+use crate::pg::types::SqlType::{Integer, Numeric, Text};
+use crate::silver::spec::MONEY;
 use pgrx::pg_sys;
 use std::collections::HashSet;
 
@@ -53,7 +55,7 @@ impl SilverTotals {
         let share = pg_sys::AccessShareLock;
         let mut scan = HeapScan::open("silver", "customers", share);
         let (mut customers, mut people) = (keys(scan.estimated_rows()), keys(scan.estimated_rows()));
-        let [id, person] = ["customer_id", "customer_unique_id"].map(|c| scan.attr(c));
+        let [id, person] = ["customer_id", "customer_unique_id"].map(|c| scan.attr(c, Text));
         scan.for_each(|row| {
             customers.insert(key_hash(row.text(id)));
             people.insert(key_hash(row.text(person)));
@@ -62,7 +64,7 @@ impl SilverTotals {
 
         let mut scan = HeapScan::open("silver", "orders", share);
         let mut counted = keys(scan.estimated_rows());
-        let [id, customer, status] = ["order_id", "customer_id", "order_status"].map(|c| scan.attr(c));
+        let [id, customer, status] = ["order_id", "customer_id", "order_status"].map(|c| scan.attr(c, Text));
         scan.for_each(|row| {
             if is_counted(row.text(status)) && customers.contains(&key_hash(row.text(customer))) {
                 counted.insert(key_hash(row.text(id)));
@@ -72,7 +74,7 @@ impl SilverTotals {
 
         let mut counted_spend = 0;
         let mut scan = HeapScan::open("silver", "order_payments", share);
-        let [order, value] = ["order_id", "payment_value"].map(|c| scan.attr(c));
+        let [order, value] = [("order_id", Text), ("payment_value", MONEY)].map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
             if counted.contains(&key_hash(row.text(order))) {
                 counted_spend += row.cents(value).unwrap_or(0);
@@ -107,7 +109,8 @@ impl GoldTotals {
         let n = scan.estimated_rows().max(people_at_most);
         let mut gold = GoldTotals { rows: 0, golden_ids: keys(n), people: keys(n), spend: 0, orders: 0, bridge_rows: 0, bridge_linked: 0 };
         let [golden_id, person, spend, orders] =
-            ["golden_id", "customer_unique_id", "total_spend", "order_count"].map(|c| scan.attr(c));
+            [("golden_id", Text), ("customer_unique_id", Text), ("total_spend", Numeric(12, 2)), ("order_count", Integer)]
+                .map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
             gold.rows += 1;
             gold.golden_ids.insert(key_hash(row.text(golden_id)));
@@ -118,7 +121,7 @@ impl GoldTotals {
         scan.close();
 
         let mut scan = HeapScan::open("gold", "identity_bridge", share);
-        let golden_id = scan.attr("golden_id");
+        let golden_id = scan.attr("golden_id", Text);
         scan.for_each(|row| {
             gold.bridge_rows += 1;
             if gold.golden_ids.contains(&key_hash(row.text(golden_id))) {

@@ -14,7 +14,7 @@ mod checks;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
-/// The SQL-facing functions, in schema `golden360`.
+/// Public functions, in schema `golden360`.
 #[pg_schema]
 pub mod golden360 {
     use pgrx::prelude::*;
@@ -34,6 +34,22 @@ pub mod golden360 {
         hasher.update(canonical_customer_id);
         hasher.finalize().into()
     }
+
+    /// The LTV segment of a total spend under the current thresholds
+    /// (`golden360.ltv_*` settings): VIP above the VIP threshold, High from
+    /// the high threshold up to it, Medium from the medium threshold, else Low.
+    #[pg_extern(stable, parallel_safe, strict)]
+    pub fn ltv_segment(total_spend: pgrx::AnyNumeric) -> &'static str {
+        let spend: f64 = total_spend.try_into().unwrap_or(f64::MAX);
+        crate::ops::ltv_segment(spend)
+    }
+}
+
+/// Internal functions (schema `golden360_internal`, which only the
+/// extension's owner may use).
+#[pg_schema]
+pub mod golden360_internal {
+    use pgrx::prelude::*;
 
     /// Compute every golden record from silver and write the ones that
     /// differ from gold (and the bridge rows likewise). Called by
@@ -63,14 +79,5 @@ pub mod golden360 {
     fn gold_cross_checks(
     ) -> TableIterator<'static, (name!(check_name, &'static str), name!(passed, i64), name!(failed, i64))> {
         TableIterator::new(super::checks::run().into_iter().map(|c| (c.name, c.passed, c.failed)))
-    }
-
-    /// The LTV segment of a total spend under the current thresholds
-    /// (`golden360.ltv_*` settings): VIP above the VIP threshold, High from
-    /// the high threshold up to it, Medium from the medium threshold, else Low.
-    #[pg_extern(stable, parallel_safe, strict)]
-    pub fn ltv_segment(total_spend: pgrx::AnyNumeric) -> &'static str {
-        let spend: f64 = total_spend.try_into().unwrap_or(f64::MAX);
-        crate::ops::ltv_segment(spend)
     }
 }

@@ -324,14 +324,14 @@ r6,on1,1,,,2018-01-26,2018-01-27
         Spi::run("UPDATE gold.unified_customer_360 SET total_spend = total_spend + 0.01, order_count = order_count + 1 WHERE customer_unique_id = 'A'").unwrap();
         Spi::run("INSERT INTO gold.identity_bridge VALUES ('zz', 'Z', 'no-such-golden-id')").unwrap();
         assert_eq!(
-            one::<String>("SELECT string_agg(check_name || ':' || failed, ',' ORDER BY check_name) FROM golden360.gold_cross_checks() WHERE failed > 0"),
+            one::<String>("SELECT string_agg(check_name || ':' || failed, ',' ORDER BY check_name) FROM golden360_internal.gold_cross_checks() WHERE failed > 0"),
             "bridge_covers_every_customer_id:1,bridge_points_at_golden_records:1,\
              order_count_equals_counted_orders:1,total_spend_equals_counted_orders:1"
         );
         Spi::run("CALL golden360.refresh_gold()").unwrap();
         assert_eq!(last_run("written, removed, unchanged, bridge_written, bridge_removed"), "1 0 8 0 1");
         assert_eq!(one::<String>("SELECT total_spend || ' ' || order_count FROM gold.unified_customer_360 WHERE customer_unique_id = 'A'"), "350.50 2");
-        assert_eq!(one::<i64>("SELECT count(*) FROM golden360.gold_cross_checks() WHERE failed > 0"), 0);
+        assert_eq!(one::<i64>("SELECT count(*) FROM golden360_internal.gold_cross_checks() WHERE failed > 0"), 0);
     }
 
     /// A failed cross-check fails the refresh with every failure in DETAIL;
@@ -344,11 +344,11 @@ r6,on1,1,,,2018-01-26,2018-01-27
         let runs = one::<i64>("SELECT count(*) FROM golden360.gold_runs");
         // Stand in for a bug in the build: checks that report failures.
         Spi::run(
-            "ALTER FUNCTION golden360.gold_cross_checks() RENAME TO real_cross_checks;
-             CREATE FUNCTION golden360.gold_cross_checks(OUT check_name text, OUT passed bigint, OUT failed bigint)
+            "ALTER FUNCTION golden360_internal.gold_cross_checks() RENAME TO real_cross_checks;
+             CREATE FUNCTION golden360_internal.gold_cross_checks(OUT check_name text, OUT passed bigint, OUT failed bigint)
              RETURNS SETOF record LANGUAGE sql AS
              $$ SELECT c.check_name, c.passed, CASE WHEN c.check_name LIKE '%count%' THEN 3 ELSE c.failed END
-                  FROM golden360.real_cross_checks() c $$",
+                  FROM golden360_internal.real_cross_checks() c $$",
         )
         .unwrap();
         let error = error_of("CALL golden360.refresh_gold()").expect("the refresh fails");

@@ -15,12 +15,13 @@
 //! rules; the translation map for products.
 
 use super::parse;
-use super::spec::{Check, Dedup, Kind, Rule, TableSpec, Ty, NO_COMMENT, TABLES};
-use crate::bulk::{BulkInsert, RowBuf};
+use super::spec::{Check, Dedup, Kind, Rule, TableSpec, Ty, MONEY, NO_COMMENT, TABLES};
+use crate::pg::bulk::{BulkInsert, RowBuf};
+use crate::pg::types::{column, Column, SqlType};
 use crate::error::raise;
 use crate::keys::{key_hash, KeyHashState};
 use crate::olist::SOURCE_FILES;
-use crate::scan::{HeapScan, Row};
+use crate::pg::scan::{HeapScan, Row};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
 use smallvec::SmallVec;
@@ -37,12 +38,15 @@ pub struct TableStats {
     pub millis: f64,
 }
 
-/// Build every silver table from bronze into the tables of `schema` (the
-/// shadow generation), which the caller has emptied in this transaction.
-pub fn build_all(run_id: i64, schema: &str) -> Vec<TableStats> {
+/// The schema of the shadow generation, which every build writes into.
+const SHADOW: &str = "silver_next";
+
+/// Build every silver table from bronze into the shadow generation, which
+/// the caller has emptied in this transaction.
+pub fn build_all(run_id: i64) -> Vec<TableStats> {
     let mut context = Context { run_id, parent_keys: HashMap::new(), translations: HashMap::new() };
-    let mut quarantine = QuarantineWriter::open(schema);
-    let stats = TABLES.iter().map(|spec| build_table(spec, schema, &mut context, &mut quarantine)).collect();
+    let mut quarantine = QuarantineWriter::open();
+    let stats = TABLES.iter().map(|spec| build_table(spec, &mut context, &mut quarantine)).collect();
     quarantine.insert.finish();
     stats
 }
@@ -279,7 +283,7 @@ impl Plan {
     }
 }
 
-fn build_table(spec: &'static TableSpec, schema: &str, context: &mut Context, quarantine: &mut QuarantineWriter) -> TableStats {
+fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut QuarantineWriter) -> TableStats {
     let started = Instant::now();
     let plan = Plan::new(spec);
     let mut scan = BronzeScan::open(spec);
@@ -320,7 +324,7 @@ fn build_table(spec: &'static TableSpec, schema: &str, context: &mut Context, qu
     winners.sort_unstable_by_key(|w| w.0);
 
     // Pass 2: write winners and quarantine.
-    let mut writer = SilverWriter::open(spec, schema);
+    let mut writer = SilverWriter::open(spec);
     let mut keys: HashSet<u128, KeyHashState> = HashSet::default();
     let keeps_keys = TABLES.iter().any(|t| t.rules.iter().any(|r| matches!(r.check, Check::Exists { parent, .. } if parent == spec.table)));
     let (mut duplicates, mut quarantined) = (0i64, 0i64);
@@ -422,11 +426,11 @@ impl BronzeScan {
         let source = SOURCE_FILES.iter().find(|f| f.table == spec.table).expect("a bronze table per silver table");
         let scan = HeapScan::open("bronze", spec.table, pg_sys::AccessShareLock);
         BronzeScan {
-            sources: spec.columns.iter().map(|c| scan.attr(c.source)).collect(),
-            record: source.columns.iter().map(|c| scan.attr(c)).collect(),
+            sources: spec.columns.iter().map(|c| scan.attr(c.source, SqlType::Text)).collect(),
+            record: source.columns.iter().map(|c| scan.attr(c, SqlType::Text)).collect(),
             record_names: source.columns,
-            batch_attr: scan.attr("_batch_id"),
-            row_attr: scan.attr("_row_number"),
+            batch_attr: scan.attr("_batch_id", SqlType::BigInt),
+            row_attr: scan.attr("_row_number", SqlType::BigInt),
             scan,
         }
     }
@@ -462,15 +466,17 @@ struct SilverWriter {
 }
 
 impl SilverWriter {
-    fn open(spec: &'static TableSpec, schema: &str) -> SilverWriter {
-        let expected: Vec<&str> = spec.columns.iter().map(|c| c.name).chain(["_batch_id", "_row_number"]).collect();
-        let insert = BulkInsert::open_declared(schema, spec.table, &expected);
+    fn open(spec: &'static TableSpec) -> SilverWriter {
+        let expected = spec.declared_columns();
+        let insert = BulkInsert::open_declared(SHADOW, spec.table, &expected);
         SilverWriter { insert, spec, row: RowBuf::new(expected.len()) }
     }
 
     fn push(&mut self, values: &[&Value], batch: i64, row: i64) {
         let n = self.spec.columns.len();
         // Numerics are allocated where the batch is freed.
+        // SAFETY: the batch context lives until the writer's next flush,
+        // after the row is formed; the switch is undone below.
         let old = unsafe { pg_sys::MemoryContextSwitchTo(self.insert.batch_context()) };
         self.row.build(|b| {
             for (i, v) in values.iter().enumerate() {
@@ -480,13 +486,13 @@ impl SilverWriter {
                     Value::Int(x) => b.int4(i, *x),
                     Value::Timestamp(x) => b.int8(i, *x),
                     Value::Double(x) => b.float8(i, *x),
-                    // numeric(10,2): cents / 10^2.
-                    Value::Money(cents) => b.numeric(i, *cents, 2),
+                    Value::Money(cents) => b.numeric(i, *cents, MONEY),
                 }
             }
             b.int8(n, batch);
             b.int8(n + 1, row);
         });
+        // SAFETY: restores the context saved above.
         unsafe { pg_sys::MemoryContextSwitchTo(old) };
         self.insert.push_row(&mut self.row);
     }
@@ -502,12 +508,20 @@ struct QuarantineWriter {
     insert: BulkInsert,
 }
 
-/// silver.quarantine's columns, in order.
-const QUARANTINE_COLUMNS: [&str; 7] = ["run_id", "table_name", "batch_id", "row_number", "reason", "kind", "record"];
+/// silver.quarantine's columns, in order (its DDL is made from these).
+pub const QUARANTINE_COLUMNS: [Column; 7] = [
+    column("run_id", SqlType::BigInt),
+    column("table_name", SqlType::Text),
+    column("batch_id", SqlType::BigInt),
+    column("row_number", SqlType::BigInt),
+    column("reason", SqlType::Text),
+    column("kind", SqlType::Text),
+    column("record", SqlType::Jsonb),
+];
 
 impl QuarantineWriter {
-    fn open(schema: &str) -> QuarantineWriter {
-        let insert = BulkInsert::open_declared(schema, "quarantine", &QUARANTINE_COLUMNS);
+    fn open() -> QuarantineWriter {
+        let insert = BulkInsert::open_declared(SHADOW, "quarantine", &QUARANTINE_COLUMNS);
         QuarantineWriter { insert }
     }
 
@@ -527,6 +541,8 @@ impl QuarantineWriter {
             .zip(record)
             .map(|(name, bytes)| (name.to_string(), serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())))
             .collect();
+        // SAFETY: the datums are made in the batch context, which outlives
+        // the push that copies them into a tuple; the switch is undone.
         unsafe {
             let old = pg_sys::MemoryContextSwitchTo(self.insert.batch_context());
             let mut datums = [

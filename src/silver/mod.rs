@@ -12,13 +12,50 @@ use pgrx::prelude::*;
 
 mod build;
 pub(crate) mod parse;
-mod spec;
+pub(crate) mod spec;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
-/// The SQL-facing functions, in schema `golden360`.
+/// The rule list, public: it backs the view `golden360.silver_rules`.
 #[pg_schema]
 pub mod golden360 {
+    use super::spec::TABLES;
+    use pgrx::prelude::*;
+
+    /// Every silver rule in evaluation order: the list a DBA reads as
+    /// `golden360.silver_rules`.
+    #[pg_extern(immutable, parallel_safe)]
+    fn silver_rule_list() -> TableIterator<
+        'static,
+        (
+            name!(table_name, String),
+            name!(ordinal, i32),
+            name!(rule_name, String),
+            name!(kind, String),
+            name!(columns, Vec<String>),
+            name!(description, String),
+        ),
+    > {
+        TableIterator::new(TABLES.iter().flat_map(|t| {
+            t.rules().into_iter().enumerate().map(move |(i, r)| {
+                (
+                    t.table.to_string(),
+                    i as i32 + 1,
+                    r.name,
+                    r.kind.as_str().to_string(),
+                    r.columns.iter().map(|c| c.to_string()).collect(),
+                    r.description,
+                )
+            })
+        }))
+    }
+}
+
+/// Internal functions (schema `golden360_internal`, which only the
+/// extension's owner may use): the declarations the DDL is made from, and
+/// the build.
+#[pg_schema]
+pub mod golden360_internal {
     use super::build;
     use super::spec::{Ty, TABLES};
     use pgrx::prelude::*;
@@ -61,48 +98,28 @@ pub mod golden360 {
                     i as i32 + 1,
                     c.name.to_string(),
                     c.source.to_string(),
-                    c.ty.sql_type().to_string(),
+                    c.ty.sql_type().sql(),
                     c.required.is_some() || c.ty == Ty::Comment,
                 )
             })
         }))
     }
 
-    /// Every silver rule in evaluation order: the list a DBA reads as
-    /// `golden360.silver_rules`.
+    /// silver.quarantine's columns and their SQL types, for its DDL.
     #[pg_extern(immutable, parallel_safe)]
-    fn silver_rule_list() -> TableIterator<
-        'static,
-        (
-            name!(table_name, String),
-            name!(ordinal, i32),
-            name!(rule_name, String),
-            name!(kind, String),
-            name!(columns, Vec<String>),
-            name!(description, String),
-        ),
-    > {
-        TableIterator::new(TABLES.iter().flat_map(|t| {
-            t.rules().into_iter().enumerate().map(move |(i, r)| {
-                (
-                    t.table.to_string(),
-                    i as i32 + 1,
-                    r.name,
-                    r.kind.as_str().to_string(),
-                    r.columns.iter().map(|c| c.to_string()).collect(),
-                    r.description,
-                )
-            })
-        }))
+    fn quarantine_columns(
+    ) -> TableIterator<'static, (name!(ordinal, i32), name!(column_name, String), name!(sql_type, String))> {
+        TableIterator::new(
+            build::QUARANTINE_COLUMNS.iter().enumerate().map(|(i, c)| (i as i32 + 1, c.name.to_string(), c.ty.sql())),
+        )
     }
 
-    /// Build every silver table from bronze into the (emptied) tables of
-    /// `target_schema`. Internal: called by `golden360.refresh_silver()`,
-    /// which prepares the shadow generation, checks it and swaps it in.
+    /// Build every silver table from bronze into the (emptied) shadow
+    /// generation `silver_next`. Called by `golden360.refresh_silver()`,
+    /// which prepares the shadow, checks it and swaps it in.
     #[pg_extern(volatile, parallel_unsafe)]
     fn build_silver(
         run_id: i64,
-        target_schema: &str,
     ) -> TableIterator<
         'static,
         (
@@ -114,7 +131,7 @@ pub mod golden360 {
             name!(millis, f64),
         ),
     > {
-        let stats = build::build_all(run_id, target_schema);
+        let stats = build::build_all(run_id);
         TableIterator::new(stats.into_iter().map(|s| {
             (s.table.to_string(), s.bronze_rows, s.silver_rows, s.duplicates, s.quarantined, s.millis)
         }))

@@ -1,12 +1,17 @@
 //! The silver tables, declared once: their columns and types, the rules a
 //! row must pass, and how duplicates are resolved. Everything else derives
-//! from this: the silver DDL (`golden360.silver_columns()`), the rule list a
+//! from this: the silver DDL (`golden360_internal.silver_columns()`), the rule list a
 //! DBA reads (`golden360.silver_rules`), the row checks, the quality checks.
 //!
 //! Rules are evaluated in the SPEC's order: presence (kinds `key` and
 //! `not-null`), then `type`, then value (`business`), then reference
 //! (`referential`); within a kind, in the order listed. A row failing several
 //! is quarantined once, with the first.
+
+use crate::pg::types::{column, Column, SqlType};
+
+/// Silver's money: numeric(10,2), which `parse::money_cents` never exceeds.
+pub const MONEY: SqlType = SqlType::Numeric(10, 2);
 
 /// A rule's kind, which also sets its quality threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,13 +73,15 @@ impl Ty {
         matches!(self, Ty::Integer | Ty::Zip | Ty::Money | Ty::Timestamp | Ty::Double)
     }
 
-    pub fn sql_type(self) -> &'static str {
+    /// The silver column's SQL type: the DDL, the readers and the writers
+    /// all take it from here.
+    pub fn sql_type(self) -> SqlType {
         match self {
-            Ty::Integer | Ty::Zip => "integer",
-            Ty::Money => "numeric(10,2)",
-            Ty::Timestamp => "timestamp",
-            Ty::Double => "double precision",
-            _ => "text",
+            Ty::Integer | Ty::Zip => SqlType::Integer,
+            Ty::Money => MONEY,
+            Ty::Timestamp => SqlType::Timestamp,
+            Ty::Double => SqlType::Double,
+            _ => SqlType::Text,
         }
     }
 
@@ -179,6 +186,16 @@ impl TableSpec {
             Dedup::Key(key) | Dedup::KeyPreferring { key, .. } => key,
             Dedup::WholeRow => &[],
         }
+    }
+
+    /// The silver table's declared columns: the spec's, then the lineage
+    /// `_batch_id` and `_row_number`.
+    pub fn declared_columns(&self) -> Vec<Column> {
+        self.columns
+            .iter()
+            .map(|c| column(c.name, c.ty.sql_type()))
+            .chain([column("_batch_id", SqlType::BigInt), column("_row_number", SqlType::BigInt)])
+            .collect()
     }
 
     /// The bronze tables this silver table's content depends on: its own and,
@@ -444,8 +461,8 @@ pub const TABLES: &[TableSpec] = &[
 ];
 
 #[cfg(test)]
-pub fn table(name: &str) -> Option<&'static TableSpec> {
-    TABLES.iter().find(|t| t.table == name)
+pub fn table(name: &str) -> &'static TableSpec {
+    TABLES.iter().find(|t| t.table == name).unwrap_or_else(|| panic!("no silver table {name}"))
 }
 
 #[cfg(test)]
@@ -477,14 +494,14 @@ mod tests {
             names.dedup();
             assert_eq!(names.len(), rules.len(), "{}", spec.table);
         }
-        let orders: Vec<String> = table("orders").unwrap().rules().into_iter().map(|r| r.name).collect();
+        let orders: Vec<String> = table("orders").rules().into_iter().map(|r| r.name).collect();
         assert_eq!(orders[..3], ["order_id_present", "customer_id_present", "order_status_present"]);
         assert_eq!(orders.last().unwrap(), "customer_exists");
     }
 
     #[test]
     fn inputs_follow_the_reference_rules() {
-        let inputs = |t: &str| table(t).unwrap().inputs();
+        let inputs = |t: &str| table(t).inputs();
         assert_eq!(inputs("customers"), ["customers"]);
         assert_eq!(inputs("orders"), ["orders", "customers"]);
         assert_eq!(inputs("order_items"), ["order_items", "orders", "customers"]);

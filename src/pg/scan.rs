@@ -2,9 +2,10 @@
 //! whole tables (silver reads bronze, gold reads silver and gold): each row
 //! is a slot's datums, text and numeric values are read in place.
 
-use crate::bulk;
+use super::relation::{check_columns, column_index, own_table};
+use super::types::{Column, SqlType};
 use crate::error::raise;
-use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc};
+use pgrx::{pg_sys, PgSqlErrorCode};
 use std::cell::Cell;
 
 /// A heap scan of one table under the active snapshot.
@@ -13,19 +14,32 @@ pub struct HeapScan {
     slot: *mut pg_sys::TupleTableSlot,
     row_cx: pg_sys::MemoryContext,
     name: String,
-    columns: Vec<String>,
+    columns: usize,
     /// The last attribute looked up: rows are decoded up to it.
     last_attr: Cell<usize>,
 }
 
 impl HeapScan {
-    /// Open `schema.table`, locked in `lockmode` until the end of the
-    /// transaction.
+    /// Open golden360's own table `schema.table` (see `relation::own_table`),
+    /// locked in `lockmode` until the end of the transaction.
     pub fn open(schema: &str, table: &str, lockmode: u32) -> HeapScan {
-        let (relid, name) = bulk::own_relation(schema, table);
+        let table = own_table(schema, table);
+        HeapScan::open_oid(table.oid, table.name, lockmode)
+    }
+
+    /// Open any plain table by OID: for tests of the scan itself.
+    #[cfg(any(test, feature = "pg_test"))]
+    pub fn open_for_test(relid: pg_sys::Oid) -> HeapScan {
+        HeapScan::open_oid(relid, "test table".into(), pg_sys::AccessShareLock)
+    }
+
+    fn open_oid(relid: pg_sys::Oid, name: String, lockmode: u32) -> HeapScan {
+        // SAFETY: `relid` is a plain table (checked by own_table, or by the
+        // test that made it); table_open locks it, and the slot and memory
+        // context made here are released in `close` (or by the
+        // transaction's abort on an error).
         unsafe {
             let rel = pg_sys::table_open(relid, lockmode as pg_sys::LOCKMODE);
-            let columns = PgTupleDesc::from_pg_unchecked((*rel).rd_att).iter().map(|a| a.name().to_string()).collect();
             HeapScan {
                 rel,
                 slot: pg_sys::table_slot_create(rel, std::ptr::null_mut()),
@@ -37,7 +51,7 @@ impl HeapScan {
                     pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
                 ),
                 name,
-                columns,
+                columns: (*(*rel).rd_att).natts as usize,
                 last_attr: Cell::new(0),
             }
         }
@@ -54,29 +68,23 @@ impl HeapScan {
     /// The planner's row estimate (0 before the first ANALYZE), to size
     /// maps ahead of a scan.
     pub fn estimated_rows(&self) -> usize {
+        // SAFETY: the relation is open while `self` lives.
         unsafe { (*(*self.rel).rd_rel).reltuples.max(0.0) as usize }
     }
 
-    /// The attribute index of `column`; a table that lost it stops the run.
-    /// Rows are decoded up to the last attribute looked up.
-    pub fn attr(&self, column: &str) -> usize {
-        let i = self.columns.iter().position(|c| c == column).unwrap_or_else(|| {
-            raise(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                format!("{} has no column {column}", self.name),
-                None,
-                "Reinstall the extension, or restore the column.",
-            )
-        });
+    /// The attribute index of `column`, which must be of type `ty`: the
+    /// accessor a caller then uses on it (`text`, `int4`, ...) reads that
+    /// type. Rows are decoded up to the last attribute looked up.
+    pub fn attr(&self, column: &str, ty: SqlType) -> usize {
+        let i = column_index(self.rel, &self.name, column, ty);
         self.last_attr.set(self.last_attr.get().max(i));
         i
     }
 
-    /// Insist on exactly these columns, in order (see `bulk::expect_columns`),
-    /// and decode them all.
-    pub fn expect_columns(&self, expected: &[&str]) {
-        bulk::expect_columns(self.rel, &self.name, expected);
-        self.last_attr.set(self.columns.len().saturating_sub(1));
+    /// Insist on exactly these columns and types, in order, and decode them all.
+    pub fn expect_columns(&self, expected: &[Column]) {
+        check_columns(self.rel, &self.name, expected);
+        self.last_attr.set(self.columns.saturating_sub(1));
     }
 
     /// Call `f(row)` for every visible row, in physical order (no
@@ -85,6 +93,9 @@ impl HeapScan {
     /// decoded.
     pub fn for_each(&mut self, mut f: impl FnMut(&Row)) {
         let last_attr = self.last_attr.get();
+        // SAFETY: the relation is open and locked; the scan runs under the
+        // active snapshot and ends before this returns; each row's datums are
+        // valid until the next getnextslot, which is what `Row` borrows.
         unsafe {
             let scan =
                 pg_sys::table_beginscan_strat(self.rel, pg_sys::GetActiveSnapshot(), 0, std::ptr::null_mut(), true, false);
@@ -109,6 +120,7 @@ impl HeapScan {
 
     /// Release the scan; the lock stays until the end of the transaction.
     pub fn close(self) {
+        // SAFETY: releases what `open_oid` made; the lock stays.
         unsafe {
             pg_sys::ExecDropSingleTupleTableSlot(self.slot);
             pg_sys::MemoryContextDelete(self.row_cx);
@@ -137,6 +149,9 @@ impl<'s> Row<'s> {
         if self.nulls[i] {
             return b"";
         }
+        // SAFETY: attribute `i` is a varlena (the caller looked it up with
+        // its declared type) and not NULL; a detoasted copy lives in the
+        // per-row context, reset only after the callback returns.
         unsafe {
             if let Some(bytes) = plain_varlena_bytes(self.values[i]) {
                 return bytes;
@@ -194,6 +209,8 @@ pub unsafe fn varlena_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
 
 /// The bytes of a varlena that is stored plainly (not compressed, not
 /// toasted), read in place; None for any other.
+/// # Safety
+/// `datum` must point to a varlena that outlives the returned slice.
 unsafe fn plain_varlena_bytes<'a>(datum: pg_sys::Datum) -> Option<&'a [u8]> {
     let p = datum.cast_mut_ptr::<u8>();
     let first = *p;
@@ -257,7 +274,7 @@ pub fn numeric_scaled(bytes: &[u8], scale: u32) -> Option<i64> {
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
-    use super::{numeric_scaled, HeapScan};
+    use super::{numeric_scaled, HeapScan, SqlType};
     use pgrx::prelude::*;
 
     /// The numeric decoder against PostgreSQL's own arithmetic, over short
@@ -275,18 +292,21 @@ mod tests {
         .unwrap();
         // A snapshot that sees the rows just inserted (a SQL caller gets one
         // per statement).
+        // SAFETY: a new command and snapshot for this test transaction.
         unsafe {
             pg_sys::CommandCounterIncrement();
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
         }
-        let mut scan = HeapScan::open("public", "numeric_probe", pg_sys::AccessShareLock);
-        let (v, cents) = (scan.attr("v"), scan.attr("cents"));
+        let relid = Spi::get_one::<pg_sys::Oid>("SELECT 'public.numeric_probe'::regclass::oid").unwrap().unwrap();
+        let mut scan = HeapScan::open_for_test(relid);
+        let (v, cents) = (scan.attr("v", SqlType::Numeric(0, 0)), scan.attr("cents", SqlType::BigInt));
         let mut seen = 0;
         scan.for_each(|row| {
             assert_eq!(numeric_scaled(row.text(v), 2), row.int8(cents), "row {seen}");
             seen += 1;
         });
         scan.close();
+        // SAFETY: pops the snapshot pushed above.
         unsafe { pg_sys::PopActiveSnapshot() };
         assert_eq!(seen, 25);
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM public.numeric_probe WHERE cents IS NULL").unwrap(), Some(5));

@@ -14,6 +14,8 @@
 //! the tree instead of descending to a random leaf for every row, which is
 //! what makes loading into a table with several indexes cheap.
 
+use super::relation::{check_columns, own_table, require_privilege, OwnTable};
+use super::types::{Column, SqlType};
 use crate::error::raise;
 use pgrx::{pg_sys, PgSqlErrorCode};
 
@@ -41,54 +43,15 @@ pub struct BulkInsert {
     sorts: Option<Vec<Option<*mut pg_sys::Tuplesortstate>>>,
 }
 
-/// The OID of `schema.table`, looked up without ACL checks (the privilege
-/// that matters is checked by `BulkInsert::open`).
-pub fn relation_oid(schema: &str, table: &str) -> Option<pg_sys::Oid> {
-    let schema = std::ffi::CString::new(schema).ok()?;
-    let table = std::ffi::CString::new(table).ok()?;
-    unsafe {
-        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
-        if namespace == pg_sys::InvalidOid {
-            return None;
-        }
-        let relid = pg_sys::get_relname_relid(table.as_ptr(), namespace);
-        (relid != pg_sys::InvalidOid).then_some(relid)
-    }
-}
-
-/// The OID and qualified name of golden360's own table `schema.table`; its
-/// absence means a damaged install.
-pub fn own_relation(schema: &str, table: &str) -> (pg_sys::Oid, String) {
-    let name = format!("{schema}.{table}");
-    let relid = relation_oid(schema, table).unwrap_or_else(|| {
-        raise(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-            format!("{name} does not exist"),
-            None,
-            "Reinstall the extension (DROP EXTENSION golden360 CASCADE; CREATE EXTENSION golden360).",
-        )
-    });
-    (relid, name)
-}
-
-/// Fail unless the current user holds `privilege` (an ACL_* bit) on the
-/// table: bulk writes bypass the executor, which would otherwise check it.
-pub fn require_privilege(relid: pg_sys::Oid, name: &str, privilege: u32) {
-    let granted = unsafe { pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), privilege as pg_sys::AclMode) };
-    if granted != pg_sys::AclResult::ACLCHECK_OK {
-        raise(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied for table {name}"),
-            None,
-            "An administrator can run: GRANT golden360_loader TO <role>;",
-        );
-    }
-}
-
 impl BulkInsert {
-    /// Open `schema.name` (its OID is `relid`) for insertion by the current user.
-    pub fn open(relid: pg_sys::Oid, name: &str) -> BulkInsert {
+    /// Open one of golden360's own tables for insertion by the current user.
+    pub fn open(table: &OwnTable) -> BulkInsert {
+        let (relid, name) = (table.oid, table.name.as_str());
         require_privilege(relid, name, pg_sys::ACL_INSERT);
+        // SAFETY: `relid` is one of golden360's own plain tables (own_table);
+        // table_open locks it until the transaction ends. Everything made
+        // here (slots, executor state, memory context) is released in
+        // `finish`, or by the transaction's abort on an error.
         unsafe {
             let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
             let rd_rel = &*(*rel).rd_rel;
@@ -150,11 +113,11 @@ impl BulkInsert {
     }
 
     /// Open golden360's own table `schema.table` and insist on exactly the
-    /// `columns` it was created with (rows are built positionally).
-    pub fn open_declared(schema: &str, table: &str, columns: &[&str]) -> BulkInsert {
-        let (relid, name) = own_relation(schema, table);
-        let insert = BulkInsert::open(relid, &name);
-        expect_columns(insert.rel, &name, columns);
+    /// `columns` declared for it (rows are built positionally).
+    pub fn open_declared(schema: &str, table: &str, columns: &[Column]) -> BulkInsert {
+        let table = own_table(schema, table);
+        let insert = BulkInsert::open(&table);
+        check_columns(insert.rel, &table.name, columns);
         insert
     }
 
@@ -163,6 +126,8 @@ impl BulkInsert {
     /// Tables with an exclusion or deferrable constraint keep row-by-row
     /// inserts, whose checks those need.
     pub fn sorted_index_inserts(mut self) -> BulkInsert {
+        // SAFETY: the relation and its indexes are open (ExecOpenIndices in
+        // `open`); the sorts made here are ended in insert_sorted_entries.
         unsafe {
             let indexes = self.indexes();
             if indexes.iter().any(|&(index, info)| !(*info).ii_ExclusionOps.is_null() || !(*(*index).rd_index).indimmediate) {
@@ -192,6 +157,8 @@ impl BulkInsert {
     }
 
     /// The open indexes and their IndexInfo.
+    /// # Safety
+    /// The relation's indexes must be open (they are from `open` to `finish`).
     unsafe fn indexes(&self) -> Vec<(pg_sys::Relation, *mut pg_sys::IndexInfo)> {
         let n = (*self.result_rel).ri_NumIndices as usize;
         (0..n)
@@ -201,6 +168,8 @@ impl BulkInsert {
 
     /// Hand slot's index entries to each index's sort, or insert them now
     /// for an index that is not sorted. Mirrors ExecInsertIndexTuples.
+    /// # Safety
+    /// `slot` holds a tuple just inserted into this relation.
     unsafe fn queue_index_entries(&mut self, slot: *mut pg_sys::TupleTableSlot) {
         let Some(sorts) = &self.sorts else { return };
         let econtext = pg_sys::MakePerTupleExprContext(self.estate);
@@ -241,6 +210,8 @@ impl BulkInsert {
     }
 
     /// Insert every sorted index's entries, in key order.
+    /// # Safety
+    /// Called once, from `finish`, while the indexes are still open.
     unsafe fn insert_sorted_entries(&mut self) {
         let Some(sorts) = self.sorts.take() else { return };
         let mut values = [pg_sys::Datum::from(0); pg_sys::INDEX_MAX_KEYS as usize];
@@ -268,7 +239,13 @@ impl BulkInsert {
         }
     }
 
+    /// Each attribute's name and type OID (None for a dropped column).
+    pub fn attributes(&self) -> Vec<Option<(String, pg_sys::Oid)>> {
+        super::relation::attributes(self.rel).into_iter().map(|a| a.map(|(name, oid, _)| (name, oid))).collect()
+    }
+
     pub fn tuple_desc(&self) -> pg_sys::TupleDesc {
+        // SAFETY: the relation is open while `self` lives.
         unsafe { (*self.rel).rd_att }
     }
 
@@ -295,6 +272,10 @@ impl BulkInsert {
                 "Please report this; nothing of this run was kept.",
             );
         }
+        // SAFETY: `values` and `nulls` have one entry per attribute of the
+        // relation (RowBuf and the callers are built from its declaration,
+        // checked by check_columns); the tuple is formed in the batch
+        // context and owned by the slot until the next flush.
         unsafe {
             let old = pg_sys::MemoryContextSwitchTo(self.batch_cx);
             let tuple = pg_sys::heap_form_tuple(self.tuple_desc(), values.as_mut_ptr(), nulls.as_mut_ptr());
@@ -313,6 +294,8 @@ impl BulkInsert {
         if self.buffered == 0 {
             return;
         }
+        // SAFETY: the first `buffered` slots hold tuples formed for this
+        // relation; the AM inserts them, then the batch context is reset.
         unsafe {
             let old = pg_sys::MemoryContextSwitchTo(self.batch_cx);
             let n = self.buffered as i32;
@@ -354,6 +337,7 @@ impl BulkInsert {
     /// transaction. Returns the number of rows inserted.
     pub fn finish(mut self) -> i64 {
         self.flush();
+        // SAFETY: releases, once, what `open` made, in reverse order.
         unsafe {
             self.insert_sorted_entries();
             pg_sys::ExecCloseIndices(self.result_rel);
@@ -372,26 +356,10 @@ impl BulkInsert {
     }
 }
 
-/// Fail unless the table's columns are exactly `expected`, in order:
-/// golden360 builds and reads its own tables' rows by position, so a
-/// drifted table must stop the run.
-pub fn expect_columns(rel: pg_sys::Relation, name: &str, expected: &[&str]) {
-    let found: Vec<String> = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) }
-        .iter()
-        .map(|a| a.name().to_string())
-        .collect();
-    if found != expected {
-        raise(
-            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-            format!("{name} does not have the columns golden360 declares"),
-            Some(format!("expected: {}\nfound:    {}", expected.join(", "), found.join(", "))),
-            "Reinstall the extension (DROP EXTENSION golden360 CASCADE; CREATE EXTENSION golden360).",
-        );
-    }
-}
-
 /// The uniqueness check an insert into `index` makes (immediate constraints
 /// only; see `sorted_index_inserts`).
+/// # Safety
+/// `index` is an open index relation.
 unsafe fn unique_check(index: pg_sys::Relation) -> pg_sys::IndexUniqueCheck::Type {
     if (*(*index).rd_index).indisunique {
         pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
@@ -400,6 +368,8 @@ unsafe fn unique_check(index: pg_sys::Relation) -> pg_sys::IndexUniqueCheck::Typ
     }
 }
 
+/// # Safety
+/// `rel` is an open relation.
 unsafe fn has_row_insert_triggers(rel: pg_sys::Relation) -> bool {
     let triggers = (*rel).trigdesc;
     !triggers.is_null() && ((*triggers).trig_insert_before_row || (*triggers).trig_insert_after_row)
@@ -454,9 +424,13 @@ impl RowBuf {
         fill(self);
         let base = self.scratch.as_ptr();
         for &(column, at) in &self.texts {
+            // SAFETY: `at` is an offset push_varlena returned into `scratch`,
+            // which no longer grows for this row.
             self.datums[column] = pg_sys::Datum::from(unsafe { base.add(at) });
         }
         for (column, range) in &self.arrays {
+            // SAFETY: as above, for each element; construct_array_builtin
+            // copies them into a new array in the current memory context.
             let mut items: Vec<pg_sys::Datum> =
                 self.elements[range.clone()].iter().map(|&at| pg_sys::Datum::from(unsafe { base.add(at) })).collect();
             let array = unsafe { pg_sys::construct_array_builtin(items.as_mut_ptr(), items.len() as i32, pg_sys::TEXTOID) };
@@ -523,9 +497,23 @@ impl RowBuf {
         self.set(column, pg_sys::Datum::from(v));
     }
 
-    /// `scaled` / 10^scale as a numeric with that display scale.
-    pub fn numeric(&mut self, column: usize, scaled: i64, scale: i32) {
-        let numeric = unsafe { pg_sys::int64_div_fast_to_numeric(scaled, scale) };
+    /// `scaled` / 10^s as a value of the column's type `ty`, numeric(p, s).
+    /// A value the typmod cannot hold is an error (22003), never stored: the
+    /// bulk path skips the executor's typmod coercion.
+    pub fn numeric(&mut self, column: usize, scaled: i64, ty: SqlType) {
+        let SqlType::Numeric(_, scale) = ty else {
+            raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("column {} is not numeric", column + 1), None, "")
+        };
+        if ty.numeric_limit().is_some_and(|limit| i128::from(scaled).abs() >= limit) {
+            raise(
+                PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                format!("value {} is out of range for {} (column {})", decimal(scaled, scale), ty.sql(), column + 1),
+                None,
+                "Nothing was written. The column's precision cannot hold this value; check the source data.",
+            );
+        }
+        // SAFETY: builds a numeric in the current memory context from plain integers.
+        let numeric = unsafe { pg_sys::int64_div_fast_to_numeric(scaled, i32::from(scale)) };
         self.set(column, pg_sys::Datum::from(numeric));
     }
 
@@ -533,4 +521,14 @@ impl RowBuf {
     pub fn values(&self) -> (&[pg_sys::Datum], &[bool]) {
         (&self.datums, &self.nulls)
     }
+}
+
+/// `scaled` / 10^scale written out in decimal, for messages.
+pub fn decimal(scaled: i64, scale: u16) -> String {
+    let divisor = 10i128.pow(u32::from(scale));
+    let (value, sign) = (i128::from(scaled).abs(), if scaled < 0 { "-" } else { "" });
+    if scale == 0 {
+        return format!("{sign}{value}");
+    }
+    format!("{sign}{}.{:0width$}", value / divisor, value % divisor, width = usize::from(scale))
 }

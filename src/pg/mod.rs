@@ -1,0 +1,16 @@
+//! The PostgreSQL-facing layer: every raw `pg_sys` call of the extension's
+//! data path lives here, behind safe wrappers whose guards close and
+//! restore in `Drop`. The layers (bronze, silver, gold) use these only.
+//!
+//! - `types`: the SQL types golden360's tables declare, as type OIDs and typmods;
+//! - `relation`: finding golden360's *own* tables (extension members, plain
+//!   tables, exactly the declared columns) and checking privileges;
+//! - `owner`: running a step as the extension's owner with a safe search_path;
+//! - `scan`: sequential heap scans that read datums in place;
+//! - `bulk`: COPY-style multi-inserts, tuple deletes and row building.
+
+pub mod bulk;
+pub mod owner;
+pub mod relation;
+pub mod scan;
+pub mod types;
