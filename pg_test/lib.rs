@@ -257,3 +257,65 @@ impl Postgrest {
         Reply { status, headers, body: response.into_string().unwrap() }
     }
 }
+
+/// The server a probe runs against, and proof that it is still the same
+/// server afterwards: the postmaster did not restart (no backend crashed,
+/// which makes it reinitialise), and its log reports no backend killed by
+/// a signal since the probe began.
+pub struct SameServer {
+    started: String,
+    log: Option<PathBuf>,
+    log_from: u64,
+}
+
+impl SameServer {
+    pub fn now() -> SameServer {
+        let started = connect("postgres")
+            .query_one("SELECT pg_postmaster_start_time()::text", &[])
+            .unwrap()
+            .get(0);
+        let log = std::env::var("G360_PGLOG").ok().map(PathBuf::from);
+        let log_from = log.as_ref().and_then(|l| std::fs::metadata(l).ok()).map_or(0, |m| m.len());
+        SameServer { started, log, log_from }
+    }
+
+    /// Fails unless the server is the one `now` saw, with no crash logged.
+    pub fn check(&self, probe: &str) {
+        let started: String = connect("postgres").query_one("SELECT pg_postmaster_start_time()::text", &[]).unwrap().get(0);
+        assert_eq!(started, self.started, "{probe}: the postmaster restarted");
+        let Some(log) = &self.log else { panic!("G360_PGLOG: the test cluster's log file") };
+        let text = std::fs::read(log).unwrap_or_default();
+        let since = String::from_utf8_lossy(&text[(self.log_from as usize).min(text.len())..]).into_owned();
+        for sign in ["terminated by signal", "was terminated by", "server process (PID", "all server processes terminated"] {
+            assert!(!since.contains(sign), "{probe}: the log says {sign:?}:\n{since}");
+        }
+    }
+}
+
+/// The SQLSTATE of a failed statement (panics if it succeeded).
+pub fn sqlstate(result: Result<impl std::fmt::Debug, postgres::Error>) -> String {
+    match result {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {e}")),
+    }
+}
+
+/// A login role of this name (made if missing) that is a member of `groups`.
+pub fn login_role(name: &str, groups: &[&str]) {
+    let mut admin = connect("postgres");
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {name} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        ))
+        .unwrap();
+    for group in groups {
+        admin.batch_execute(&format!("GRANT {group} TO {name}")).unwrap();
+    }
+}
+
+/// A connection to `dbname` logged in as `user`.
+pub fn connect_as(dbname: &str, user: &str) -> Client {
+    let mut config = config(dbname);
+    config.user(user);
+    config.connect(NoTls).unwrap_or_else(|e| panic!("connecting to {dbname} as {user}: {e}"))
+}

@@ -13,17 +13,24 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/cluster.sh" start
 data=$(sample_dir "${DEMO_SCALE:-1}")
 db() { "$here/scripts/cluster.sh" psql -v ON_ERROR_STOP=1 "$@"; }
-# The demo database's extension was created from this build's script, or
-# it is replaced: a development build keeps version 0.1.0 (there is no
-# upgrade script within a version), so an older install would fail halfway.
-script="$(/usr/lib/postgresql/15/bin/pg_config --sharedir)/extension/golden360--0.1.0.sql"
+# An older install is upgraded in place (ALTER EXTENSION ... UPDATE, through
+# the sql/ upgrade scripts), never dropped: bronze is an audit trail. A
+# development build of the same version whose SQL changed cannot be
+# upgraded; the demo says so and stops, and leaves the data alone.
+installed=$(db -Atc "SELECT extversion FROM pg_extension WHERE extname = 'golden360'")
+available=$(db -Atc "SELECT default_version FROM pg_available_extensions WHERE name = 'golden360'")
+script="$(/usr/lib/postgresql/15/bin/pg_config --sharedir)/extension/golden360--$available.sql"
 stamp="$(run_dir)/demo-extension.sha256"
 # pgrx emits the same statements in varying order: fingerprint them sorted.
 built=$(grep -v '^--' "$script" | sort | sha256sum | cut -d' ' -f1)
-if [ -n "$(db -Atc "SELECT 1 FROM pg_extension WHERE extname = 'golden360'")" ] &&
-   [ "$(cat "$stamp" 2>/dev/null)" != "$built" ]; then
-    echo "Replacing the golden360 install in database golden360: it predates this build"
-    db -qc "DROP EXTENSION golden360 CASCADE"
+if [ -n "$installed" ] && [ "$installed" != "$available" ]; then
+    echo "Upgrading golden360 $installed to $available in database golden360 (ALTER EXTENSION golden360 UPDATE)"
+    db -qc "ALTER EXTENSION golden360 UPDATE"
+elif [ -n "$installed" ] && [ -s "$stamp" ] && [ "$(cat "$stamp")" != "$built" ]; then
+    echo "The demo database holds a development build of golden360 $installed whose SQL differs from this build's," >&2
+    echo "and a version cannot be upgraded to itself. Nothing was changed. To start the demo afresh:" >&2
+    echo "  $here/scripts/cluster.sh psql -d postgres -c 'DROP DATABASE golden360' && $0" >&2
+    exit 1
 fi
 db -qc "CREATE EXTENSION IF NOT EXISTS golden360"
 echo "$built" >"$stamp"

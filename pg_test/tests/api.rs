@@ -130,16 +130,78 @@ fn customer_data_needs_a_valid_reader_token() {
         let reply = api.get(page, &[("Authorization", &bearer(&token))]);
         assert_eq!(reply.status, 401, "{what}: {}", reply.body);
     }
-    // A valid token naming another role gets nothing either.
-    for role in ["golden360_anon", "golden360_authenticator", "postgres"] {
-        let reply = api.get(page, &[("Authorization", &bearer(&api.token(role)))]);
-        assert!((400..500).contains(&reply.status), "{role}: {} {}", reply.status, reply.body);
+    // A valid token naming another role gets nothing either: PostgREST's
+    // login may switch to the anonymous and reader roles only.
+    for role in ["golden360_anon", "golden360_authenticator", "postgres", "golden360_monitor", "golden360_operator"] {
+        for path in [page, by_id, "/rpc/health"] {
+            let reply = api.get(path, &[("Authorization", &bearer(&api.token(role)))]);
+            let allowed = role == "golden360_anon" && path == "/rpc/health";
+            assert!(allowed || (400..500).contains(&reply.status), "{role} {path}: {} {}", reply.status, reply.body);
+        }
     }
+    // An unsigned token (alg "none") naming the reader.
+    let b64 = |json: &str| {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "printf '%s' \"$1\" | openssl base64 -A | tr '+/' '-_' | tr -d '='", "sh", json])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let unsigned = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&format!(r#"{{"role":"golden360_reader","exp":{}}}"#, 4102444800u64))
+    );
+    let reply = api.get(page, &[("Authorization", &bearer(&unsigned))]);
+    assert_eq!(reply.status, 401, "alg none: {}", reply.body);
     let reader = api.get(page, &[("Authorization", &bearer(&api.token("golden360_reader")))]);
     assert_eq!(reader.status, 200, "{}", reader.body);
 
     let health = api.get("/rpc/health", &[]);
     assert_eq!(health.status, 200, "{}", health.body);
+    // Anonymous requests reach /rpc/health and nothing else.
+    for path in [page, by_id, "/customer_360?golden_id=eq.x", "/customer_360?select=golden_id&limit=1"] {
+        let anonymous = api.get(path, &[]);
+        assert_eq!(anonymous.status, 401, "{path}: {}", anonymous.body);
+    }
+}
+
+/// api.health answers anonymous callers, so its cost must not grow with
+/// gold: it reads no row of gold at all (the table's scan counters stay).
+#[test]
+fn health_reads_nothing_of_gold() {
+    // A database of its own: other tests read the shared one's gold meanwhile.
+    let db = fresh_database("api_health");
+    let dir = ScratchDir::new("api_health");
+    generate(&dir.0, 0.01, 22);
+    let mut c = connect(&db);
+    c.batch_execute("SET golden360.quality_gate = warn").unwrap();
+    c.batch_execute(&format!("CALL golden360.run_pipeline('{}')", dir.path())).unwrap();
+    c.batch_execute("SET stats_fetch_consistency = none").unwrap();
+    let scans = |c: &mut postgres::Client| {
+        count(
+            c,
+            "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables
+              WHERE schemaname = 'gold' AND relname = 'unified_customer_360'",
+        )
+    };
+    // A statement's scans count once its session flushes its statistics,
+    // which the forced flush does as the batch ends.
+    c.batch_execute("SELECT count(*) FROM gold.unified_customer_360; SELECT pg_stat_force_next_flush()").unwrap();
+    let before = scans(&mut c);
+    c.batch_execute("SELECT count(*) FROM gold.unified_customer_360; SELECT pg_stat_force_next_flush()").unwrap();
+    assert!(scans(&mut c) > before, "a count(*) over gold shows in the counters");
+    let before = scans(&mut c);
+    for _ in 0..5 {
+        c.batch_execute("SELECT api.health(); SELECT pg_stat_force_next_flush()").unwrap();
+    }
+    assert_eq!(scans(&mut c), before, "api.health() scanned gold");
+    let text: String = c.query_one("SELECT api.health()::text", &[]).unwrap().get(0);
+    let health: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        health["gold_rows"].as_i64(),
+        Some(count(&mut c, "SELECT people FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1"))
+    );
 }
 
 #[test]

@@ -137,9 +137,11 @@ fn one_run_at_a_time_and_interrupted_runs_are_recorded() {
     let db = fresh_database("pipeline_concurrency");
     let dir = ScratchDir::new("pipeline_concurrency");
     generate(&dir.0, 0.05, 33);
-    // Hold runs at a known point: the silver step waits for this lock.
+    // Hold runs at a known point: the silver step waits for this lock on
+    // the shadow it rebuilds (for golden360.lock_timeout, here a minute).
+    connect("postgres").batch_execute(&format!("ALTER DATABASE {db} SET golden360.lock_timeout = '60s'")).unwrap();
     let mut blocker = connect(&db);
-    blocker.batch_execute("BEGIN; LOCK TABLE golden360.silver_runs IN ACCESS EXCLUSIVE MODE").unwrap();
+    blocker.batch_execute("BEGIN; LOCK TABLE silver_next.customers IN ACCESS SHARE MODE").unwrap();
 
     let start_run = |db: &str, dir: &str| {
         let (db, dir) = (db.to_string(), dir.to_string());
