@@ -43,7 +43,7 @@ if [ -r "$olist/olist_customers_dataset.csv" ] && ! runuser -u postgres -- test 
 fi
 export G360_OLIST_REAL=$(cd "$olist" && pwd)
 
-stage generator cargo test -p olist-gen
+stage generator cargo test -p olist-gen -p olist-model
 
 pgdata=${G360_PGRX_PGDATA:-/tmp/pgrx-pgdata}
 mkdir -p "$pgdata" && chown postgres "$pgdata"

@@ -12,7 +12,6 @@ mod bronze;
 mod error;
 mod gold;
 mod keys;
-mod olist;
 mod ops;
 mod pg;
 mod silver;

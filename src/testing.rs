@@ -2,7 +2,7 @@
 //! directories of CSV files, one-value queries, and errors caught in a
 //! subtransaction so a test can assert the error and what was (not) written.
 
-use crate::olist::SOURCE_FILES;
+use olist_model::SOURCE_FILES;
 use pgrx::prelude::*;
 use std::path::PathBuf;
 

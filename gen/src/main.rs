@@ -11,8 +11,8 @@
 //! count of each file and how many rows of each kind of dirt went in, so tests
 //! can check the pipeline against exact expectations.
 
-#[path = "../../src/olist.rs"]
-mod olist;
+use olist_model as olist;
+use olist_model::calendar::{civil_from_days, SECS_PER_DAY};
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -209,7 +209,12 @@ const STATUSES: &[(&str, f64)] = &[
     ("approved", 0.0005),
 ];
 const UNKNOWN_STATUSES: &[&str] = &["in_transit", "lost", "returned", "???"];
-const PAYMENT_TYPES: &[&str] = &["credit_card", "boleto", "voucher", "debit_card"];
+/// The payment types the generator draws: Olist's, but for not_defined
+/// (three rows in the real data).
+const PAYMENT_TYPES: &[&str] = {
+    let all = olist_model::codes::PAYMENT_TYPES;
+    all.split_at(all.len() - 1).0
+};
 
 const REVIEW_TITLES: &[&str] = &["", "", "", "Recomendo", "Ótimo", "Péssimo", "Bom", "produto ok"];
 const REVIEW_MESSAGES: &[&str] = &[
@@ -240,23 +245,10 @@ fn date_only(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} 00:00:00")
 }
 
-/// Howard Hinnant's days → civil date.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// Olist's purchase window: 2016-09-04 .. 2018-10-17.
 const FIRST_PURCHASE: i64 = 1_472_947_200;
 const LAST_PURCHASE: i64 = 1_539_734_400;
-const DAY: i64 = 86_400;
+const DAY: i64 = SECS_PER_DAY;
 
 // ---------------------------------------------------------------- entities
 

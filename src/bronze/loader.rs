@@ -10,7 +10,7 @@
 use super::csv::{Next, Record, Records, Span};
 use super::source::{self, HashingReader, PositionalReader, SourceHandle};
 use crate::error::raise;
-use crate::olist::SourceFile;
+use olist_model::SourceFile;
 use crate::ops;
 use crate::pg::bulk::{BulkInsert, RowBuf};
 use crate::pg::relation::{own_table, DAMAGED_HINT};

@@ -14,7 +14,7 @@ mod source;
 mod tests;
 
 use crate::error::raise;
-use crate::olist::SOURCE_FILES;
+use olist_model::SOURCE_FILES;
 use crate::pg::owner::AsExtensionOwner;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};

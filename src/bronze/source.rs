@@ -12,7 +12,7 @@
 //! name again.
 
 use crate::error::raise;
-use crate::olist::{SourceFile, SOURCE_FILES};
+use olist_model::{SourceFile, SOURCE_FILES};
 use crate::ops;
 use crate::pg::owner::may_read_server_files;
 use pgrx::{pg_sys, PgSqlErrorCode};

@@ -5,7 +5,7 @@
 
 #[pgrx::pg_schema]
 mod tests {
-    use crate::olist::SOURCE_FILES;
+    use olist_model::SOURCE_FILES;
     use crate::testing::*;
     use pgrx::prelude::*;
     use std::path::Path;

@@ -23,14 +23,7 @@ use pgrx::{pg_sys, PgMemoryContexts, PgSqlErrorCode};
 use std::collections::HashMap;
 use std::time::Instant;
 
-/// Order statuses that do not count towards a person's orders and spend
-/// (the SPEC's "counted orders" are all others).
-const UNCOUNTED_STATUSES: [&str; 2] = ["canceled", "unavailable"];
-
-/// Whether an order of this (silver, lower-cased) status is a counted order.
-pub fn is_counted(status: &[u8]) -> bool {
-    !UNCOUNTED_STATUSES.iter().any(|s| s.as_bytes() == status)
-}
+pub use olist_model::codes::is_counted;
 
 /// What a refresh did.
 pub struct Outcome {

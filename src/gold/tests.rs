@@ -454,7 +454,7 @@ r6,on1,1,,,2018-01-26,2018-01-27
         }
         for file in ["olist_order_items_dataset.csv", "olist_order_reviews_dataset.csv", "olist_products_dataset.csv",
                      "olist_sellers_dataset.csv", "olist_geolocation_dataset.csv", "product_category_name_translation.csv"] {
-            let source = crate::olist::SOURCE_FILES.iter().find(|f| f.file_name == file).unwrap();
+            let source = olist_model::SOURCE_FILES.iter().find(|f| f.file_name == file).unwrap();
             fx.write(file, format!("{}\n", source.columns.join(",")).as_bytes());
         }
         ingest(fx.path(), false);

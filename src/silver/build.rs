@@ -20,7 +20,7 @@ use crate::pg::bulk::{BulkInsert, RowBuf};
 use crate::pg::types::{column, Column, SqlType};
 use crate::error::raise;
 use crate::keys::{key_hash, KeyHashState};
-use crate::olist::SOURCE_FILES;
+use olist_model::SOURCE_FILES;
 use crate::pg::scan::{HeapScan, Row};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};

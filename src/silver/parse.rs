@@ -2,6 +2,8 @@
 //! rules, each a small pure function (no database needed to test them).
 //! A parser returns `None` when the text is not of its type.
 
+use olist_model::calendar::{days_from_civil, days_in_month, PG_EPOCH_DAYS, USECS_PER_DAY};
+
 /// Trimming removes space, tab, CR and LF at both ends (and nothing else).
 pub fn trim(bytes: &[u8]) -> &[u8] {
     let is_pad = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
@@ -69,30 +71,6 @@ pub fn money_cents(s: &[u8]) -> Option<i64> {
     }
     Some(if negative { -cents } else { cents })
 }
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
-}
-
-/// PostgreSQL's timestamp epoch (2000-01-01) in days since 1970-01-01.
-const PG_EPOCH_DAYS: i64 = 10_957;
-const USECS_PER_DAY: i64 = 86_400_000_000;
 
 /// The date part of a timestamp as PostgreSQL's `::date` gives it (days
 /// since 2000-01-01, a DateADT), without time-zone conversion.

@@ -258,9 +258,7 @@ impl TableSpec {
     }
 }
 
-pub const ORDER_STATUSES: &[&str] =
-    &["created", "approved", "invoiced", "processing", "shipped", "delivered", "canceled", "unavailable"];
-pub const PAYMENT_TYPES: &[&str] = &["credit_card", "boleto", "voucher", "debit_card", "not_defined"];
+use olist_model::codes::{ORDER_STATUSES, PAYMENT_TYPES};
 
 /// The silver tables in build order: every parent before its children, the
 /// translation before products.
@@ -468,7 +466,7 @@ pub fn table(name: &str) -> &'static TableSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::olist::SOURCE_FILES;
+    use olist_model::SOURCE_FILES;
 
     #[test]
     fn every_silver_table_reads_existing_bronze_columns() {

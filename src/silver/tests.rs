@@ -34,7 +34,7 @@ mod tests {
     fn fixture(name: &str, extra: &[(&str, &str)]) -> Fixture {
         let fx = Fixture::new(name);
         for (file, lines) in BASELINE {
-            let source = crate::olist::SOURCE_FILES.iter().find(|f| f.file_name == *file).unwrap();
+            let source = olist_model::SOURCE_FILES.iter().find(|f| f.file_name == *file).unwrap();
             let mut content = String::new();
             if source.table == "category_translation" {
                 content.push('\u{feff}');
@@ -141,7 +141,7 @@ mod tests {
 
         let mut covered = BTreeSet::new();
         for (file, line, reason) in cases {
-            let source = crate::olist::SOURCE_FILES.iter().find(|f| f.file_name == *file).unwrap();
+            let source = olist_model::SOURCE_FILES.iter().find(|f| f.file_name == *file).unwrap();
             let baseline = BASELINE.iter().find(|(f, _)| f == file).unwrap().1.len();
             let appended = cases.iter().filter(|(f, ..)| f == file).position(|(_, l, _)| l == line).unwrap();
             let row = baseline + appended + 1;

@@ -1,9 +1,8 @@
 //! The nine Olist source files: file names, bronze tables and header columns.
 //!
 //! This is the one place the input format is written down. The bronze DDL,
-//! the header check of `ingest_bronze` and the sample generator (`gen/`,
-//! which includes this file by path) all derive from it. Plain Rust, no pgrx,
-//! so the generator can share it.
+//! the header check of `ingest_bronze` and the sample generator (`gen/`)
+//! all derive from it.
 
 /// One Olist CSV file and the bronze table it lands in.
 #[derive(Debug, Clone, Copy)]
