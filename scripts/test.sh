@@ -4,6 +4,8 @@
 #   2. in-database tests (cargo pgrx test: each test a rolled-back transaction),
 #   3. integration tests (pg_test/: several connections against a real
 #      cluster this script starts, with the release build installed).
+#   4. the SQL regression suite (pg_regress, pg_test/regress: what a DBA
+#      sees, as expected files) against the integration cluster.
 # Ends with one line "tests: N passed, N failed"; exits non-zero on any failure.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +27,9 @@ stage() {
     local p f
     p=$(grep -Eo "test result: [a-zA-Z]+\. [0-9]+ passed" "$logs/$name.log" | awk '{s+=$4} END {print s+0}')
     f=$(grep -Eo "; [0-9]+ failed" "$logs/$name.log" | awk '{s+=$2} END {print s+0}')
+    # pg_regress: one line per test, "ok" or "FAILED".
+    p=$((p + $(grep -Ec "^(ok|test) .* \.\.\. +ok|^ok [0-9]+ " "$logs/$name.log")))
+    f=$((f + $(grep -Ec "^(not ok|test) .*FAILED|^not ok [0-9]+ " "$logs/$name.log")))
     echo "    $p passed, $f failed (log: $logs/$name.log)"
     passed=$((passed + p)) failed=$((failed + f))
     if [ "$rc" != 0 ]; then
@@ -64,6 +69,34 @@ integration() {
     cargo test -p golden360-it --no-fail-fast
 }
 stage integration integration
+
+# pg_regress against the integration cluster (owned by postgres), on the
+# hand-written fixture in pg_test/regress/data, laid out at fixed paths so
+# the expected files are the same on every machine.
+regress() {
+    export G360_RUN="$(G360_RUN= run_dir)-test" G360_PGPORT=5437
+    eval "$("$here/scripts/cluster.sh" env)"
+    local fixture=/var/tmp/golden360-regress data=$here/pg_test/regress/data out
+    rm -rf "$fixture" && mkdir -p "$fixture/olist" "$fixture/partial" "$fixture/bad-header" "$fixture/symlinked" "$fixture/ragged"
+    cp "$data"/*.csv "$fixture/olist/"
+    cp "$data/olist_customers_dataset.csv" "$data/olist_orders_dataset.csv" "$fixture/partial/"
+    printf 'customer_id,customer_unique_id,zip,city,state\nx,y,1,a,b\n' >"$fixture/bad-header/olist_customers_dataset.csv"
+    ln -s "$fixture/olist/olist_sellers_dataset.csv" "$fixture/symlinked/olist_sellers_dataset.csv"
+    printf 'seller_id,seller_zip_code_prefix,seller_city,seller_state\ns3,1000,x,SP\ns4,1000,x\n' >"$fixture/ragged/olist_sellers_dataset.csv"
+    chmod -R a+rX "$fixture"
+    out=$(mktemp -d) && chown postgres "$out"
+    # --use-existing leaves the database to us: a fresh one per run.
+    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS g360_regress WITH (FORCE)" -c "CREATE DATABASE g360_regress" || return 1
+    runuser -u postgres -- /usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
+        --use-existing --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=g360_regress \
+        --inputdir="$here/pg_test/regress" --outputdir="$out" \
+        bronze silver gold pipeline api surface settings
+    local rc=$?
+    [ -s "$out/regression.diffs" ] && cp "$out/regression.diffs" "$logs/regression.diffs" && head -n 80 "$out/regression.diffs"
+    rm -rf "$out"
+    return $rc
+}
+stage regress regress
 
 echo
 [ ${#broken[@]} -gt 0 ] && echo "failed stages: ${broken[*]}"
