@@ -27,9 +27,9 @@ stage() {
     local p f
     p=$(grep -Eo "test result: [a-zA-Z]+\. [0-9]+ passed" "$logs/$name.log" | awk '{s+=$4} END {print s+0}')
     f=$(grep -Eo "; [0-9]+ failed" "$logs/$name.log" | awk '{s+=$2} END {print s+0}')
-    # pg_regress: one line per test, "ok" or "FAILED".
-    p=$((p + $(grep -Ec "^(ok|test) .* \.\.\. +ok|^ok [0-9]+ " "$logs/$name.log")))
-    f=$((f + $(grep -Ec "^(not ok|test) .*FAILED|^not ok [0-9]+ " "$logs/$name.log")))
+    # pg_regress: one line per test, "ok" or "FAILED", then its time.
+    p=$((p + $(grep -Ec "^test .* \.\.\. +ok +[0-9]+ ms$" "$logs/$name.log")))
+    f=$((f + $(grep -Ec "^test .* \.\.\. +FAILED +[0-9]+ ms$" "$logs/$name.log")))
     echo "    $p passed, $f failed (log: $logs/$name.log)"
     passed=$((passed + p)) failed=$((failed + f))
     if [ "$rc" != 0 ]; then
@@ -86,9 +86,9 @@ regress() {
     chmod -R a+rX "$fixture"
     out=$(mktemp -d) && chown postgres "$out"
     # --use-existing leaves the database to us: a fresh one per run.
-    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS g360_regress WITH (FORCE)" -c "CREATE DATABASE g360_regress" || return 1
+    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS g360_it_regress WITH (FORCE)" -c "CREATE DATABASE g360_it_regress" || return 1
     runuser -u postgres -- /usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
-        --use-existing --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=g360_regress \
+        --use-existing --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=g360_it_regress \
         --inputdir="$here/pg_test/regress" --outputdir="$out" \
         bronze silver gold pipeline api surface settings
     local rc=$?

@@ -62,6 +62,24 @@ extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     ops::register_settings();
+    #[cfg(golden360_coverage)]
+    coverage::write_profiles_where_the_report_reads();
+}
+
+/// Coverage builds only (scripts/coverage.sh): every backend that loads the
+/// library writes its counters to the file the build was told, whatever
+/// environment its server was started with.
+#[cfg(golden360_coverage)]
+mod coverage {
+    extern "C" {
+        fn __llvm_profile_set_filename(name: *const std::ffi::c_char);
+    }
+    const PROFILE: &str = concat!(env!("G360_COVERAGE_PROFILE"), "\0");
+
+    pub fn write_profiles_where_the_report_reads() {
+        // SAFETY: a static NUL-terminated pattern the profile runtime keeps.
+        unsafe { __llvm_profile_set_filename(PROFILE.as_ptr().cast()) };
+    }
 }
 
 /// Required by `cargo pgrx test`.
