@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# PostgREST serving the local cluster's api schema, with the configuration
-# kept in docker/postgrest.conf.
+# PostgREST serving the local cluster's api schema (docker/postgrest.conf),
+# behind Caddy (docker/Caddyfile): HTTPS from a local CA, compression, and
+# request-duration histograms on Caddy's admin /metrics.
 #
-#   scripts/api.sh start                  start (idempotent); waits until /ready
+#   scripts/api.sh start                  start both (idempotent); waits until they answer
 #   scripts/api.sh stop
 #   scripts/api.sh token [role] [seconds] print a signed HS256 JWT
 #                                         (default: golden360_reader, valid 1 hour)
-#   scripts/api.sh url                    print the API's base URL
+#   scripts/api.sh url                    print the API's base URL (HTTPS, through Caddy)
+#   scripts/api.sh ca                     print the local CA's root certificate file (curl --cacert)
 #
 # The JWT secret is generated once into $run/secrets/jwt-secret: a file of
 # mode 0600 in a directory of mode 0700, both created exclusively and
 # refused if anyone else owns them or may read them. It never appears on a
 # command line: PostgREST gets it in its environment, the token minter on
 # a pipe. G360_JWT_SECRET (an environment variable) overrides the file.
-# Ports: G360_API_PORT (3000) and
-# G360_API_ADMIN_PORT (3001); database: G360_API_DB (golden360).
+# Ports: G360_API_PORT (PostgREST, 3000), G360_API_ADMIN_PORT (3001),
+# G360_HTTPS_PORT (Caddy, 8443), G360_CADDY_ADMIN_PORT (Caddy's admin and
+# metrics, 2019); database: G360_API_DB (golden360).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
@@ -22,7 +25,12 @@ run=$(run_dir)
 port=${G360_API_PORT:-3000}
 admin_port=${G360_API_ADMIN_PORT:-3001}
 database=${G360_API_DB:-golden360}
+https_port=${G360_HTTPS_PORT:-8443}
+caddy_admin_port=${G360_CADDY_ADMIN_PORT:-2019}
 pidfile=$run/postgrest-$port.pid
+caddy_pidfile=$run/caddy-$https_port.pid
+caddy_data=$run/caddy
+ca=$caddy_data/pki/authorities/local/root.crt
 postgrest=$here/.run/tools/postgrest-12.0.2/postgrest
 
 secrets=$run/secrets
@@ -58,23 +66,37 @@ b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
 case "${1:-}" in
 start)
     [ -x "$postgrest" ] || "$here/scripts/setup.sh"
+    command -v caddy >/dev/null || "$here/scripts/setup.sh"
     if daemon_running "$pidfile"; then
         echo "PostgREST already running on port $port (pid $(cat "$pidfile"))"
-        exit 0
+    else
+        eval "$("$here/scripts/cluster.sh" env)"
+        mkdir -p "$run"
+        # Exported, not passed as arguments: a process's environment is
+        # readable by its owner only, its command line by everyone.
+        PGRST_JWT_SECRET=$(secret)
+        export PGRST_JWT_SECRET PGRST_SERVER_PORT=$port PGRST_ADMIN_SERVER_PORT=$admin_port
+        export PGRST_DB_URI="postgresql:///$database?host=$PGHOST&port=$PGPORT&user=golden360_authenticator&application_name=postgrest"
+        export PGRST_OPENAPI_SERVER_PROXY_URI="https://localhost:$https_port"
+        daemon_start "$pidfile" "$run/postgrest-$port.log" PostgREST \
+            "curl -fs -o /dev/null http://127.0.0.1:$admin_port/ready" \
+            "$postgrest" "$here/docker/postgrest.conf"
+        echo "PostgREST on http://127.0.0.1:$port (admin :$admin_port, database $database)"
     fi
-    eval "$("$here/scripts/cluster.sh" env)"
-    mkdir -p "$run"
-    # Exported, not passed as arguments: a process's environment is
-    # readable by its owner only, its command line by everyone.
-    PGRST_JWT_SECRET=$(secret)
-    export PGRST_JWT_SECRET PGRST_SERVER_PORT=$port PGRST_ADMIN_SERVER_PORT=$admin_port
-    export PGRST_DB_URI="postgresql:///$database?host=$PGHOST&port=$PGPORT&user=golden360_authenticator&application_name=postgrest"
-    daemon_start "$pidfile" "$run/postgrest-$port.log" PostgREST \
-        "curl -fs -o /dev/null http://127.0.0.1:$admin_port/ready" \
-        "$postgrest" "$here/docker/postgrest.conf"
-    echo "PostgREST on http://127.0.0.1:$port (admin :$admin_port, database $database)"
+    if daemon_running "$caddy_pidfile"; then
+        echo "Caddy already running on port $https_port (pid $(cat "$caddy_pidfile"))"
+    else
+        mkdir -p "$caddy_data"
+        export G360_CADDY_ADMIN=127.0.0.1:$caddy_admin_port G360_CADDY_DATA=$caddy_data
+        export G360_SITE=https://localhost:$https_port G360_UPSTREAM=127.0.0.1:$port
+        daemon_start "$caddy_pidfile" "$run/caddy-$https_port.log" Caddy \
+            "[ -s '$ca' ] && curl -fs -o /dev/null --cacert '$ca' https://localhost:$https_port/rpc/health" \
+            caddy run --config "$here/docker/Caddyfile" --adapter caddyfile
+        echo "Caddy on https://localhost:$https_port (metrics: http://127.0.0.1:$caddy_admin_port/metrics; CA: $ca)"
+    fi
     ;;
 stop)
+    daemon_stop "$caddy_pidfile"
     daemon_stop "$pidfile"
     ;;
 token)
@@ -92,10 +114,13 @@ print(base64.urlsafe_b64encode(mac).rstrip(b"=").decode())' "$header.$payload") 
     echo "$header.$payload.$signature"
     ;;
 url)
-    echo "http://127.0.0.1:$port"
+    echo "https://localhost:$https_port"
+    ;;
+ca)
+    echo "$ca"
     ;;
 *)
-    echo "usage: $0 start|stop|token [role] [seconds]|url" >&2
+    echo "usage: $0 start|stop|token [role] [seconds]|url|ca" >&2
     exit 2
     ;;
 esac

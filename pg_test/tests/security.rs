@@ -558,6 +558,8 @@ fn api_sh_start_keeps_the_secret_off_postgrests_command_line() {
     let db = fresh_database("sec_api_start");
     let api_port = golden360_it::free_port().to_string();
     let admin_port = golden360_it::free_port().to_string();
+    let https_port = golden360_it::free_port().to_string();
+    let caddy_admin_port = golden360_it::free_port().to_string();
     let start = std::process::Command::new(project_dir().join("scripts/api.sh"))
         .arg("start")
         .env("G360_RUN", &run.0)
@@ -565,6 +567,8 @@ fn api_sh_start_keeps_the_secret_off_postgrests_command_line() {
         .env("G360_API_DB", &db)
         .env("G360_API_PORT", &api_port)
         .env("G360_API_ADMIN_PORT", &admin_port)
+        .env("G360_HTTPS_PORT", &https_port)
+        .env("G360_CADDY_ADMIN_PORT", &caddy_admin_port)
         .env_remove("G360_JWT_SECRET")
         .output()
         .unwrap();
@@ -575,6 +579,7 @@ fn api_sh_start_keeps_the_secret_off_postgrests_command_line() {
             .arg("stop")
             .env("G360_RUN", &run.0)
             .env("G360_API_PORT", &api_port)
+            .env("G360_HTTPS_PORT", &https_port)
             .status();
     };
     if !start.status.success() {
@@ -609,9 +614,9 @@ fn the_compose_file_publishes_only_the_api_beyond_localhost() {
     }
     assert!(published.len() >= 5, "{published:?}");
     for mapping in &published {
-        assert!(mapping.starts_with("127.0.0.1:") || mapping == "3000:3000", "{mapping} is published to every interface");
+        assert!(mapping.starts_with("127.0.0.1:") || mapping == "8443:8443", "{mapping} is published to every interface");
     }
-    assert!(published.iter().any(|m| m == "3000:3000"), "the API is published");
+    assert!(published.iter().any(|m| m == "8443:8443"), "the API (through Caddy, HTTPS) is published");
 }
 
 /// docker/initdb: values reach SQL as psql variables, quoted by psql, so a
