@@ -54,6 +54,12 @@ shared_buffers = 512MB
 work_mem = 64MB
 maintenance_work_mem = 512MB
 max_wal_size = 4GB
+# Structured logs: one JSON object per line in pgdata/log/postgresql.json.
+logging_collector = on
+log_destination = 'jsonlog'
+log_filename = 'postgresql'
+log_rotation_age = 0
+log_rotation_size = 0
 CONF
 )
     hba="# golden360 development cluster: the private socket only (see scripts/cluster.sh)
@@ -86,7 +92,7 @@ psql)
     exec "$bin/psql" -h "$socket" -p "$port" -U postgres -d golden360 "$@"
     ;;
 env)
-    echo "export PGHOST=$socket PGPORT=$port PGUSER=postgres PGDATABASE=golden360 G360_PGLOG=$run/postgres.log"
+    echo "export PGHOST=$socket PGPORT=$port PGUSER=postgres PGDATABASE=golden360 G360_PGLOG=$pgdata/log/postgresql.json"
     ;;
 *)
     echo "usage: $0 start|stop|psql [args]|env" >&2

@@ -595,6 +595,7 @@ DECLARE
     failure_message text;
     failure_detail text;
     failure_hint text;
+    saved_application_name text;
 BEGIN
     PERFORM golden360.assert_outside_transaction_block('golden360.run_pipeline(source_dir)');
     IF source_dir IS NULL THEN
@@ -607,6 +608,12 @@ BEGIN
     COMMIT;
     run := golden360.pipeline_run_begin(source_dir);
     COMMIT;
+    -- The server log follows the run: its lines carry the run id, and so
+    -- does every line this session logs meanwhile (application_name, a
+    -- field of PostgreSQL's jsonlog), until the run ends.
+    saved_application_name := current_setting('application_name');
+    PERFORM set_config('application_name', format('golden360 run %s', run), false);
+    RAISE LOG 'golden360 pipeline run %: started, source_dir %', run, source_dir;
 
     FOREACH step IN ARRAY ARRAY['bronze', 'silver', 'gold'] LOOP
         step_started := clock_timestamp();
@@ -649,7 +656,11 @@ BEGIN
                                'rows', step_rows, 'ms', step_ms) || step_facts,
             CASE WHEN failed THEN failure_message END);
         COMMIT;
+        RAISE LOG 'golden360 pipeline run %: step % %, % rows, % ms', run, step,
+            CASE WHEN failed THEN 'failed' ELSE 'succeeded' END, step_rows, step_ms;
         IF failed THEN
+            RAISE LOG 'golden360 pipeline run %: failed at step %: %', run, step, failure_message;
+            PERFORM set_config('application_name', saved_application_name, false);
             RAISE EXCEPTION 'golden360 pipeline run % failed at step %: %', run, step, failure_message
                 USING ERRCODE = failure_state,
                       DETAIL = coalesce(nullif(failure_detail, ''), format('source_dir: %s', source_dir)),
@@ -660,6 +671,8 @@ BEGIN
 
     PERFORM golden360.pipeline_run_end(run);
     COMMIT;
+    RAISE LOG 'golden360 pipeline run %: succeeded', run;
+    PERFORM set_config('application_name', saved_application_name, false);
     RAISE NOTICE 'pipeline run % succeeded in % ms', run,
         (SELECT round((extract(epoch FROM finished_at - started_at) * 1000)::numeric)
            FROM golden360.pipeline_runs WHERE run_id = run);

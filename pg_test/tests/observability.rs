@@ -273,3 +273,32 @@ fn swagger_ui_lists_the_endpoints_in_a_real_browser() {
         std::fs::copy(&shot, keep).unwrap();
     }
 }
+
+/// The cluster logs in PostgreSQL's jsonlog: a pipeline run's start, steps
+/// and end are lines that carry its run id, in the message and in the
+/// session's application_name, and every line parses as JSON.
+#[test]
+fn a_pipeline_run_can_be_followed_in_the_json_log() {
+    let log = std::env::var("G360_PGLOG").expect("G360_PGLOG: the cluster's jsonlog file");
+    assert!(log.ends_with(".json"), "{log}");
+    let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
+    let db = database_with_a_run("obs_jsonlog");
+    let run: i64 = connect(&db).query_one("SELECT max(run_id) FROM golden360.pipeline_runs", &[]).unwrap().get(0);
+    let application_name = format!("golden360 run {run}");
+    let lines: Vec<serde_json::Value> = eventually("the run's end in the log", Duration::from_secs(10), || {
+        let text = std::fs::read(&log).unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&text[from.min(text.len())..])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .filter(|l: &serde_json::Value| l["dbname"] == db.as_str() && l["application_name"] == application_name.as_str())
+            .collect();
+        lines.iter().any(|l| l["message"].as_str().unwrap_or_default().ends_with(": succeeded")).then_some(lines)
+    });
+    let messages: Vec<&str> = lines.iter().map(|l| l["message"].as_str().unwrap()).collect();
+    let prefix = format!("golden360 pipeline run {run}: ");
+    assert!(messages.iter().any(|m| m.starts_with(&format!("{prefix}started"))), "{messages:?}");
+    for step in ["bronze", "silver", "gold"] {
+        assert!(messages.iter().any(|m| m.starts_with(&format!("{prefix}step {step} succeeded"))), "{step}: {messages:?}");
+    }
+    assert!(lines.iter().all(|l| l["error_severity"] == "LOG" && l["timestamp"].is_string() && l["pid"].is_number()));
+}
