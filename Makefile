@@ -1,5 +1,5 @@
 # Convenience targets; each is one script under scripts/ or bench/.
-.PHONY: setup demo test bench bench-bronze bench-silver bench-gold bench-api install cluster-start cluster-stop psql api-start api-stop token metrics-start metrics-stop
+.PHONY: setup demo test coverage bench bench-bronze bench-silver bench-gold bench-api install cluster-start cluster-stop psql api-start api-stop token metrics-start metrics-stop
 
 setup:
 	scripts/setup.sh
@@ -7,6 +7,8 @@ demo:
 	scripts/demo.sh
 test:
 	scripts/test.sh
+coverage:
+	scripts/coverage.sh
 install:
 	scripts/install-extension.sh
 bench: bench-bronze bench-silver bench-gold bench-api

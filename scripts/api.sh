@@ -84,7 +84,7 @@ start)
         export PGRST_OPENAPI_SERVER_PROXY_URI="https://localhost:$https_port"
         daemon_start "$pidfile" "$run/postgrest-$port.log" PostgREST \
             "curl -fs -o /dev/null http://127.0.0.1:$admin_port/ready" \
-            "$postgrest" "$here/docker/postgrest.conf"
+            "$postgrest" ${G360_POSTGREST_RTS:++RTS $G360_POSTGREST_RTS -RTS} "$here/docker/postgrest.conf"
         echo "PostgREST on http://127.0.0.1:$port (admin :$admin_port, database $database)"
     fi
     if daemon_running "$caddy_pidfile"; then

@@ -42,7 +42,7 @@ bench_setup() {
 }
 bench_psql() { "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/cluster.sh" psql -d "$BENCH_DB" -v ON_ERROR_STOP=1 -Atq "$@"; }
 bench_fresh_db() {
-    "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/cluster.sh" psql -Atqc "DROP DATABASE IF EXISTS $BENCH_DB" -c "CREATE DATABASE $BENCH_DB"
+    "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/cluster.sh" psql -Atqc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB"
 }
 now_ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
