@@ -560,6 +560,7 @@ fn api_sh_start_keeps_the_secret_off_postgrests_command_line() {
     let admin_port = golden360_it::free_port().to_string();
     let https_port = golden360_it::free_port().to_string();
     let caddy_admin_port = golden360_it::free_port().to_string();
+    let docs_port = golden360_it::free_port().to_string();
     let start = std::process::Command::new(project_dir().join("scripts/api.sh"))
         .arg("start")
         .env("G360_RUN", &run.0)
@@ -569,6 +570,7 @@ fn api_sh_start_keeps_the_secret_off_postgrests_command_line() {
         .env("G360_API_ADMIN_PORT", &admin_port)
         .env("G360_HTTPS_PORT", &https_port)
         .env("G360_CADDY_ADMIN_PORT", &caddy_admin_port)
+        .env("G360_DOCS_PORT", &docs_port)
         .env_remove("G360_JWT_SECRET")
         .output()
         .unwrap();
