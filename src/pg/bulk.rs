@@ -504,7 +504,7 @@ impl RowBuf {
         let SqlType::Numeric(_, scale) = ty else {
             raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("column {} is not numeric", column + 1), None, "")
         };
-        if ty.numeric_limit().is_some_and(|limit| i128::from(scaled).abs() >= limit) {
+        if !ty.holds(scaled) {
             raise(
                 PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
                 format!("value {} is out of range for {} (column {})", decimal(scaled, scale), ty.sql(), column + 1),

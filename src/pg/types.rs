@@ -62,12 +62,12 @@ impl SqlType {
         }
     }
 
-    /// For numeric(p, s): the bound a value scaled by 10^s must stay below
-    /// in magnitude (10^p).
-    pub fn numeric_limit(self) -> Option<i128> {
+    /// Whether a numeric(p, s) column holds `scaled` / 10^s: its magnitude
+    /// stays below 10^p. Types without a precision hold any value.
+    pub fn holds(self, scaled: i64) -> bool {
         match self {
-            SqlType::Numeric(p, _) => Some(10i128.pow(u32::from(p))),
-            _ => None,
+            SqlType::Numeric(p, _) => i128::from(scaled).abs() < 10i128.pow(u32::from(p)),
+            _ => true,
         }
     }
 }
@@ -92,6 +92,6 @@ mod tests {
         // numeric(12,2): (12 << 16 | 2) + 4, as pg_attribute.atttypmod shows it.
         assert_eq!(SqlType::Numeric(12, 2).typmod(), 786438);
         assert_eq!(SqlType::Text.typmod(), -1);
-        assert_eq!(SqlType::Numeric(12, 2).numeric_limit(), Some(1_000_000_000_000));
+        assert!(SqlType::Numeric(12, 2).holds(999_999_999_999) && !SqlType::Numeric(12, 2).holds(-1_000_000_000_000));
     }
 }
