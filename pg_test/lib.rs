@@ -319,3 +319,109 @@ pub fn connect_as(dbname: &str, user: &str) -> Client {
     config.user(user);
     config.connect(NoTls).unwrap_or_else(|e| panic!("connecting to {dbname} as {user}: {e}"))
 }
+
+/// The project's own scripts (api.sh: PostgREST and Caddy; metrics.sh: the
+/// exporter and Prometheus) with a run directory of their own, on free
+/// ports, against the test cluster (its socket linked in); stopped on drop.
+pub struct ScriptStack {
+    pub run: ScratchDir,
+    env: Vec<(&'static str, String)>,
+    started: Vec<&'static str>,
+}
+
+impl ScriptStack {
+    /// Start `scripts` (each with `start`) against database `db`; with
+    /// `secret`, as the JWT secret, else the scripts make their own file.
+    pub fn start(db: &str, scripts: &[&'static str], secret: Option<&str>) -> ScriptStack {
+        let run = ScratchDir::new(&format!("stack-{db}"));
+        let (socket_dir, pgport) = cluster_address();
+        std::os::unix::fs::symlink(&socket_dir, run.0.join("socket")).unwrap();
+        let port = || free_port().to_string();
+        let env = vec![
+            ("G360_RUN", run.path().to_string()),
+            ("G360_PGPORT", pgport.to_string()),
+            ("G360_API_DB", db.to_string()),
+            ("G360_METRICS_DB", db.to_string()),
+            ("G360_API_PORT", port()),
+            ("G360_API_ADMIN_PORT", port()),
+            ("G360_HTTPS_PORT", port()),
+            ("G360_DOCS_PORT", port()),
+            ("G360_CADDY_ADMIN_PORT", port()),
+            ("G360_METRICS_PORT", port()),
+            ("G360_PROMETHEUS_PORT", port()),
+            ("G360_SCRAPE_INTERVAL", "1s".to_string()),
+        ];
+        let mut env = env;
+        env.extend(secret.map(|s| ("G360_JWT_SECRET", s.to_string())));
+        let mut stack = ScriptStack { run, env, started: Vec::new() };
+        for &script in scripts {
+            stack.started.push(script);
+            let out = stack.script(script, &["start"]);
+            assert!(out.status.success(), "{script} start: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        stack
+    }
+
+    pub fn script(&self, script: &str, args: &[&str]) -> std::process::Output {
+        let mut command = Command::new(project_dir().join("scripts").join(script));
+        if !self.env.iter().any(|(n, _)| *n == "G360_JWT_SECRET") {
+            command.env_remove("G360_JWT_SECRET");
+        }
+        command.args(args).envs(self.env.iter().cloned()).output().unwrap()
+    }
+
+    pub fn var(&self, name: &str) -> &str {
+        &self.env.iter().find(|(n, _)| *n == name).unwrap().1
+    }
+
+    pub fn ca(&self) -> String {
+        self.run.0.join("caddy/pki/authorities/local/root.crt").to_str().unwrap().to_string()
+    }
+
+    /// curl over HTTPS through Caddy, trusting only the local CA: (status, headers, body).
+    pub fn https(&self, path: &str, headers: &[&str]) -> (u16, String, String) {
+        let url = format!("https://localhost:{}{path}", self.var("G360_HTTPS_PORT"));
+        let mut command = Command::new("curl");
+        command.args(["-sS", "--cacert", &self.ca(), "-D", "-", "-o", "-", "--max-time", "20"]);
+        for h in headers {
+            command.args(["-H", h]);
+        }
+        let out = command.arg(&url).output().unwrap();
+        assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, head.to_lowercase(), body.to_string())
+    }
+
+    pub fn token(&self, role: &str) -> String {
+        let out = self.script("api.sh", &["token", role]);
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    pub fn caddy_metrics(&self) -> String {
+        ureq::get(&format!("http://127.0.0.1:{}/metrics", self.var("G360_CADDY_ADMIN_PORT"))).call().unwrap().into_string().unwrap()
+    }
+
+    pub fn prometheus(&self, path: &str) -> serde_json::Value {
+        let url = format!("http://127.0.0.1:{}{path}", self.var("G360_PROMETHEUS_PORT"));
+        serde_json::from_str(&ureq::get(&url).call().unwrap().into_string().unwrap()).unwrap()
+    }
+
+    pub fn query(&self, expr: &str) -> serde_json::Value {
+        let url = format!("http://127.0.0.1:{}/api/v1/query", self.var("G360_PROMETHEUS_PORT"));
+        let reply = ureq::get(&url).query("query", expr).call().unwrap().into_string().unwrap();
+        let value: serde_json::Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(value["status"], "success", "{expr}: {reply}");
+        value["data"]["result"].clone()
+    }
+}
+
+impl Drop for ScriptStack {
+    fn drop(&mut self) {
+        for script in self.started.iter().rev() {
+            let _ = self.script(script, &["stop"]);
+        }
+    }
+}
+

@@ -3,104 +3,10 @@
 //! scraping the exporter and Caddy with the project's rules, every
 //! dashboard query answering, and the alert rules' unit tests.
 
-use golden360_it::{connect, eventually, fresh_database, generate, project_dir, ScratchDir};
+use golden360_it::{connect, eventually, fresh_database, generate, project_dir, ScratchDir, ScriptStack};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-/// scripts/api.sh and scripts/metrics.sh with a run directory of their
-/// own, on free ports, against the test cluster (its socket linked in).
-struct Stack {
-    run: ScratchDir,
-    env: Vec<(&'static str, String)>,
-}
-
-impl Stack {
-    fn start(db: &str) -> Stack {
-        let run = ScratchDir::new(&format!("obs-{db}"));
-        let (socket_dir, pgport) = golden360_it::cluster_address();
-        std::os::unix::fs::symlink(&socket_dir, run.0.join("socket")).unwrap();
-        let port = || golden360_it::free_port().to_string();
-        let env = vec![
-            ("G360_RUN", run.path().to_string()),
-            ("G360_PGPORT", pgport.to_string()),
-            ("G360_API_DB", db.to_string()),
-            ("G360_METRICS_DB", db.to_string()),
-            ("G360_API_PORT", port()),
-            ("G360_API_ADMIN_PORT", port()),
-            ("G360_HTTPS_PORT", port()),
-            ("G360_DOCS_PORT", port()),
-            ("G360_CADDY_ADMIN_PORT", port()),
-            ("G360_METRICS_PORT", port()),
-            ("G360_PROMETHEUS_PORT", port()),
-            ("G360_SCRAPE_INTERVAL", "1s".to_string()),
-            ("G360_JWT_SECRET", "observability-test-secret-at-least-32-chars".to_string()),
-        ];
-        let stack = Stack { run, env };
-        for script in ["api.sh", "metrics.sh"] {
-            let out = stack.script(script, &["start"]);
-            assert!(out.status.success(), "{script} start: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        }
-        stack
-    }
-
-    fn script(&self, script: &str, args: &[&str]) -> std::process::Output {
-        Command::new(project_dir().join("scripts").join(script)).args(args).envs(self.env.iter().cloned()).output().unwrap()
-    }
-
-    fn var(&self, name: &str) -> &str {
-        &self.env.iter().find(|(n, _)| *n == name).unwrap().1
-    }
-
-    fn ca(&self) -> String {
-        self.run.0.join("caddy/pki/authorities/local/root.crt").to_str().unwrap().to_string()
-    }
-
-    /// curl over HTTPS through Caddy, trusting only the local CA: (status, headers, body).
-    fn https(&self, path: &str, headers: &[&str]) -> (u16, String, String) {
-        let url = format!("https://localhost:{}{path}", self.var("G360_HTTPS_PORT"));
-        let mut command = Command::new("curl");
-        command.args(["-sS", "--cacert", &self.ca(), "-D", "-", "-o", "-", "--max-time", "20"]);
-        for h in headers {
-            command.args(["-H", h]);
-        }
-        let out = command.arg(&url).output().unwrap();
-        assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        (status, head.to_lowercase(), body.to_string())
-    }
-
-    fn token(&self, role: &str) -> String {
-        let out = self.script("api.sh", &["token", role]);
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    fn caddy_metrics(&self) -> String {
-        ureq::get(&format!("http://127.0.0.1:{}/metrics", self.var("G360_CADDY_ADMIN_PORT"))).call().unwrap().into_string().unwrap()
-    }
-
-    fn prometheus(&self, path: &str) -> serde_json::Value {
-        let url = format!("http://127.0.0.1:{}{path}", self.var("G360_PROMETHEUS_PORT"));
-        serde_json::from_str(&ureq::get(&url).call().unwrap().into_string().unwrap()).unwrap()
-    }
-
-    fn query(&self, expr: &str) -> serde_json::Value {
-        let url = format!("http://127.0.0.1:{}/api/v1/query", self.var("G360_PROMETHEUS_PORT"));
-        let reply = ureq::get(&url).query("query", expr).call().unwrap().into_string().unwrap();
-        let value: serde_json::Value = serde_json::from_str(&reply).unwrap();
-        assert_eq!(value["status"], "success", "{expr}: {reply}");
-        value["data"]["result"].clone()
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self.script("metrics.sh", &["stop"]);
-        let _ = self.script("api.sh", &["stop"]);
-    }
-}
 
 fn database_with_a_run(name: &str) -> String {
     let db = fresh_database(name);
@@ -124,7 +30,7 @@ fn requests(metrics: &str, labels: &[&str]) -> f64 {
 #[test]
 fn caddy_serves_the_api_over_https_compressed_and_records_latency() {
     let db = database_with_a_run("obs_caddy");
-    let stack = Stack::start(&db);
+    let stack = ScriptStack::start(&db, &["api.sh", "metrics.sh"], Some("observability-test-secret-at-least-32-chars"));
     let before = requests(&stack.caddy_metrics(), &["code=\"200\""]);
     let (status, _, body) = stack.https("/rpc/health", &[]);
     assert_eq!(status, 200, "{body}");
@@ -155,7 +61,7 @@ fn caddy_serves_the_api_over_https_compressed_and_records_latency() {
 #[test]
 fn prometheus_scrapes_every_target_and_every_dashboard_panel_has_data() {
     let db = database_with_a_run("obs_prometheus");
-    let stack = Stack::start(&db);
+    let stack = ScriptStack::start(&db, &["api.sh", "metrics.sh"], Some("observability-test-secret-at-least-32-chars"));
     // All targets up.
     let targets = eventually("every Prometheus target up", Duration::from_secs(30), || {
         let reply = stack.prometheus("/api/v1/targets");
@@ -254,7 +160,7 @@ fn chromium(profile: &Path, args: &[&str], url: &str) -> std::process::Output {
 #[test]
 fn swagger_ui_lists_the_endpoints_in_a_real_browser() {
     let db = database_with_a_run("obs_swagger");
-    let stack = Stack::start(&db);
+    let stack = ScriptStack::start(&db, &["api.sh", "metrics.sh"], Some("observability-test-secret-at-least-32-chars"));
     let url = format!("https://localhost:{}/", stack.var("G360_DOCS_PORT"));
     let profile = ScratchDir::new("obs_swagger_profile");
     let dom = chromium(&profile.0, &["--dump-dom"], &url);

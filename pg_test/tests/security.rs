@@ -552,46 +552,14 @@ fn the_jwt_secret_stays_off_command_lines_and_must_be_private() {
 /// not on its command line.
 #[test]
 fn api_sh_start_keeps_the_secret_off_postgrests_command_line() {
-    let run = ScratchDir::new("sec_api_start");
-    let (socket_dir, port) = golden360_it::cluster_address();
-    std::os::unix::fs::symlink(&socket_dir, run.0.join("socket")).unwrap();
     let db = fresh_database("sec_api_start");
-    let api_port = golden360_it::free_port().to_string();
-    let admin_port = golden360_it::free_port().to_string();
-    let https_port = golden360_it::free_port().to_string();
-    let caddy_admin_port = golden360_it::free_port().to_string();
-    let docs_port = golden360_it::free_port().to_string();
-    let start = std::process::Command::new(project_dir().join("scripts/api.sh"))
-        .arg("start")
-        .env("G360_RUN", &run.0)
-        .env("G360_PGPORT", port.to_string())
-        .env("G360_API_DB", &db)
-        .env("G360_API_PORT", &api_port)
-        .env("G360_API_ADMIN_PORT", &admin_port)
-        .env("G360_HTTPS_PORT", &https_port)
-        .env("G360_CADDY_ADMIN_PORT", &caddy_admin_port)
-        .env("G360_DOCS_PORT", &docs_port)
-        .env_remove("G360_JWT_SECRET")
-        .output()
-        .unwrap();
-    let pidfile = run.0.join(format!("postgrest-{api_port}.pid"));
-    let pid = std::fs::read_to_string(&pidfile).unwrap_or_default().trim().to_string();
-    let stop = || {
-        let _ = std::process::Command::new(project_dir().join("scripts/api.sh"))
-            .arg("stop")
-            .env("G360_RUN", &run.0)
-            .env("G360_API_PORT", &api_port)
-            .env("G360_HTTPS_PORT", &https_port)
-            .status();
-    };
-    if !start.status.success() {
-        stop();
-        panic!("api.sh start: {}{}", String::from_utf8_lossy(&start.stdout), String::from_utf8_lossy(&start.stderr));
-    }
-    let secret = std::fs::read_to_string(run.0.join("secrets/jwt-secret")).unwrap().trim().to_string();
+    let stack = golden360_it::ScriptStack::start(&db, &["api.sh"], None);
+    let pidfile = stack.run.0.join(format!("postgrest-{}.pid", stack.var("G360_API_PORT")));
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+    let secret = std::fs::read_to_string(stack.run.0.join("secrets/jwt-secret")).unwrap().trim().to_string();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    stop();
+    drop(stack);
     let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
     assert!(cmdline.contains("postgrest"), "{cmdline}");
     assert!(!cmdline.contains(&secret), "the secret is on PostgREST's command line: {cmdline}");
