@@ -119,6 +119,8 @@ mod kind {
     pub const ORPHAN: u64 = 7;
     pub const REVIEW: u64 = 8;
     pub const ID: u64 = 9;
+    /// Follow-up batches' draws and new ids.
+    pub const BATCH: u64 = 10;
 }
 
 /// A 32-hex-digit id like Olist's md5 ids, derived from (kind, index).
@@ -398,12 +400,259 @@ fn money_text(r: &mut Rng, cents: i64) -> String {
     }
 }
 
+// ---------------------------------------------------------------- rows
+
+/// Counts of each kind of dirt (or, in a batch, of each kind of change).
+type Counts = BTreeMap<&'static str, u64>;
+
+fn note(counts: &mut Counts, what: &'static str) {
+    *counts.entry(what).or_default() += 1;
+}
+
+type Record = Vec<String>;
+
+/// Customer `i`'s row, and whether the file repeats it (exact duplicate).
+fn customer_record(seed: u64, i: u64, dirt: &mut Counts) -> (Record, bool) {
+    let c = customer(seed, i);
+    let mut r = Rng::stream(seed, kind::CUSTOMER ^ 0x100, i);
+    let unique = if r.chance(dirt::CUSTOMER_EMPTY_UNIQUE_ID) {
+        note(dirt, "customer_empty_unique_id");
+        String::new()
+    } else {
+        hex_id(seed, kind::PERSON, c.person)
+    };
+    let (city, state, ..) = CITIES[c.city];
+    let record = vec![hex_id(seed, kind::CUSTOMER, i), unique, zip_text(&mut r, c.zip), city.to_string(), state.to_string()];
+    let duplicate = r.chance(dirt::CUSTOMER_DUPLICATE);
+    if duplicate {
+        note(dirt, "customer_duplicate");
+    }
+    (record, duplicate)
+}
+
+fn ts(t: Option<i64>) -> String {
+    t.map(timestamp).unwrap_or_default()
+}
+
+/// Order `i`'s row as the base export writes it (None: the customer has no
+/// order), and whether the file repeats it at its end.
+fn order_record(seed: u64, i: u64, o: &Order, dirt: &mut Counts) -> Option<(Record, bool)> {
+    if !o.exists {
+        return None;
+    }
+    let mut r = Rng::stream(seed, kind::ORDER ^ 0x100, i);
+    let mut status = o.status.to_string();
+    let mut delivered = o.delivered;
+    if r.chance(dirt::ORDER_UNKNOWN_STATUS) {
+        note(dirt, "order_unknown_status");
+        status = r.pick(UNKNOWN_STATUSES).to_string();
+    } else if o.status == "delivered" && r.chance(dirt::ORDER_DELIVERED_WITHOUT_DATE) {
+        note(dirt, "order_delivered_without_date");
+        delivered = None;
+    } else if o.status == "delivered" && r.chance(dirt::ORDER_DELIVERY_BEFORE_PURCHASE) {
+        note(dirt, "order_delivery_before_purchase");
+        delivered = Some(o.purchase - r.range(DAY, 5 * DAY));
+    } else if r.chance(0.01) {
+        status = format!(" {} ", status.to_uppercase()); // valid after trim + lower
+    }
+    let order_id = if r.chance(dirt::ORDER_EMPTY_ID) {
+        note(dirt, "order_empty_id");
+        String::new()
+    } else {
+        hex_id(seed, kind::ORDER, i)
+    };
+    // Olist writes purchase-day estimates at midnight; some feeds use 'T'.
+    let purchase = if r.chance(0.01) { timestamp(o.purchase).replace(' ', "T") } else { timestamp(o.purchase) };
+    let record = vec![
+        order_id,
+        hex_id(seed, kind::CUSTOMER, i),
+        status,
+        purchase,
+        ts(o.approved),
+        ts(o.carrier),
+        ts(delivered),
+        date_only(o.estimated),
+    ];
+    let duplicate = r.chance(dirt::ORDER_DUPLICATE) && !record[0].is_empty();
+    if duplicate {
+        note(dirt, "order_duplicate");
+    }
+    Some((record, duplicate))
+}
+
+/// A clean order row: what a later export says about an order.
+fn clean_order_record(order_id: String, customer_id: String, status: &str, o: &Order) -> Record {
+    vec![
+        order_id,
+        customer_id,
+        status.to_string(),
+        timestamp(o.purchase),
+        ts(o.approved),
+        ts(o.carrier),
+        ts(o.delivered),
+        date_only(o.estimated),
+    ]
+}
+
+fn item_records(seed: u64, i: u64, o: &Order, dirt: &mut Counts) -> Vec<Record> {
+    let mut r = Rng::stream(seed, kind::ORDER ^ 0x200, i);
+    let mut rows = Vec::with_capacity(o.items.len());
+    for (k, item) in o.items.iter().enumerate() {
+        let mut price = item.price_cents;
+        if r.chance(dirt::ITEM_NON_POSITIVE_PRICE) {
+            note(dirt, "item_non_positive_price");
+            price = -r.range(0, 1) * price;
+        }
+        let order_id = if r.chance(dirt::ITEM_ORPHAN) {
+            note(dirt, "item_orphan");
+            hex_id(seed, kind::ORPHAN, i * 8 + k as u64)
+        } else {
+            hex_id(seed, kind::ORDER, i)
+        };
+        rows.push(vec![
+            order_id,
+            (k + 1).to_string(),
+            hex_id(seed, kind::PRODUCT, item.product),
+            hex_id(seed, kind::SELLER, item.seller),
+            timestamp(o.purchase + 6 * DAY),
+            money_text(&mut r, price),
+            money_text(&mut r, item.freight_cents),
+        ]);
+    }
+    rows
+}
+
+fn payment_records(seed: u64, i: u64, o: &Order, dirt: &mut Counts) -> Vec<Record> {
+    let mut r = Rng::stream(seed, kind::ORDER ^ 0x300, i);
+    let total: i64 = o.items.iter().map(|it| it.price_cents + it.freight_cents).sum();
+    // Mostly one payment; sometimes a voucher covers part of it.
+    let mut parts = vec![(*r.pick(PAYMENT_TYPES), total)];
+    if r.chance(0.04) && total > 200 {
+        let voucher = r.range(100, total - 100);
+        parts = vec![("voucher", voucher), ("credit_card", total - voucher)];
+    } else if r.chance(0.002) {
+        parts[0].0 = "not_defined";
+    }
+    let mut rows = Vec::with_capacity(parts.len());
+    for (seq, (kind_name, mut cents)) in parts.into_iter().enumerate() {
+        if r.chance(dirt::PAYMENT_NON_POSITIVE) {
+            note(dirt, "payment_non_positive");
+            cents = -r.range(0, 1) * cents;
+        }
+        let order_id = if r.chance(dirt::PAYMENT_ORPHAN) {
+            note(dirt, "payment_orphan");
+            hex_id(seed, kind::ORPHAN ^ 0x40, i * 8 + seq as u64)
+        } else {
+            hex_id(seed, kind::ORDER, i)
+        };
+        let installments = if kind_name == "credit_card" { r.range(1, 10) } else { 1 };
+        rows.push(vec![
+            order_id,
+            (seq + 1).to_string(),
+            kind_name.to_string(),
+            installments.to_string(),
+            money_text(&mut r, cents),
+        ]);
+    }
+    rows
+}
+
+fn review_records(seed: u64, i: u64, o: &Order, type_dirt: bool, dirt: &mut Counts) -> Vec<Record> {
+    let mut r = Rng::stream(seed, kind::REVIEW, i);
+    // Olist has a review for ~99% of orders.
+    if !o.exists || r.chance(0.01) {
+        return Vec::new();
+    }
+    let reviews = if r.chance(dirt::REVIEW_MULTIPLE) {
+        note(dirt, "review_multiple_per_order");
+        r.range(2, 3)
+    } else {
+        1
+    };
+    let base = o.delivered.or(o.carrier).unwrap_or(o.purchase) + DAY;
+    let mut rows = Vec::new();
+    for n in 0..reviews {
+        let score = if r.chance(dirt::REVIEW_SCORE_OUT_OF_RANGE) {
+            note(dirt, "review_score_out_of_range");
+            r.pick(&["0", "6", "-1", "10"]).to_string()
+        } else if r.chance(dirt::REVIEW_SCORE_MISSING) {
+            note(dirt, "review_score_missing");
+            String::new()
+        } else if type_dirt && r.chance(dirt::REVIEW_SCORE_NON_NUMERIC) {
+            note(dirt, "review_score_non_numeric");
+            r.pick(&["cinco", "4.5", "n/a"]).to_string()
+        } else {
+            review_score(&mut r)
+        };
+        let created = (base / DAY + n) * DAY;
+        let answered = created + r.range(3_600, 5 * DAY);
+        rows.push(vec![
+            hex_id(seed, kind::REVIEW, i * 4 + n as u64),
+            hex_id(seed, kind::ORDER, i),
+            score,
+            r.pick(REVIEW_TITLES).to_string(),
+            r.pick(REVIEW_MESSAGES).to_string(),
+            timestamp(created),
+            timestamp(answered),
+        ]);
+    }
+    rows
+}
+
+/// Olist's skew: mostly 5s and 4s, a heavy tail of 1s.
+fn review_score(r: &mut Rng) -> String {
+    ["5", "5", "5", "5", "5", "4", "4", "3", "2", "1", "1"][r.below(11) as usize].to_string()
+}
+
+fn product_record(seed: u64, i: u64) -> Record {
+    let mut r = Rng::stream(seed, kind::PRODUCT, i);
+    let maybe = |r: &mut Rng, lo: i64, hi: i64| if r.chance(0.005) { String::new() } else { r.range(lo, hi).to_string() };
+    // ~1.9% of Olist products have no category.
+    let category = if r.chance(0.019) { String::new() } else { r.pick(CATEGORIES).0.to_string() };
+    vec![
+        hex_id(seed, kind::PRODUCT, i),
+        category,
+        maybe(&mut r, 5, 76),
+        maybe(&mut r, 4, 3992),
+        maybe(&mut r, 1, 20),
+        maybe(&mut r, 0, 40_425),
+        maybe(&mut r, 7, 105),
+        maybe(&mut r, 2, 105),
+        maybe(&mut r, 6, 118),
+    ]
+}
+
+fn seller_record(seed: u64, i: u64) -> Record {
+    let mut r = Rng::stream(seed, kind::SELLER, i);
+    let (city, state, _, _, zip0) = *r.pick(CITIES);
+    let zip = zip0 + r.below(900) as u32;
+    vec![hex_id(seed, kind::SELLER, i), zip_text(&mut r, zip), city.to_string(), state.to_string()]
+}
+
+/// Geolocation row `i`: a copy of the previous row (`None`), or a point
+/// and whether it lies outside Brazil.
+fn geo_record(seed: u64, i: u64, allow_duplicate: bool) -> Option<(Record, bool)> {
+    let mut r = Rng::stream(seed, kind::GEO, i);
+    if allow_duplicate && r.chance(dirt::GEO_DUPLICATE) {
+        return None;
+    }
+    let (city, state, lat, lng, zip0) = *r.pick(CITIES);
+    let zip = zip0 + r.below(900) as u32;
+    let outside = r.chance(dirt::GEO_OUTSIDE_BRAZIL);
+    let (lat, lng) = if outside {
+        (38.72 + r.unit(), -9.14 - r.unit()) // Lisbon: a classic Olist outlier
+    } else {
+        (lat + (r.unit() - 0.5) * 0.2, lng + (r.unit() - 0.5) * 0.2)
+    };
+    Some((vec![format!("{zip:05}"), lat.to_string(), lng.to_string(), city.trim().to_string(), state.to_uppercase()], outside))
+}
+
 // ---------------------------------------------------------------- writing
 
 struct Out {
     dir: PathBuf,
     rows: BTreeMap<&'static str, u64>,
-    dirt: BTreeMap<&'static str, u64>,
+    dirt: Counts,
 }
 
 type Csv = csv::Writer<BufWriter<File>>;
@@ -413,348 +662,168 @@ fn source_file(table: &str) -> &'static olist::SourceFile {
 }
 
 impl Out {
+    /// A new file for `table` with its header. The translation file comes
+    /// as Olist ships it: a UTF-8 BOM and CRLF line ends.
     fn file(&self, table: &str) -> std::io::Result<(Csv, &'static olist::SourceFile)> {
         let source = source_file(table);
-        let raw = BufWriter::with_capacity(1 << 20, File::create(self.dir.join(source.file_name))?);
-        let mut w = csv::WriterBuilder::new().from_writer(raw);
+        let mut raw = BufWriter::with_capacity(1 << 20, File::create(self.dir.join(source.file_name))?);
+        let mut builder = csv::WriterBuilder::new();
+        if table == "category_translation" {
+            raw.write_all(b"\xEF\xBB\xBF")?;
+            builder.terminator(csv::Terminator::CRLF);
+        }
+        let mut w = builder.from_writer(raw);
         w.write_record(source.columns)?;
         Ok((w, source))
     }
-    fn count(&mut self, what: &'static str) {
-        *self.dirt.entry(what).or_default() += 1;
-    }
-    fn wrote(&mut self, source: &'static olist::SourceFile, rows: u64) {
-        self.rows.insert(source.file_name, rows);
-    }
 }
 
-fn write_customers(out: &mut Out, seed: u64, sizes: &Sizes) -> std::io::Result<()> {
-    let (mut w, source) = out.file("customers")?;
-    let mut rows = 0;
-    for i in 0..sizes.customers {
-        let c = customer(seed, i);
-        let mut r = Rng::stream(seed, kind::CUSTOMER ^ 0x100, i);
-        let unique = if r.chance(dirt::CUSTOMER_EMPTY_UNIQUE_ID) {
-            out.count("customer_empty_unique_id");
-            String::new()
-        } else {
-            hex_id(seed, kind::PERSON, c.person)
-        };
-        let (city, state, ..) = CITIES[c.city];
-        let record = [hex_id(seed, kind::CUSTOMER, i), unique, zip_text(&mut r, c.zip), city.to_string(), state.to_string()];
-        w.write_record(&record)?;
+/// Write the base export's rows of `table` (the whole Olist-shaped file).
+fn write_base(w: &mut Csv, table: &str, seed: u64, sizes: &Sizes, type_dirt: bool, dirt: &mut Counts) -> std::io::Result<u64> {
+    let mut rows = 0u64;
+    let mut put = |w: &mut Csv, record: &[String]| {
         rows += 1;
-        if r.chance(dirt::CUSTOMER_DUPLICATE) {
-            out.count("customer_duplicate");
-            w.write_record(&record)?;
-            rows += 1;
-        }
-    }
-    w.flush()?;
-    out.wrote(source, rows);
-    Ok(())
-}
-
-fn write_orders(out: &mut Out, seed: u64, sizes: &Sizes) -> std::io::Result<()> {
-    let (mut w, source) = out.file("orders")?;
-    let ts = |t: Option<i64>| t.map(timestamp).unwrap_or_default();
-    let mut rows = 0;
-    let mut late_duplicates = Vec::new();
-    for i in 0..sizes.customers {
-        let o = order(seed, sizes, i);
-        if !o.exists {
-            continue;
-        }
-        let mut r = Rng::stream(seed, kind::ORDER ^ 0x100, i);
-        let mut status = o.status.to_string();
-        let mut delivered = o.delivered;
-        if r.chance(dirt::ORDER_UNKNOWN_STATUS) {
-            out.count("order_unknown_status");
-            status = r.pick(UNKNOWN_STATUSES).to_string();
-        } else if o.status == "delivered" && r.chance(dirt::ORDER_DELIVERED_WITHOUT_DATE) {
-            out.count("order_delivered_without_date");
-            delivered = None;
-        } else if o.status == "delivered" && r.chance(dirt::ORDER_DELIVERY_BEFORE_PURCHASE) {
-            out.count("order_delivery_before_purchase");
-            delivered = Some(o.purchase - r.range(DAY, 5 * DAY));
-        } else if r.chance(0.01) {
-            status = format!(" {} ", status.to_uppercase()); // valid after trim + lower
-        }
-        let order_id = if r.chance(dirt::ORDER_EMPTY_ID) {
-            out.count("order_empty_id");
-            String::new()
-        } else {
-            hex_id(seed, kind::ORDER, i)
-        };
-        // Olist writes purchase-day estimates at midnight; some feeds use 'T'.
-        let purchase = if r.chance(0.01) { timestamp(o.purchase).replace(' ', "T") } else { timestamp(o.purchase) };
-        let record = [
-            order_id,
-            hex_id(seed, kind::CUSTOMER, i),
-            status,
-            purchase,
-            ts(o.approved),
-            ts(o.carrier),
-            ts(delivered),
-            date_only(o.estimated),
-        ];
-        w.write_record(&record)?;
-        rows += 1;
-        if r.chance(dirt::ORDER_DUPLICATE) && !record[0].is_empty() {
-            out.count("order_duplicate");
-            late_duplicates.push(record);
-        }
-    }
-    // Duplicates come at the end of the file, as a later export appends them:
-    // the last row in the file wins.
-    for record in late_duplicates {
-        w.write_record(&record)?;
-        rows += 1;
-    }
-    w.flush()?;
-    out.wrote(source, rows);
-    Ok(())
-}
-
-fn write_order_items(out: &mut Out, seed: u64, sizes: &Sizes) -> std::io::Result<()> {
-    let (mut w, source) = out.file("order_items")?;
-    let mut rows = 0;
-    for i in 0..sizes.customers {
-        let o = order(seed, sizes, i);
-        if !o.exists {
-            continue;
-        }
-        let mut r = Rng::stream(seed, kind::ORDER ^ 0x200, i);
-        for (k, item) in o.items.iter().enumerate() {
-            let mut price = item.price_cents;
-            if r.chance(dirt::ITEM_NON_POSITIVE_PRICE) {
-                out.count("item_non_positive_price");
-                price = -r.range(0, 1) * price;
-            }
-            let order_id = if r.chance(dirt::ITEM_ORPHAN) {
-                out.count("item_orphan");
-                hex_id(seed, kind::ORPHAN, i * 8 + k as u64)
-            } else {
-                hex_id(seed, kind::ORDER, i)
-            };
-            w.write_record(&[
-                order_id,
-                (k + 1).to_string(),
-                hex_id(seed, kind::PRODUCT, item.product),
-                hex_id(seed, kind::SELLER, item.seller),
-                timestamp(o.purchase + 6 * DAY),
-                money_text(&mut r, price),
-                money_text(&mut r, item.freight_cents),
-            ])?;
-            rows += 1;
-        }
-    }
-    w.flush()?;
-    out.wrote(source, rows);
-    Ok(())
-}
-
-fn write_order_payments(out: &mut Out, seed: u64, sizes: &Sizes) -> std::io::Result<()> {
-    let (mut w, source) = out.file("order_payments")?;
-    let mut rows = 0;
-    for i in 0..sizes.customers {
-        let o = order(seed, sizes, i);
-        if !o.exists {
-            continue;
-        }
-        let mut r = Rng::stream(seed, kind::ORDER ^ 0x300, i);
-        let total: i64 = o.items.iter().map(|it| it.price_cents + it.freight_cents).sum();
-        // Mostly one payment; sometimes a voucher covers part of it.
-        let mut parts = vec![(*r.pick(PAYMENT_TYPES), total)];
-        if r.chance(0.04) && total > 200 {
-            let voucher = r.range(100, total - 100);
-            parts = vec![("voucher", voucher), ("credit_card", total - voucher)];
-        } else if r.chance(0.002) {
-            parts[0].0 = "not_defined";
-        }
-        for (seq, (kind_name, mut cents)) in parts.into_iter().enumerate() {
-            if r.chance(dirt::PAYMENT_NON_POSITIVE) {
-                out.count("payment_non_positive");
-                cents = -r.range(0, 1) * cents;
-            }
-            let order_id = if r.chance(dirt::PAYMENT_ORPHAN) {
-                out.count("payment_orphan");
-                hex_id(seed, kind::ORPHAN ^ 0x40, i * 8 + seq as u64)
-            } else {
-                hex_id(seed, kind::ORDER, i)
-            };
-            let installments = if kind_name == "credit_card" { r.range(1, 10) } else { 1 };
-            w.write_record(&[
-                order_id,
-                (seq + 1).to_string(),
-                kind_name.to_string(),
-                installments.to_string(),
-                money_text(&mut r, cents),
-            ])?;
-            rows += 1;
-        }
-    }
-    w.flush()?;
-    out.wrote(source, rows);
-    Ok(())
-}
-
-fn write_order_reviews(out: &mut Out, seed: u64, sizes: &Sizes, type_dirt: bool) -> std::io::Result<()> {
-    let (mut w, source) = out.file("order_reviews")?;
-    let mut rows = 0;
-    for i in 0..sizes.customers {
-        let o = order(seed, sizes, i);
-        let mut r = Rng::stream(seed, kind::REVIEW, i);
-        // Olist has a review for ~99% of orders.
-        if !o.exists || r.chance(0.01) {
-            continue;
-        }
-        let reviews = if r.chance(dirt::REVIEW_MULTIPLE) {
-            out.count("review_multiple_per_order");
-            r.range(2, 3)
-        } else {
-            1
-        };
-        let base = o.delivered.or(o.carrier).unwrap_or(o.purchase) + DAY;
-        for n in 0..reviews {
-            let score = if r.chance(dirt::REVIEW_SCORE_OUT_OF_RANGE) {
-                out.count("review_score_out_of_range");
-                r.pick(&["0", "6", "-1", "10"]).to_string()
-            } else if r.chance(dirt::REVIEW_SCORE_MISSING) {
-                out.count("review_score_missing");
-                String::new()
-            } else if type_dirt && r.chance(dirt::REVIEW_SCORE_NON_NUMERIC) {
-                out.count("review_score_non_numeric");
-                r.pick(&["cinco", "4.5", "n/a"]).to_string()
-            } else {
-                // Olist's skew: mostly 5s and 4s, a heavy tail of 1s.
-                ["5", "5", "5", "5", "5", "4", "4", "3", "2", "1", "1"][r.below(11) as usize].to_string()
-            };
-            let created = (base / DAY + n) * DAY;
-            let answered = created + r.range(3_600, 5 * DAY);
-            w.write_record(&[
-                hex_id(seed, kind::REVIEW, i * 4 + n as u64),
-                hex_id(seed, kind::ORDER, i),
-                score,
-                r.pick(REVIEW_TITLES).to_string(),
-                r.pick(REVIEW_MESSAGES).to_string(),
-                timestamp(created),
-                timestamp(answered),
-            ])?;
-            rows += 1;
-        }
-    }
-    w.flush()?;
-    out.wrote(source, rows);
-    Ok(())
-}
-
-fn write_products(out: &mut Out, seed: u64, sizes: &Sizes) -> std::io::Result<()> {
-    let (mut w, source) = out.file("products")?;
-    let maybe = |r: &mut Rng, lo: i64, hi: i64| if r.chance(0.005) { String::new() } else { r.range(lo, hi).to_string() };
-    for i in 0..sizes.products {
-        let mut r = Rng::stream(seed, kind::PRODUCT, i);
-        // ~1.9% of Olist products have no category.
-        let category = if r.chance(0.019) { String::new() } else { r.pick(CATEGORIES).0.to_string() };
-        w.write_record(&[
-            hex_id(seed, kind::PRODUCT, i),
-            category,
-            maybe(&mut r, 5, 76),
-            maybe(&mut r, 4, 3992),
-            maybe(&mut r, 1, 20),
-            maybe(&mut r, 0, 40_425),
-            maybe(&mut r, 7, 105),
-            maybe(&mut r, 2, 105),
-            maybe(&mut r, 6, 118),
-        ])?;
-    }
-    w.flush()?;
-    out.wrote(source, sizes.products);
-    Ok(())
-}
-
-fn write_sellers(out: &mut Out, seed: u64, sizes: &Sizes) -> std::io::Result<()> {
-    let (mut w, source) = out.file("sellers")?;
-    for i in 0..sizes.sellers {
-        let mut r = Rng::stream(seed, kind::SELLER, i);
-        let (city, state, _, _, zip0) = *r.pick(CITIES);
-        let zip = zip0 + r.below(900) as u32;
-        w.write_record(&[hex_id(seed, kind::SELLER, i), zip_text(&mut r, zip), city.to_string(), state.to_string()])?;
-    }
-    w.flush()?;
-    out.wrote(source, sizes.sellers);
-    Ok(())
-}
-
-fn write_geolocation(out: &mut Out, seed: u64, sizes: &Sizes) -> std::io::Result<()> {
-    let (mut w, source) = out.file("geolocation")?;
-    let mut previous: Option<[String; 5]> = None;
-    for i in 0..sizes.geolocation {
-        let mut r = Rng::stream(seed, kind::GEO, i);
-        if let Some(record) = previous.as_ref().filter(|_| r.chance(dirt::GEO_DUPLICATE)) {
-            out.count("geolocation_exact_duplicate");
-            w.write_record(record)?;
-            continue;
-        }
-        let (city, state, lat, lng, zip0) = *r.pick(CITIES);
-        let zip = zip0 + r.below(900) as u32;
-        let outside = r.chance(dirt::GEO_OUTSIDE_BRAZIL);
-        let (lat, lng) = if outside {
-            out.count("geolocation_outside_brazil");
-            (38.72 + r.unit(), -9.14 - r.unit()) // Lisbon: a classic Olist outlier
-        } else {
-            (lat + (r.unit() - 0.5) * 0.2, lng + (r.unit() - 0.5) * 0.2)
-        };
-        let record = [format!("{zip:05}"), lat.to_string(), lng.to_string(), city.trim().to_string(), state.to_uppercase()];
-        w.write_record(&record)?;
-        // Only valid rows get repeated, so each kind of dirt counts exactly.
-        previous = (!outside).then_some(record);
-    }
-    w.flush()?;
-    out.wrote(source, sizes.geolocation);
-    Ok(())
-}
-
-/// The translation file as Olist ships it: a UTF-8 BOM and CRLF line ends.
-fn write_category_translation(out: &mut Out) -> std::io::Result<()> {
-    let source = source_file("category_translation");
-    let mut raw = BufWriter::new(File::create(out.dir.join(source.file_name))?);
-    raw.write_all(b"\xEF\xBB\xBF")?;
-    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(raw);
-    w.write_record(source.columns)?;
-    let mut rows = 0;
-    for (pt, en) in CATEGORIES.iter().filter(|(_, en)| !en.is_empty()) {
-        w.write_record([pt, en])?;
-        rows += 1;
-    }
-    w.flush()?;
-    out.wrote(source, rows);
-    Ok(())
-}
-
-fn write_summary(out: &Out, seed: u64, scale: f64) -> std::io::Result<()> {
-    let mut f = BufWriter::new(File::create(out.dir.join("_generator.json"))?);
-    let obj = |m: &BTreeMap<&str, u64>| {
-        m.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect::<Vec<_>>().join(", ")
+        w.write_record(record)
     };
-    writeln!(f, "{{\"seed\": {seed}, \"scale\": {scale}, \"rows\": {{{}}}, \"dirt\": {{{}}}}}", obj(&out.rows), obj(&out.dirt))?;
+    match table {
+        "customers" => {
+            for i in 0..sizes.customers {
+                let (record, duplicate) = customer_record(seed, i, dirt);
+                put(w, &record)?;
+                if duplicate {
+                    put(w, &record)?;
+                }
+            }
+        }
+        "orders" => {
+            let mut late_duplicates = Vec::new();
+            for i in 0..sizes.customers {
+                if let Some((record, duplicate)) = order_record(seed, i, &order(seed, sizes, i), dirt) {
+                    put(w, &record)?;
+                    if duplicate {
+                        late_duplicates.push(record);
+                    }
+                }
+            }
+            // Duplicates come at the end of the file, as a later export
+            // appends them: the last row in the file wins.
+            for record in late_duplicates {
+                put(w, &record)?;
+            }
+        }
+        "order_items" | "order_payments" | "order_reviews" => {
+            for i in 0..sizes.customers {
+                let o = order(seed, sizes, i);
+                if !o.exists {
+                    continue;
+                }
+                let records = match table {
+                    "order_items" => item_records(seed, i, &o, dirt),
+                    "order_payments" => payment_records(seed, i, &o, dirt),
+                    _ => review_records(seed, i, &o, type_dirt, dirt),
+                };
+                for record in records {
+                    put(w, &record)?;
+                }
+            }
+        }
+        "products" => {
+            for i in 0..sizes.products {
+                put(w, &product_record(seed, i))?;
+            }
+        }
+        "sellers" => {
+            for i in 0..sizes.sellers {
+                put(w, &seller_record(seed, i))?;
+            }
+        }
+        "geolocation" => {
+            let mut previous: Option<Record> = None;
+            for i in 0..sizes.geolocation {
+                match (geo_record(seed, i, previous.is_some()), previous.as_ref()) {
+                    (None, Some(record)) => {
+                        note(dirt, "geolocation_exact_duplicate");
+                        put(w, record)?;
+                    }
+                    (Some((record, outside)), _) => {
+                        if outside {
+                            note(dirt, "geolocation_outside_brazil");
+                        }
+                        put(w, &record)?;
+                        // Only valid rows get repeated, so each kind of dirt counts exactly.
+                        previous = (!outside).then_some(record);
+                    }
+                    (None, None) => unreachable!("a duplicate needs a previous row"),
+                }
+            }
+        }
+        "category_translation" => {
+            for (pt, en) in CATEGORIES.iter().filter(|(_, en)| !en.is_empty()) {
+                put(w, &[pt.to_string(), en.to_string()])?;
+            }
+        }
+        other => unreachable!("no table {other}"),
+    }
+    Ok(rows)
+}
+
+fn write_summary(out: &Out, seed: u64, scale: f64, batch: Option<(u64, Shape, &Counts)>) -> std::io::Result<()> {
+    let mut f = BufWriter::new(File::create(out.dir.join("_generator.json"))?);
+    let obj = |m: &BTreeMap<&str, u64>| m.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect::<Vec<_>>().join(", ");
+    let batch = match batch {
+        Some((k, shape, changes)) => {
+            format!(", \"batch\": {k}, \"shape\": \"{}\", \"changes\": {{{}}}", shape.name(), obj(changes))
+        }
+        None => String::new(),
+    };
+    writeln!(
+        f,
+        "{{\"seed\": {seed}, \"scale\": {scale}{batch}, \"rows\": {{{}}}, \"dirt\": {{{}}}}}",
+        obj(&out.rows),
+        obj(&out.dirt)
+    )?;
     f.flush()
 }
 
 // ---------------------------------------------------------------- main
+
+/// What a follow-up batch's directory holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    /// Only the files the batch changes, holding only its new and changed rows.
+    Delta,
+    /// All nine files as a daily full export: the base with every batch up
+    /// to this one appended; files no batch so far changed are byte for
+    /// byte the base's, so bronze skips them by SHA-256.
+    Full,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Delta => "delta",
+            Shape::Full => "full",
+        }
+    }
+}
 
 struct Args {
     out: PathBuf,
     scale: f64,
     seed: u64,
     type_dirt: bool,
+    batch: Option<(u64, Shape)>,
 }
+
+const USAGE: &str = "usage: olist-gen --out DIR [--scale 1] [--seed 360] [--type-dirt] [--batch K [--full-export]]";
 
 fn parse_args() -> Result<Args, String> {
     let mut out = None;
     let mut scale = 1.0;
     let mut seed = 360;
     let mut type_dirt = false;
+    let mut batch = None;
+    let mut full = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or(format!("{arg} needs a value"));
@@ -763,6 +832,8 @@ fn parse_args() -> Result<Args, String> {
             "--scale" => scale = value()?.parse().map_err(|e| format!("--scale: {e}"))?,
             "--seed" => seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--type-dirt" => type_dirt = true,
+            "--batch" => batch = Some(value()?.parse::<u64>().map_err(|e| format!("--batch: {e}"))?),
+            "--full-export" => full = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -770,7 +841,14 @@ fn parse_args() -> Result<Args, String> {
     if !(scale > 0.0 && scale <= 1000.0) {
         return Err("--scale must be in (0, 1000]".into());
     }
-    Ok(Args { out: out.ok_or("--out DIR is required")?, scale, seed, type_dirt })
+    if batch == Some(0) || batch.is_some_and(|k| k > batch::MAX_BATCH) {
+        return Err(format!("--batch must be in 1..={}", batch::MAX_BATCH));
+    }
+    if full && batch.is_none() {
+        return Err("--full-export needs --batch".into());
+    }
+    let batch = batch.map(|k| (k, if full { Shape::Full } else { Shape::Delta }));
+    Ok(Args { out: out.ok_or("--out DIR is required")?, scale, seed, type_dirt, batch })
 }
 
 fn generate(args: &Args) -> std::io::Result<Out> {
@@ -778,18 +856,38 @@ fn generate(args: &Args) -> std::io::Result<Out> {
     let sizes = Sizes::at(args.scale);
     let mut out = Out { dir: args.out.clone(), rows: BTreeMap::new(), dirt: BTreeMap::new() };
     let seed = args.seed;
-    write_customers(&mut out, seed, &sizes)?;
-    write_orders(&mut out, seed, &sizes)?;
-    write_order_items(&mut out, seed, &sizes)?;
-    write_order_payments(&mut out, seed, &sizes)?;
-    write_order_reviews(&mut out, seed, &sizes, args.type_dirt)?;
-    write_products(&mut out, seed, &sizes)?;
-    write_sellers(&mut out, seed, &sizes)?;
-    write_geolocation(&mut out, seed, &sizes)?;
-    write_category_translation(&mut out)?;
-    write_summary(&out, seed, args.scale)?;
+    let mut changes = Counts::new();
+    for source in &olist::SOURCE_FILES {
+        let table = source.table;
+        let batches: Vec<u64> = match args.batch {
+            None => Vec::new(),
+            Some((k, Shape::Delta)) => vec![k],
+            Some((k, Shape::Full)) => (1..=k).collect(),
+        };
+        let changed: Vec<u64> = batches.into_iter().filter(|&k| batch::changes(table, k)).collect();
+        let with_base = !matches!(args.batch, Some((_, Shape::Delta)));
+        if !with_base && changed.is_empty() {
+            continue;
+        }
+        let (mut w, source) = out.file(table)?;
+        let mut rows = 0;
+        if with_base {
+            rows += write_base(&mut w, table, seed, &sizes, args.type_dirt, &mut out.dirt)?;
+        }
+        for k in changed {
+            // A full export reports the changes of its own batch only.
+            let mut scratch = Counts::new();
+            let counts = if Some(k) == args.batch.map(|b| b.0) { &mut changes } else { &mut scratch };
+            rows += batch::write(&mut w, table, seed, &sizes, k, counts)?;
+        }
+        w.flush()?;
+        out.rows.insert(source.file_name, rows);
+    }
+    write_summary(&out, seed, args.scale, args.batch.map(|(k, shape)| (k, shape, &changes)))?;
     Ok(out)
 }
+
+mod batch;
 
 fn main() -> ExitCode {
     let args = match parse_args() {
@@ -798,7 +896,7 @@ fn main() -> ExitCode {
             if !e.is_empty() {
                 eprintln!("olist-gen: {e}");
             }
-            eprintln!("usage: olist-gen --out DIR [--scale 1] [--seed 360] [--type-dirt]");
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -823,7 +921,7 @@ mod tests {
     fn generate_into(name: &str, scale: f64, seed: u64) -> (PathBuf, Out) {
         let dir = std::env::temp_dir().join(format!("olist-gen-test-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let out = generate(&Args { out: dir.clone(), scale, seed, type_dirt: name == "dirt" }).unwrap();
+        let out = generate(&Args { out: dir.clone(), scale, seed, type_dirt: name == "dirt", batch: None }).unwrap();
         (dir, out)
     }
 
@@ -900,6 +998,41 @@ mod tests {
         let cities = std::fs::read_to_string(dir.join("olist_customers_dataset.csv")).unwrap();
         assert!(cities.contains("são paulo") && cities.contains("florianópolis"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_export_is_the_base_with_every_delta_appended_and_batches_are_deterministic() {
+        let at = |name: &str, batch: Option<(u64, Shape)>| {
+            let dir = std::env::temp_dir().join(format!("olist-gen-test-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let out = generate(&Args { out: dir.clone(), scale: 0.02, seed: 7, type_dirt: false, batch }).unwrap();
+            (dir, out)
+        };
+        let (base, _) = at("b0", None);
+        let deltas: Vec<(PathBuf, Out)> = (1..=6).map(|k| at(&format!("d{k}"), Some((k, Shape::Delta)))).collect();
+        let (again, _) = at("d3-again", Some((3, Shape::Delta)));
+        let (full, _) = at("f6", Some((6, Shape::Full)));
+        let summary = std::fs::read_to_string(deltas[5].0.join("_generator.json")).unwrap();
+        for change in ["new_order", "status_update", "corrected_payment", "replacing_review", "address_correction",
+                       "late_order_of_orphans", "invalid_newer_order", "invalid_newer_payment", "product_category_change",
+                       "translation_change", "geolocation_exact_copy", "geolocation_new_point"] {
+            assert!(summary.contains(&format!("\"{change}\": ")), "batch 6 has no {change}: {summary}");
+        }
+        for source in &olist::SOURCE_FILES {
+            let body = |dir: &Path| -> Option<Vec<csv::StringRecord>> {
+                dir.join(source.file_name).exists().then(|| records(&dir.join(source.file_name)).into_iter().skip(1).collect())
+            };
+            assert_eq!(body(&deltas[2].0), body(&again), "{}", source.file_name);
+            let mut expected = body(&base).unwrap();
+            for (k, (dir, _)) in deltas.iter().enumerate() {
+                assert_eq!(body(dir).is_some(), batch::changes(source.table, k as u64 + 1), "{}", source.file_name);
+                expected.extend(body(dir).unwrap_or_default());
+            }
+            assert_eq!(body(&full).unwrap(), expected, "{}", source.file_name);
+        }
+        for dir in [base, again, full].into_iter().chain(deltas.into_iter().map(|d| d.0)) {
+            std::fs::remove_dir_all(dir).unwrap();
+        }
     }
 
     #[test]
