@@ -532,3 +532,21 @@ pub fn decimal(scaled: i64, scale: u16) -> String {
     }
     format!("{sign}{}.{:0width$}", value / divisor, value % divisor, width = usize::from(scale))
 }
+
+/// Delete rows of an open table by their tids (rows this transaction's
+/// scans saw), after checking the current user may; then make the deletes
+/// visible to what follows (CommandCounterIncrement), so unique keys are
+/// free for the inserts that replace them.
+pub fn delete_rows(rel: pg_sys::Relation, name: &str, tids: &mut [pg_sys::ItemPointerData]) {
+    // SAFETY: `rel` is open, so its OID can be read.
+    require_privilege(unsafe { (*rel).rd_id }, name, pg_sys::ACL_DELETE);
+    // SAFETY: each tid names a row of `rel` visible to the active snapshot,
+    // deleted once (callers collect distinct tids); simple_table_tuple_delete
+    // raises on a concurrent update, which golden360's layer locks exclude.
+    unsafe {
+        for tid in tids.iter_mut() {
+            pg_sys::simple_table_tuple_delete(rel, tid, pg_sys::GetActiveSnapshot());
+        }
+        pg_sys::CommandCounterIncrement();
+    }
+}

@@ -6,11 +6,13 @@
 //! - `relation`: finding golden360's *own* tables (extension members, plain
 //!   tables, exactly the declared columns) and checking privileges;
 //! - `owner`: running a step as the extension's owner with a safe search_path;
-//! - `scan`: sequential heap scans that read datums in place;
-//! - `bulk`: COPY-style multi-inserts, tuple deletes and row building.
+//! - `scan`: sequential heap scans and btree index scans that read datums in place;
+//! - `bulk`: COPY-style multi-inserts, tuple deletes and row building;
+//! - `snapshot`: seeing the refresh's own writes under the statement's snapshot.
 
 pub mod bulk;
 pub mod owner;
 pub mod relation;
 pub mod scan;
+pub mod snapshot;
 pub mod types;

@@ -1,6 +1,7 @@
-//! Sequential scans of golden360's own tables, for the Rust code that reads
-//! whole tables (silver reads bronze, gold reads silver and gold): each row
-//! is a slot's datums, text and numeric values are read in place.
+//! Scans of golden360's own tables: sequential heap scans for the code that
+//! reads whole tables (a full build), and btree index scans for the code
+//! that reads only what changed (an incremental refresh). Each row is a
+//! slot's datums; text and numeric values are read in place.
 
 use super::relation::{check_columns, column_index, own_table};
 use super::types::{Column, SqlType};
@@ -100,19 +101,7 @@ impl HeapScan {
             let scan =
                 pg_sys::table_beginscan_strat(self.rel, pg_sys::GetActiveSnapshot(), 0, std::ptr::null_mut(), true, false);
             while pg_sys::table_scan_getnextslot(scan, pg_sys::ScanDirection::ForwardScanDirection, self.slot) {
-                pg_sys::slot_getsomeattrs_int(self.slot, last_attr as i32 + 1);
-                let n = (*self.slot).tts_nvalid as usize;
-                let row = Row {
-                    values: std::slice::from_raw_parts((*self.slot).tts_values, n),
-                    nulls: std::slice::from_raw_parts((*self.slot).tts_isnull, n),
-                    tid: (*self.slot).tts_tid,
-                    row_cx: self.row_cx,
-                };
-                f(&row);
-                if !(*self.row_cx).isReset {
-                    pg_sys::MemoryContextReset(self.row_cx);
-                }
-                pg_sys::check_for_interrupts!();
+                visit_slot(self.slot, last_attr, self.row_cx, &mut f);
             }
             pg_sys::table_endscan(scan);
         }
@@ -127,6 +116,312 @@ impl HeapScan {
             pg_sys::table_close(self.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         }
     }
+}
+
+/// Hand the slot's row (decoded up to `last_attr`) to `f`, then free what
+/// reading it allocated and honour a pending cancel.
+///
+/// # Safety
+/// `slot` holds a row of an open relation; `row_cx` is a live context.
+unsafe fn visit_slot(slot: *mut pg_sys::TupleTableSlot, last_attr: usize, row_cx: pg_sys::MemoryContext, f: &mut impl FnMut(&Row)) {
+    pg_sys::slot_getsomeattrs_int(slot, last_attr as i32 + 1);
+    let n = (*slot).tts_nvalid as usize;
+    let row = Row {
+        values: std::slice::from_raw_parts((*slot).tts_values, n),
+        nulls: std::slice::from_raw_parts((*slot).tts_isnull, n),
+        tid: (*slot).tts_tid,
+        row_cx,
+    };
+    f(&row);
+    if !(*row_cx).isReset {
+        pg_sys::MemoryContextReset(row_cx);
+    }
+    pg_sys::check_for_interrupts!();
+}
+
+/// A condition on one leading column of an index, for `IndexScan`.
+#[derive(Debug, Clone, Copy)]
+pub enum Bound<'a> {
+    TextEq(&'a [u8]),
+    Int4Eq(i32),
+    Int8Eq(i64),
+}
+
+impl Bound<'_> {
+    /// (strategy, comparison function, the SQL type the column must have).
+    fn operator(&self) -> (u32, u32, SqlType) {
+        match self {
+            Bound::TextEq(_) => (pg_sys::BTEqualStrategyNumber, pg_sys::F_TEXTEQ, SqlType::Text),
+            Bound::Int4Eq(_) => (pg_sys::BTEqualStrategyNumber, pg_sys::F_INT4EQ, SqlType::Integer),
+            Bound::Int8Eq(_) => (pg_sys::BTEqualStrategyNumber, pg_sys::F_INT8EQ, SqlType::BigInt),
+        }
+    }
+}
+
+/// Scans of one table through its btree index on given leading columns,
+/// under the active snapshot: the rows whose leading columns meet the
+/// bounds of each `for_each` call.
+pub struct IndexScan {
+    heap: HeapScan,
+    index: pg_sys::Relation,
+    /// The leading columns' names (for messages) and type OIDs (a bound
+    /// must be of its column's type).
+    leading: Vec<(String, pg_sys::Oid)>,
+    /// Key datums live here during one `for_each`.
+    key_cx: pg_sys::MemoryContext,
+    /// The scan, begun once and restarted for each lookup (a lookup per
+    /// key is the incremental refresh's inner loop), with its key count.
+    desc: Option<(pg_sys::IndexScanDesc, usize)>,
+}
+
+impl IndexScan {
+    /// Open golden360's own table `schema.table` (locked in `lockmode`) and
+    /// its btree index whose first columns are `leading`; an index missing
+    /// or changed is a damaged installation, reported as such.
+    pub fn open(schema: &str, table: &str, leading: &[&str], lockmode: u32) -> IndexScan {
+        let heap = HeapScan::open(schema, table, lockmode);
+        let wanted: Vec<i16> = leading.iter().map(|c| column_number(heap.rel, &heap.name, c)).collect();
+        // SAFETY: the heap is open and locked; RelationGetIndexList returns
+        // a list this code frees; each index is opened with the heap's
+        // lock mode (as the executor does) and closed unless it is kept.
+        let index = unsafe {
+            let list = pg_sys::RelationGetIndexList(heap.rel);
+            let oids: Vec<pg_sys::Oid> = if list.is_null() {
+                Vec::new()
+            } else {
+                (0..(*list).length as usize).map(|i| (*(*list).elements.add(i)).oid_value).collect()
+            };
+            pg_sys::list_free(list);
+            let mut found = None;
+            for oid in oids {
+                let index = pg_sys::index_open(oid, lockmode as pg_sys::LOCKMODE);
+                let form = &*(*index).rd_index;
+                let keys = std::slice::from_raw_parts(form.indkey.values.as_ptr(), form.indnkeyatts as usize);
+                let fits = (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
+                    && form.indisvalid
+                    && pg_sys::RelationGetIndexPredicate(index).is_null()
+                    && keys.len() >= wanted.len()
+                    && keys[..wanted.len()] == wanted[..];
+                if fits && found.is_none() {
+                    found = Some(index);
+                } else {
+                    pg_sys::index_close(index, lockmode as pg_sys::LOCKMODE);
+                }
+            }
+            found
+        };
+        let Some(index) = index else {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("{} has no btree index on ({})", heap.name, leading.join(", ")),
+                None,
+                super::relation::DAMAGED_HINT,
+            )
+        };
+        // SAFETY: a fresh child of the current context, deleted in `close`.
+        let key_cx = unsafe {
+            pg_sys::AllocSetContextCreateExtended(
+                pg_sys::CurrentMemoryContext,
+                c"golden360 index scan keys".as_ptr(),
+                pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
+                pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+                pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+            )
+        };
+        let attributes = super::relation::attributes(heap.rel);
+        let leading = leading
+            .iter()
+            .zip(&wanted)
+            .map(|(c, &n)| (c.to_string(), attributes[n as usize - 1].as_ref().map_or(pg_sys::InvalidOid, |a| a.1)))
+            .collect();
+        IndexScan { heap, index, leading, key_cx, desc: None }
+    }
+
+    pub fn name(&self) -> &str {
+        self.heap.name()
+    }
+
+    pub fn relation(&self) -> pg_sys::Relation {
+        self.heap.rel
+    }
+
+    /// As `HeapScan::attr`.
+    pub fn attr(&self, column: &str, ty: SqlType) -> usize {
+        self.heap.attr(column, ty)
+    }
+
+    /// Call `f(row)` for every visible row whose leading index columns
+    /// meet `bounds` (one per leading column, from the first), in index order.
+    pub fn for_each(&mut self, bounds: &[Bound], mut f: impl FnMut(&Row)) {
+        let fits = bounds.len() <= self.leading.len()
+            && bounds.iter().zip(&self.leading).all(|(bound, (_, oid))| bound.operator().2.oid() == *oid);
+        if !fits {
+            let names: Vec<&str> = self.leading.iter().map(|(n, _)| n.as_str()).collect();
+            raise(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!("{} looked up by {:?} through its index on ({})", self.heap.name, bounds, names.join(", ")),
+                None,
+                super::relation::DAMAGED_HINT,
+            );
+        }
+        let last_attr = self.heap.last_attr.get();
+        // SAFETY: heap and index are open and locked; the key datums are
+        // made in `key_cx`, which outlives the scan and is reset after it;
+        // the scan runs under the active snapshot and ends before this
+        // returns; rows are visited as in `HeapScan::for_each`.
+        unsafe {
+            let old = pg_sys::MemoryContextSwitchTo(self.key_cx);
+            let mut keys: Vec<pg_sys::ScanKeyData> = bounds
+                .iter()
+                .enumerate()
+                .map(|(i, bound)| {
+                    let datum = match *bound {
+                        Bound::TextEq(bytes) => pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
+                            bytes.as_ptr() as *const std::ffi::c_char,
+                            bytes.len() as i32,
+                        )),
+                        Bound::Int4Eq(v) => pg_sys::Datum::from(v),
+                        Bound::Int8Eq(v) => pg_sys::Datum::from(v),
+                    };
+                    let (strategy, procedure, _) = bound.operator();
+                    let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+                    pg_sys::ScanKeyInit(&mut key, (i + 1) as pg_sys::AttrNumber, strategy as u16, procedure.into(), datum);
+                    key.sk_collation = *(*self.index).rd_indcollation.add(i);
+                    key
+                })
+                .collect();
+            pg_sys::MemoryContextSwitchTo(old);
+            let scan = match self.desc {
+                Some((scan, n)) if n == keys.len() => scan,
+                other => {
+                    if let Some((old, _)) = other {
+                        pg_sys::index_endscan(old);
+                    }
+                    // The active snapshot stays the same object for the
+                    // scan's life (OwnWritesVisible advances it in place).
+                    let scan = pg_sys::index_beginscan(self.heap.rel, self.index, pg_sys::GetActiveSnapshot(), keys.len() as i32, 0);
+                    self.desc = Some((scan, keys.len()));
+                    scan
+                }
+            };
+            pg_sys::index_rescan(scan, keys.as_mut_ptr(), keys.len() as i32, std::ptr::null_mut(), 0);
+            while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, self.heap.slot) {
+                visit_slot(self.heap.slot, last_attr, self.heap.row_cx, &mut f);
+            }
+            pg_sys::MemoryContextReset(self.key_cx);
+        }
+    }
+
+    /// Release the scan; the locks stay until the end of the transaction.
+    pub fn close(self) {
+        // SAFETY: releases what `open` and `for_each` made; the locks stay.
+        unsafe {
+            if let Some((scan, _)) = self.desc {
+                pg_sys::index_endscan(scan);
+            }
+            pg_sys::index_close(self.index, pg_sys::NoLock as pg_sys::LOCKMODE);
+            pg_sys::MemoryContextDelete(self.key_cx);
+        }
+        self.heap.close();
+    }
+}
+
+/// A key value to look rows up by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    Text(Vec<u8>),
+    Int4(i32),
+}
+
+impl Key {
+    fn bound(&self) -> Bound<'_> {
+        match self {
+            Key::Text(bytes) => Bound::TextEq(bytes),
+            Key::Int4(v) => Bound::Int4Eq(*v),
+        }
+    }
+}
+
+/// The rows of one table a step reads: all of them (a full refresh), or
+/// those whose indexed column equals one of some keys (an incremental one,
+/// reading only what changed). Both hand rows to the same callbacks.
+pub enum Selection {
+    All(HeapScan),
+    Keys { scan: IndexScan, keys: Vec<Key> },
+}
+
+impl Selection {
+    pub fn all(schema: &str, table: &str, lockmode: u32) -> Selection {
+        Selection::All(HeapScan::open(schema, table, lockmode))
+    }
+
+    /// The rows whose `column` (which an index leads with) is one of
+    /// `keys`, each key once, in key order.
+    pub fn keys(schema: &str, table: &str, column: &str, mut keys: Vec<Key>, lockmode: u32) -> Selection {
+        keys.sort_unstable();
+        keys.dedup();
+        Selection::Keys { scan: IndexScan::open(schema, table, &[column], lockmode), keys }
+    }
+
+    fn heap(&self) -> &HeapScan {
+        match self {
+            Selection::All(scan) => scan,
+            Selection::Keys { scan, .. } => &scan.heap,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.heap().name()
+    }
+
+    pub fn relation(&self) -> pg_sys::Relation {
+        self.heap().rel
+    }
+
+    /// A size hint: the table's estimated rows, or the number of keys.
+    pub fn estimated_rows(&self) -> usize {
+        match self {
+            Selection::All(scan) => scan.estimated_rows(),
+            Selection::Keys { keys, .. } => keys.len(),
+        }
+    }
+
+    pub fn attr(&self, column: &str, ty: SqlType) -> usize {
+        self.heap().attr(column, ty)
+    }
+
+    pub fn expect_columns(&self, expected: &[Column]) {
+        self.heap().expect_columns(expected)
+    }
+
+    pub fn for_each(&mut self, mut f: impl FnMut(&Row)) {
+        match self {
+            Selection::All(scan) => scan.for_each(f),
+            Selection::Keys { scan, keys } => {
+                for key in keys.iter() {
+                    scan.for_each(&[key.bound()], &mut f);
+                }
+            }
+        }
+    }
+
+    pub fn close(self) {
+        match self {
+            Selection::All(scan) => scan.close(),
+            Selection::Keys { scan, .. } => scan.close(),
+        }
+    }
+}
+
+/// The attribute number (1-based) of `column` in `rel`, whatever its type.
+fn column_number(rel: pg_sys::Relation, name: &str, column: &str) -> i16 {
+    super::relation::attributes(rel)
+        .iter()
+        .position(|a| a.as_ref().is_some_and(|(n, ..)| n == column))
+        .map(|i| i as i16 + 1)
+        .unwrap_or_else(|| {
+            raise(PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, format!("{name} has no column {column}"), None, super::relation::DAMAGED_HINT)
+        })
 }
 
 /// One row during a scan: valid only inside the callback.
@@ -165,6 +460,10 @@ impl<'s> Row<'s> {
 
     pub fn opt_text(&self, i: usize) -> Option<&'s [u8]> {
         (!self.nulls[i]).then(|| self.text(i))
+    }
+
+    pub fn int2(&self, i: usize) -> Option<i16> {
+        (!self.nulls[i]).then(|| self.values[i].value() as i16)
     }
 
     pub fn int4(&self, i: usize) -> Option<i32> {
