@@ -425,3 +425,37 @@ impl Drop for ScriptStack {
     }
 }
 
+/// What a refresh produced, comparable across databases: every silver
+/// table, the quarantine (without run ids), the last silver run's counts,
+/// gold without refreshed_at, the bridge. (name, rows:md5).
+pub fn outcome(c: &mut postgres::Client) -> Vec<(String, String)> {
+    let mut queries: Vec<(String, String)> = c
+        .query("SELECT table_name FROM golden360_internal.silver_tables() ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let t: String = r.get(0);
+            (t.clone(), format!("SELECT x::text FROM silver.{t} x"))
+        })
+        .collect();
+    queries.push(("quarantine".into(), "SELECT (table_name, batch_id, row_number, reason, kind, record)::text FROM silver.quarantine".into()));
+    queries.push((
+        "silver_runs".into(),
+        "SELECT (table_name, bronze_rows, silver_rows, duplicates, quarantined)::text FROM golden360.silver_runs
+          WHERE run_id = (SELECT max(run_id) FROM golden360.silver_runs)"
+            .into(),
+    ));
+    queries.push(("gold".into(), "SELECT (to_jsonb(g) - 'refreshed_at')::text FROM gold.unified_customer_360 g".into()));
+    queries.push(("bridge".into(), "SELECT b::text FROM gold.identity_bridge b".into()));
+    queries
+        .into_iter()
+        .map(|(name, sql)| {
+            let digest: String = c
+                .query_one(&format!("SELECT count(*) || ':' || coalesce(md5(string_agg(v, '|' ORDER BY v)), '') FROM ({sql}) s(v)"), &[])
+                .unwrap()
+                .get(0);
+            (name, digest)
+        })
+        .collect()
+}
+

@@ -1,7 +1,8 @@
 -- One bronze table per Olist file, derived from golden360.source_files()
 -- (the registry in src/olist.rs): every CSV column as text, then lineage.
--- ingest_bronze() writes these tables with heap multi-inserts and finds the
--- lineage columns by name, so keep their names.
+-- ingest_bronze() writes these tables with heap multi-inserts (which keep
+-- the lineage index up to date) and finds the lineage columns by name, so
+-- keep their names.
 DO $$
 DECLARE
     f record;
@@ -17,6 +18,10 @@ BEGIN
         EXECUTE format('COMMENT ON TABLE bronze.%I IS %L', f.table_name,
             'Raw rows of ' || f.file_name || ': fields exactly as parsed, append-only');
         PERFORM golden360_internal.make_append_only(format('bronze.%I', f.table_name)::regclass);
+        -- A batch's rows, and one row by its lineage: what an incremental
+        -- silver refresh reads instead of all of bronze.
+        EXECUTE format('CREATE INDEX %I ON bronze.%I (_batch_id, _row_number)', f.table_name || '_by_batch',
+                       f.table_name);
     END LOOP;
 END
 $$;

@@ -112,11 +112,25 @@ CREATE TABLE golden360.gold_runs (
     bridge_removed bigint NOT NULL,
     silver_run_id  bigint NOT NULL,
     millis         double precision NOT NULL,
-    finished_at    timestamptz NOT NULL DEFAULT clock_timestamp()
+    finished_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    mode           text NOT NULL DEFAULT 'full' CHECK (mode IN ('full', 'incremental')),
+    recomputed     bigint NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE golden360.gold_runs IS
     'What each successful refresh_gold() did: golden records written (new or changed), removed (people gone from '
-    'silver) and left unchanged, the same for bridge rows, and the silver run it was built from';
+    'silver) and left unchanged, the same for bridge rows, the silver run it was built from, and whether it '
+    'recomputed everyone (full) or the people silver''s changes lead to (incremental; recomputed: how many)';
+
+-- The settings and rule tables gold is computed under, and the extension
+-- version: a change of any makes the next refresh recompute everyone.
+CREATE FUNCTION golden360_internal.gold_fingerprint() RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT md5(concat_ws('|',
+        (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'golden360'),
+        current_setting('golden360.ltv_vip_above', true), current_setting('golden360.ltv_high_from', true),
+        current_setting('golden360.ltv_medium_from', true),
+        (SELECT string_agg(r::text, ';' ORDER BY r.recency, r.fm) FROM golden360.rfm_segments r)))
+$$;
 
 -- The 360's secondary indexes, for the API: customer_unique_id (unique;
 -- source-id lookups) and a segment's people in the API's paging order
@@ -140,10 +154,32 @@ BEGIN
 END
 $$;
 
--- SECURITY DEFINER, as refresh_silver: EXECUTE is what an operator holds.
-CREATE PROCEDURE golden360.refresh_gold()
+-- Rewrite the RFM scores of people an incremental refresh did not
+-- recompute but whose ranks moved (a new person shifts the boundaries).
+-- A few thousand rows by primary key: without the SETs the planner
+-- hashes all of gold to find them.
+CREATE FUNCTION golden360_internal.rescore_rfm(golden_ids text[], r smallint[], f smallint[], m smallint[],
+                                               segments text[]) RETURNS void
+LANGUAGE sql
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+    UPDATE gold.unified_customer_360 g
+       SET recency_score = u.r, frequency_score = u.f, monetary_score = u.m, rfm_segment = u.segment,
+           refreshed_at = pg_catalog.now()
+      FROM ROWS FROM (pg_catalog.unnest(golden_ids), pg_catalog.unnest(r), pg_catalog.unnest(f), pg_catalog.unnest(m),
+                      pg_catalog.unnest(segments)) u(golden_id, r, f, m, segment)
+     WHERE g.golden_id = u.golden_id
+$$;
+
+-- One gold refresh, as the extension's owner: everyone's records when
+-- asked, after a full silver rebuild, or when the settings or rule tables
+-- changed (the fingerprint); otherwise the records of the people silver's
+-- logged changes lead to. Only records that differ are written, in place:
+-- readers keep their snapshot of the old rows until this commits, and no
+-- lock stops them or this.
+CREATE FUNCTION golden360_internal.gold_refresh(rebuild boolean) RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
@@ -152,26 +188,37 @@ DECLARE
     started timestamptz := clock_timestamp();
     failures text;
     built record;
+    previous record;
+    everyone boolean;
+    people bigint;
+    bridge_rows bigint;
+    wanted_fingerprint text;
     saved_lock_timeout text := current_setting('lock_timeout');
 BEGIN
     PERFORM golden360_internal.lock_layer('golden360.gold_runs', 'golden360.refresh_gold()');
     PERFORM set_config('lock_timeout', golden360_internal.lock_timeout_ms()::text, true);
+    -- SHARE: silver holds still while gold reads it twice (the build, then
+    -- the cross-checks); a silver refresh waits for this one.
     PERFORM golden360_internal.lock_tables(
-        (SELECT array_agg(format('silver.%I', x)::regclass) FROM golden360_internal.silver_tables() s(x)),
-        'ACCESS SHARE', 'golden360.refresh_gold()');
+        (SELECT array_agg(format('silver.%I', x)::regclass) FROM golden360_internal.silver_tables() s(x))
+            || 'golden360_internal.silver_changes'::regclass,
+        'SHARE', 'golden360.refresh_gold()');
     PERFORM golden360_internal.lock_tables(ARRAY['gold.unified_customer_360', 'gold.identity_bridge']::regclass[],
                                            'ROW EXCLUSIVE', 'golden360.refresh_gold()');
+    wanted_fingerprint := golden360_internal.gold_fingerprint();
+    SELECT g.* INTO previous FROM golden360.gold_runs g
+     WHERE g.run_id = (SELECT s.run_id FROM golden360.refresh_state s
+                        WHERE s.layer = 'gold' AND s.fingerprint = wanted_fingerprint);
+    everyone := rebuild OR previous.run_id IS NULL;
     run := nextval('golden360.run_seq');
-    -- Every record is computed from silver; only those that differ from
-    -- gold are written, in place: readers keep their snapshot of the old
-    -- rows until this commits, and no lock stops them or this.
-    SELECT * INTO built FROM golden360_internal.build_gold();
+    SELECT * INTO built FROM golden360_internal.build_gold(everyone);
     PERFORM golden360_internal.create_gold_indexes();
 
-    -- Cross-checks: what gold now holds against silver, read afresh.
+    -- Cross-checks: what gold now holds against silver, read afresh, for
+    -- the people this refresh computed.
     PERFORM golden360_internal.record_check(run, 'gold', 'unified_customer_360', c.check_name, 'cross-check',
                                             c.passed, c.failed)
-       FROM golden360_internal.gold_cross_checks() c;
+       FROM golden360_internal.gold_cross_checks(built.mode = 'full') c;
 
     SELECT string_agg(format('%s: %s failed', check_name, failed), E'\n' ORDER BY check_name)
       INTO failures
@@ -183,16 +230,61 @@ BEGIN
                   HINT = 'This points at a bug or at silver changing mid-refresh; please report it with the DETAIL.';
     END IF;
 
+    DELETE FROM golden360_internal.silver_changes WHERE run_id <= built.up_to_run;
+    IF built.mode = 'full' THEN
+        people := built.recomputed;
+        bridge_rows := (SELECT count(*) FROM gold.identity_bridge);
+    ELSE
+        people := previous.people + built.added - built.removed;
+        bridge_rows := previous.bridge_rows + built.bridge_added - built.bridge_removed;
+    END IF;
     INSERT INTO golden360.gold_runs (run_id, people, bridge_rows, written, removed, unchanged, bridge_written,
-                                     bridge_removed, silver_run_id, millis)
-    VALUES (run, built.people, built.customer_ids, built.written, built.removed, built.unchanged, built.bridge_written,
+                                     bridge_removed, silver_run_id, millis, mode, recomputed)
+    VALUES (run, people, bridge_rows, built.written, built.removed, people - built.written, built.bridge_written,
             built.bridge_removed, coalesce((SELECT max(run_id) FROM golden360.silver_runs), 0),
-            extract(epoch FROM clock_timestamp() - started) * 1000);
+            extract(epoch FROM clock_timestamp() - started) * 1000, built.mode, built.recomputed);
+    INSERT INTO golden360.refresh_state AS s (layer, fingerprint, run_id) VALUES ('gold', wanted_fingerprint, run)
+        ON CONFLICT (layer) DO UPDATE SET fingerprint = excluded.fingerprint, run_id = excluded.run_id,
+                                          updated_at = clock_timestamp();
     PERFORM set_config('lock_timeout', saved_lock_timeout, true);
-    RAISE NOTICE 'gold run %: % people (% written, % removed, % unchanged), % customer_ids', run,
-        built.people, built.written, built.removed, built.unchanged, built.customer_ids;
+    IF built.mode = 'full' THEN
+        RAISE NOTICE 'gold run %: % people (% written, % removed, % unchanged), % customer_ids', run,
+            people, built.written, built.removed, people - built.written, bridge_rows;
+    ELSE
+        RAISE NOTICE 'gold run % (incremental, % people recomputed): % people (% written, % removed, % unchanged), '
+                     '% customer_ids', run, built.recomputed, people, built.written, built.removed,
+                     people - built.written, bridge_rows;
+    END IF;
+END
+$$;
+
+-- SECURITY DEFINER, as refresh_silver: EXECUTE is what an operator holds.
+CREATE PROCEDURE golden360.refresh_gold()
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM golden360_internal.gold_refresh(false);
 END
 $$;
 COMMENT ON PROCEDURE golden360.refresh_gold() IS
-    'Bring gold up to date with silver in one transaction: every golden record and bridge row is computed, only '
+    'Bring gold up to date with silver in one transaction: the records of the people silver''s changes lead to '
+    '(everyone after a full silver rebuild or a change of settings or golden360.rfm_segments) are computed, only '
     'those that differ are written; cross-checked; readers see the old gold until it commits';
+
+-- The full rebuild, one call: silver from all of bronze, then every
+-- golden record from silver. What an incremental refresh is equal to.
+CREATE PROCEDURE golden360.rebuild()
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM golden360_internal.silver_refresh(true);
+    PERFORM golden360_internal.gold_refresh(true);
+END
+$$;
+COMMENT ON PROCEDURE golden360.rebuild() IS
+    'Rebuild silver from all of bronze and recompute every golden record, in one transaction (what refresh_silver() '
+    'and refresh_gold() compute incrementally); readers see the previous silver and gold until it commits';

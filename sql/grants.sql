@@ -22,11 +22,12 @@ GRANT EXECUTE ON FUNCTION golden360.ingest_bronze(text, boolean), golden360.bron
 GRANT SELECT ON golden360.silver_rules TO golden360_loader;
 
 -- golden360_operator (a loader too): run the pipeline, its steps and its
--- schedule. refresh_silver, refresh_gold and the run bookkeeping are
+-- schedule. refresh_silver, refresh_gold, rebuild and the run bookkeeping are
 -- SECURITY DEFINER; run_pipeline commits between steps, which a definer
 -- may not, so it runs as the caller and calls those.
 GRANT USAGE ON SCHEMA golden360 TO golden360_operator;
-GRANT EXECUTE ON PROCEDURE golden360.run_pipeline(text), golden360.refresh_silver(), golden360.refresh_gold()
+GRANT EXECUTE ON PROCEDURE golden360.run_pipeline(text), golden360.refresh_silver(), golden360.refresh_gold(),
+                           golden360.rebuild()
    TO golden360_operator;
 GRANT EXECUTE ON FUNCTION golden360.pipeline_run_begin(text), golden360.pipeline_run_step(bigint, jsonb, text),
                           golden360.pipeline_run_end(bigint), golden360.assert_outside_transaction_block(text),
@@ -36,7 +37,8 @@ GRANT EXECUTE ON FUNCTION golden360.pipeline_run_begin(text), golden360.pipeline
                           golden360.ltv_segment(numeric)
    TO golden360_operator;
 GRANT SELECT ON golden360.pipeline_runs, golden360.silver_runs, golden360.gold_runs, golden360.quality_checks,
-                golden360.quality_thresholds, golden360.rfm_segments
+                golden360.quality_thresholds, golden360.rfm_segments, golden360.silver_batches,
+                golden360.refresh_state
    TO golden360_operator;
 
 -- golden360_monitor, the exporter's login (docker/exporter-queries.yaml):
@@ -44,7 +46,7 @@ GRANT SELECT ON golden360.pipeline_runs, golden360.silver_runs, golden360.gold_r
 GRANT pg_monitor TO golden360_monitor;
 GRANT USAGE ON SCHEMA golden360 TO golden360_monitor;
 GRANT SELECT ON golden360.pipeline_runs, golden360.silver_runs, golden360.gold_runs, golden360.quality_checks,
-                golden360.bronze_batches, golden360.bronze_files
+                golden360.bronze_batches, golden360.bronze_files, golden360.silver_batches, golden360.refresh_state
    TO golden360_monitor;
 
 -- The API's roles (sql/api.sql): anonymous requests may ask for health

@@ -41,12 +41,23 @@ BEGIN
         EXECUTE format('ALTER TABLE silver.%I ADD PRIMARY KEY (%s)', t.table_name,
             (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key) k));
     END LOOP;
+    -- A table deduplicated on whole rows is looked up by its first column
+    -- (an incremental refresh finds a new row's exact duplicates there).
+    FOR t IN SELECT s.table_name, c.column_name FROM golden360_internal.silver_tables() s
+               JOIN golden360_internal.silver_columns() c ON c.table_name = s.table_name AND c.ordinal = 1
+              WHERE cardinality(s.key) = 0 LOOP
+        EXECUTE format('CREATE INDEX %I ON silver.%I (%I)', t.table_name || '_by_' || t.column_name, t.table_name,
+                       t.column_name);
+    END LOOP;
 END
 $$;
 
--- What gold looks rows up by.
+-- What gold looks rows up by (an incremental gold refresh reads the
+-- changed people's rows only: by person, customer, order and product).
 CREATE INDEX customers_by_person ON silver.customers (customer_unique_id);
+CREATE INDEX customers_by_zip ON silver.customers (customer_zip);
 CREATE INDEX orders_by_customer ON silver.orders (customer_id);
+CREATE INDEX order_items_by_product ON silver.order_items (product_id);
 CREATE INDEX quarantine_by_reason ON silver.quarantine (table_name, reason);
 
 CREATE VIEW golden360.silver_rules AS SELECT * FROM golden360.silver_rule_list();
@@ -101,11 +112,61 @@ CREATE TABLE golden360.silver_runs (
     millis      double precision NOT NULL,
     last_batch_id bigint NOT NULL,
     finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    mode        text NOT NULL DEFAULT 'full' CHECK (mode IN ('full', 'incremental')),
     PRIMARY KEY (run_id, table_name)
 );
 COMMENT ON TABLE golden360.silver_runs IS
-    'Per table, what each successful refresh_silver() did; last_batch_id: the newest bronze batch it saw '
-    '(the next run''s rule checks measure the batches after it)';
+    'Per table, what each successful refresh_silver() did: its counts after the run (bronze rows = silver rows + '
+    'duplicates + quarantined), how long the table took, the newest bronze batch it saw, and whether it rebuilt '
+    'silver from all of bronze (full) or applied the new batches (incremental)';
+
+-- The bronze batches silver holds, and the run that applied each: an
+-- incremental refresh applies the others, and the rule checks measure them.
+CREATE TABLE golden360.silver_batches (
+    batch_id bigint PRIMARY KEY,
+    run_id   bigint NOT NULL
+);
+COMMENT ON TABLE golden360.silver_batches IS
+    'Every bronze batch silver has applied, with the refresh_silver() run that applied it';
+
+-- What an incremental refresh continues from, per layer: the fingerprint
+-- of the rules and settings the layer was last built under. A refresh that
+-- finds another fingerprint (a new version, a changed setting or rule
+-- table) rebuilds the layer in full; deleting the row forces that too.
+CREATE TABLE golden360.refresh_state (
+    layer       text PRIMARY KEY CHECK (layer IN ('silver', 'gold')),
+    fingerprint text NOT NULL,
+    run_id      bigint NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE golden360.refresh_state IS
+    'Per layer, the run an incremental refresh continues from and the fingerprint of the rules and settings it was '
+    'built under; delete a layer''s row to make its next refresh a full rebuild';
+
+-- Silver's rules and columns, and the extension version: a change of any
+-- of them makes the next refresh a full one.
+CREATE FUNCTION golden360_internal.silver_fingerprint() RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT md5(concat_ws('|',
+        (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'golden360'),
+        (SELECT string_agg(r::text, ';' ORDER BY r.table_name, r.ordinal) FROM golden360.silver_rule_list() r),
+        (SELECT string_agg(c::text, ';' ORDER BY c.table_name, c.ordinal) FROM golden360_internal.silver_columns() c)))
+$$;
+
+-- The silver rows each refresh changed, by the value that links them to
+-- golden records (golden360_internal.silver_tables' gold_link): how gold
+-- finds the people to recompute. A full rebuild logs table '*'. Gold
+-- deletes what it has consumed.
+DO $$
+BEGIN
+    EXECUTE format('CREATE TABLE golden360_internal.silver_changes (%s)',
+        (SELECT string_agg(format('%I %s%s NOT NULL', c.column_name, c.sql_type,
+                                  CASE WHEN c.sql_type = 'text' THEN ' COLLATE "C"' ELSE '' END), ', ' ORDER BY c.ordinal)
+           FROM golden360_internal.silver_change_columns() c));
+END
+$$;
+COMMENT ON TABLE golden360_internal.silver_changes IS
+    'Silver rows changed by each refresh_silver() run that gold has not consumed yet: table and gold link value';
 
 -- Records one check's outcome against its kind's threshold.
 CREATE FUNCTION golden360_internal.record_check(run bigint, layer text, table_name text, check_name text,
@@ -317,11 +378,16 @@ BEGIN
 END
 $$;
 
--- SECURITY DEFINER: it runs as the extension's owner, the only role that
--- may write silver; EXECUTE on it is what golden360_operator is granted.
-CREATE PROCEDURE golden360.refresh_silver()
+
+-- One silver refresh, as the extension's owner. Incremental (the default)
+-- when silver was built under the current fingerprint: the bronze batches
+-- not yet applied are applied to the live tables in place, by
+-- apply_silver(). Full otherwise, or when asked: every table is rebuilt
+-- from all of bronze into the shadow generation, which is swapped in.
+-- Either way the checks run on the result before it commits, and a failed
+-- gate leaves silver as it was.
+CREATE FUNCTION golden360_internal.silver_refresh(rebuild boolean) RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET jit = off  -- its check queries are cheap; JIT compilation is not
 AS $$
@@ -330,11 +396,15 @@ DECLARE
     t record;
     failures text;
     first_failure text;
-    seen_batch bigint;
     newest_batch bigint;
+    new_batches bigint[];
+    previous bigint;
+    incremental boolean;
+    generation text;
     stats_target text;
     duplicate_keys boolean := false;
     saved_lock_timeout text := current_setting('lock_timeout');
+    wanted_fingerprint text := golden360_internal.silver_fingerprint();
 BEGIN
     -- One refresh at a time; a second one fails at once rather than queueing.
     PERFORM golden360_internal.lock_layer('golden360.silver_runs', 'golden360.refresh_silver()');
@@ -344,51 +414,96 @@ BEGIN
     PERFORM golden360_internal.lock_tables(
         (SELECT array_agg(format('bronze.%I', x)::regclass) FROM golden360_internal.silver_tables() s(x)),
         'ACCESS SHARE', 'golden360.refresh_silver()');
-    PERFORM golden360_internal.lock_tables(
-        (SELECT array_agg(format('silver_next.%I', x)::regclass) FROM golden360_internal.silver_generation_tables() x),
-        'ACCESS EXCLUSIVE', 'golden360.refresh_silver()');
-    seen_batch := coalesce((SELECT max(last_batch_id) FROM golden360.silver_runs), 0);
+    previous := (SELECT s.run_id FROM golden360.refresh_state s
+                  WHERE s.layer = 'silver' AND s.fingerprint = wanted_fingerprint);
+    incremental := NOT rebuild AND previous IS NOT NULL
+        AND (SELECT count(*) FROM golden360.silver_runs r WHERE r.run_id = previous)
+          = (SELECT count(*) FROM golden360_internal.silver_tables());
+    -- The batches to apply, and the ones the rule checks measure: bronze is
+    -- immutable, so a batch accepted once under 'warn' must not fail every
+    -- later run.
+    new_batches := ARRAY(SELECT b.batch_id FROM golden360.bronze_batches b
+                          WHERE NOT EXISTS (SELECT FROM golden360.silver_batches s WHERE s.batch_id = b.batch_id)
+                          ORDER BY 1);
     newest_batch := coalesce((SELECT max(batch_id) FROM golden360.bronze_batches), 0);
+    -- Batches that re-deliver most of the data are cheaper to rebuild from.
+    incremental := incremental
+        AND (SELECT coalesce(sum(f.rows), 0) FROM golden360.bronze_files f WHERE f.batch_id = ANY (new_batches))
+         <= current_setting('golden360.incremental_limit')::float8
+          * (SELECT coalesce(sum(f.rows), 0) FROM golden360.bronze_files f
+              WHERE f.batch_id IN (SELECT s.batch_id FROM golden360.silver_batches s));
     run := nextval('golden360.run_seq');
 
-    -- Build the new generation in the shadow; silver stays as it is for
-    -- readers until the swap at the very end.
-    PERFORM golden360_internal.reset_silver_shadow();
-    INSERT INTO golden360.silver_runs
-        (run_id, table_name, bronze_rows, silver_rows, duplicates, quarantined, millis, last_batch_id)
-    SELECT run, b.*, newest_batch FROM golden360_internal.build_silver(run) b;
+    IF incremental THEN
+        -- In place: readers keep their snapshot of the rows replaced until
+        -- this commits, and ROW EXCLUSIVE stops none of them.
+        generation := 'silver';
+        PERFORM golden360_internal.lock_tables(
+            (SELECT array_agg(format('silver.%I', x)::regclass) FROM golden360_internal.silver_generation_tables() x),
+            'ROW EXCLUSIVE', 'golden360.refresh_silver()');
+        INSERT INTO golden360.silver_runs
+            (run_id, table_name, bronze_rows, silver_rows, duplicates, quarantined, millis, last_batch_id, mode)
+        SELECT run, d.table_name, p.bronze_rows + d.bronze_rows, p.silver_rows + d.silver_rows,
+               p.duplicates + d.duplicates, p.quarantined + d.quarantined, d.millis, newest_batch, 'incremental'
+          FROM golden360_internal.apply_silver(run, new_batches) d
+          JOIN golden360.silver_runs p ON p.run_id = previous AND p.table_name = d.table_name;
+    ELSE
+        -- Build the new generation in the shadow; silver stays as it is for
+        -- readers until the swap at the very end.
+        generation := 'silver_next';
+        PERFORM golden360_internal.lock_tables(
+            (SELECT array_agg(format('silver_next.%I', x)::regclass) FROM golden360_internal.silver_generation_tables() x),
+            'ACCESS EXCLUSIVE', 'golden360.refresh_silver()');
+        PERFORM golden360_internal.reset_silver_shadow();
+        INSERT INTO golden360.silver_runs
+            (run_id, table_name, bronze_rows, silver_rows, duplicates, quarantined, millis, last_batch_id, mode)
+        SELECT run, b.*, newest_batch, 'full' FROM golden360_internal.build_silver(run) b;
+        INSERT INTO golden360_internal.silver_changes VALUES (run, '*', '');
+    END IF;
 
-    -- Rule checks measure this run's input: the rows of the bronze batches
-    -- that arrived since the last successful refresh (bronze is immutable,
-    -- so a batch accepted once under 'warn' must not fail every later run).
-    -- failed = those rows quarantined for the rule.
-    PERFORM golden360_internal.record_check(run, 'silver', r.table_name, r.rule_name, r.kind,
-                                   coalesce(n.rows, 0) - coalesce(q.failed, 0), coalesce(q.failed, 0))
-       FROM golden360.silver_rules r
-       LEFT JOIN (SELECT table_name, sum(rows)::bigint AS rows FROM golden360.bronze_files
-                   WHERE batch_id > seen_batch GROUP BY 1) n ON n.table_name = r.table_name
-       LEFT JOIN (SELECT table_name, reason, count(*) AS failed FROM silver_next.quarantine
-                   WHERE batch_id > seen_batch GROUP BY 1, 2) q
-              ON q.table_name = r.table_name AND q.reason = r.rule_name;
+    -- Rule checks measure this run's input, the rows of the batches it
+    -- applied: failed = those rows quarantined for the rule.
+    EXECUTE format(
+        'SELECT count(golden360_internal.record_check($1, ''silver'', r.table_name, r.rule_name, r.kind,
+                                                       coalesce(n.rows, 0) - coalesce(q.failed, 0), coalesce(q.failed, 0)))
+           FROM golden360.silver_rules r
+           LEFT JOIN (SELECT table_name, sum(rows)::bigint AS rows FROM golden360.bronze_files
+                       WHERE batch_id = ANY ($2) GROUP BY 1) n ON n.table_name = r.table_name
+           LEFT JOIN (SELECT table_name, reason, count(*) AS failed FROM %I.quarantine
+                       WHERE batch_id = ANY ($2) GROUP BY 1, 2) q
+                  ON q.table_name = r.table_name AND q.reason = r.rule_name', generation)
+        USING run, new_batches;
 
-    -- Keys and indexes, built in bulk. A duplicate key (a dedup bug) makes a
-    -- primary key fail; that is the uniqueness check, recorded below.
-    BEGIN
-        PERFORM golden360_internal.copy_silver_indexes();
-    EXCEPTION WHEN unique_violation THEN
-        duplicate_keys := true;
-    END;
+    -- Keys and indexes of a new generation, built in bulk. A duplicate key
+    -- (a dedup bug) makes a primary key fail; that is the uniqueness check,
+    -- recorded below. In place, the live primary keys refuse a duplicate
+    -- as it is written, failing the refresh.
+    IF NOT incremental THEN
+        BEGIN
+            PERFORM golden360_internal.copy_silver_indexes();
+        EXCEPTION WHEN unique_violation THEN
+            duplicate_keys := true;
+        END;
+    END IF;
 
-    -- Conservation, counted independently of the build; key uniqueness.
+    -- Conservation: bronze rows = silver rows + duplicates + quarantined.
+    -- A full build counts every side afresh. An incremental one must not
+    -- cost what all the data costs: bronze as the loader counted it, per
+    -- file (golden360.bronze_files), silver and duplicates as the runs
+    -- accumulated them, the quarantine counted; what it catches is a batch
+    -- row the refresh lost or counted twice. golden360.rebuild() counts all.
     FOR t IN SELECT s.table_name, s.duplicates, s.silver_rows, k.key
                FROM golden360.silver_runs s JOIN golden360_internal.silver_tables() k USING (table_name)
               WHERE s.run_id = run LOOP
         EXECUTE format(
             'SELECT golden360_internal.record_check($1, ''silver'', $2, ''conservation'', ''conservation'', accounted, abs(bronze - accounted))
-               FROM (SELECT (SELECT count(*) FROM bronze.%1$I) AS bronze,
-                            (SELECT count(*) FROM silver_next.%1$I) + $3
-                          + (SELECT count(*) FROM silver_next.quarantine WHERE table_name = $2) AS accounted) c',
-            t.table_name) USING run, t.table_name, t.duplicates;
+               FROM (SELECT %3$s AS bronze,
+                            %4$s + $3 + (SELECT count(*) FROM %2$I.quarantine WHERE table_name = $2) AS accounted) c',
+            t.table_name, generation,
+            CASE WHEN incremental THEN '(SELECT coalesce(sum(f.rows), 0)::bigint FROM golden360.bronze_files f WHERE f.table_name = $2)'
+                 ELSE format('(SELECT count(*) FROM bronze.%I)', t.table_name) END,
+            CASE WHEN incremental THEN '$4' ELSE format('(SELECT count(*) FROM silver_next.%I)', t.table_name) END)
+            USING run, t.table_name, t.duplicates, t.silver_rows;
         IF cardinality(t.key) > 0 AND NOT duplicate_keys THEN
             PERFORM golden360_internal.record_check(run, 'silver', t.table_name, 'primary_key_unique', 'uniqueness',
                                            t.silver_rows, 0);
@@ -425,24 +540,55 @@ BEGIN
             USING DETAIL = failures;
     END IF;
 
-    -- Statistics for the planner from the first query on: a small sample
-    -- (3,000 rows) gives row counts and rough distributions at a tenth of
-    -- the default cost; autovacuum refines them later.
-    stats_target := current_setting('default_statistics_target');
-    PERFORM set_config('default_statistics_target', '10', true);
-    FOR t IN SELECT x AS table_name FROM golden360_internal.silver_generation_tables() x LOOP
-        EXECUTE format('ANALYZE silver_next.%I', t.table_name);
-    END LOOP;
-    PERFORM set_config('default_statistics_target', stats_target, true);
-    PERFORM golden360_internal.copy_silver_privileges();
-    PERFORM golden360_internal.swap_silver_generations();
+    IF NOT incremental THEN
+        -- Statistics for the planner from the first query on: a small
+        -- sample (3,000 rows) gives row counts and rough distributions at a
+        -- tenth of the default cost; autovacuum refines them later, and
+        -- keeps them as incremental refreshes change silver.
+        stats_target := current_setting('default_statistics_target');
+        PERFORM set_config('default_statistics_target', '10', true);
+        FOR t IN SELECT x AS table_name FROM golden360_internal.silver_generation_tables() x LOOP
+            EXECUTE format('ANALYZE silver_next.%I', t.table_name);
+        END LOOP;
+        PERFORM set_config('default_statistics_target', stats_target, true);
+        PERFORM golden360_internal.copy_silver_privileges();
+        PERFORM golden360_internal.swap_silver_generations();
+    END IF;
+    INSERT INTO golden360.silver_batches SELECT unnest(new_batches), run;
+    INSERT INTO golden360.refresh_state AS s (layer, fingerprint, run_id) VALUES ('silver', wanted_fingerprint, run)
+        ON CONFLICT (layer) DO UPDATE SET fingerprint = excluded.fingerprint, run_id = excluded.run_id,
+                                          updated_at = clock_timestamp();
     PERFORM set_config('lock_timeout', saved_lock_timeout, true);
-    RAISE NOTICE 'silver run %: % rows in silver, % duplicates removed, % quarantined', run,
-        (SELECT sum(silver_rows) FROM golden360.silver_runs WHERE run_id = run),
-        (SELECT sum(duplicates) FROM golden360.silver_runs WHERE run_id = run),
-        (SELECT sum(quarantined) FROM golden360.silver_runs WHERE run_id = run);
+    IF incremental THEN
+        RAISE NOTICE 'silver run % (incremental): % new bronze rows from % batch(es); '
+                     'now % rows in silver, % duplicates removed, % quarantined', run,
+            (SELECT sum(r.bronze_rows) FROM golden360.silver_runs r WHERE r.run_id = run)
+              - (SELECT sum(p.bronze_rows) FROM golden360.silver_runs p WHERE p.run_id = previous),
+            cardinality(new_batches),
+            (SELECT sum(silver_rows) FROM golden360.silver_runs WHERE run_id = run),
+            (SELECT sum(duplicates) FROM golden360.silver_runs WHERE run_id = run),
+            (SELECT sum(quarantined) FROM golden360.silver_runs WHERE run_id = run);
+    ELSE
+        RAISE NOTICE 'silver run %: % rows in silver, % duplicates removed, % quarantined', run,
+            (SELECT sum(silver_rows) FROM golden360.silver_runs WHERE run_id = run),
+            (SELECT sum(duplicates) FROM golden360.silver_runs WHERE run_id = run),
+            (SELECT sum(quarantined) FROM golden360.silver_runs WHERE run_id = run);
+    END IF;
+END
+$$;
+
+-- SECURITY DEFINER: it runs as the extension's owner, the only role that
+-- may write silver; EXECUTE on it is what golden360_operator is granted.
+CREATE PROCEDURE golden360.refresh_silver()
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM golden360_internal.silver_refresh(false);
 END
 $$;
 COMMENT ON PROCEDURE golden360.refresh_silver() IS
-    'Rebuild silver from all of bronze: type, validate (golden360.silver_rules), quarantine, deduplicate, '
-    'check quality; atomic: readers see the previous silver until it commits';
+    'Bring silver up to date with bronze: type, validate (golden360.silver_rules), quarantine, deduplicate, check '
+    'quality. Applies only the bronze batches silver has not seen (a full rebuild when the rules or version changed; '
+    'golden360.rebuild() forces one); atomic: readers see the previous silver until it commits';

@@ -29,8 +29,10 @@ extension_sql_file!(
         silver::golden360_internal::silver_tables,
         silver::golden360_internal::silver_columns,
         silver::golden360_internal::quarantine_columns,
+        silver::golden360_internal::silver_change_columns,
         silver::golden360::silver_rule_list,
-        silver::golden360_internal::build_silver
+        silver::golden360_internal::build_silver,
+        silver::golden360_internal::apply_silver
     ]
 );
 

@@ -126,16 +126,22 @@ fn replaced_altered_and_shadowing_tables_are_errors_never_crashes() {
     c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
     let silver_before = count(&mut c, "SELECT count(*) FROM silver.customers");
 
-    // The probe that crashed 0.1.0: a column of the wrong type.
+    // The probe that crashed 0.1.0: a column of the wrong type, in the
+    // generation a full build writes and in the live one an incremental
+    // refresh writes.
     c.batch_execute("ALTER TABLE silver_next.customers ALTER COLUMN customer_zip TYPE text").unwrap();
-    assert_eq!(sqlstate(c.batch_execute("CALL golden360.refresh_silver()")), "42804");
+    assert_eq!(sqlstate(c.batch_execute("CALL golden360.rebuild()")), "42804");
     c.batch_execute("ALTER TABLE silver_next.customers ALTER COLUMN customer_zip TYPE integer USING customer_zip::integer").unwrap();
+    c.batch_execute("ALTER TABLE silver.customers ALTER COLUMN customer_zip TYPE text").unwrap();
+    assert_eq!(sqlstate(c.batch_execute("CALL golden360.refresh_silver()")), "42804", "the live silver, in place");
+    c.batch_execute("ALTER TABLE silver.customers ALTER COLUMN customer_zip TYPE integer USING customer_zip::integer").unwrap();
     // (gold.unified_customer_360's columns are pinned by the API's view.)
+    let full_gold = "SELECT golden360_internal.gold_refresh(true)";
     c.batch_execute("ALTER TABLE gold.identity_bridge ALTER COLUMN golden_id TYPE varchar(64)").unwrap();
-    assert_eq!(sqlstate(c.batch_execute("CALL golden360.refresh_gold()")), "42804");
+    assert_eq!(sqlstate(c.batch_execute(full_gold)), "42804");
     c.batch_execute("ALTER TABLE gold.identity_bridge ALTER COLUMN golden_id TYPE text COLLATE \"C\"").unwrap();
     c.batch_execute("ALTER TABLE silver.orders ALTER COLUMN order_purchase_timestamp TYPE text").unwrap();
-    assert_eq!(sqlstate(c.batch_execute("CALL golden360.refresh_gold()")), "42804", "a silver column read with the wrong type");
+    assert_eq!(sqlstate(c.batch_execute(full_gold)), "42804", "a silver column read with the wrong type");
     c.batch_execute("ALTER TABLE silver.orders ALTER COLUMN order_purchase_timestamp TYPE timestamp USING order_purchase_timestamp::timestamp").unwrap();
 
     // A view, then a partitioned table (made a member, so only its kind is
@@ -228,8 +234,9 @@ fn advisory_locks_held_by_anyone_block_nothing() {
     server.check("advisory locks");
 }
 
-/// A reader idle in a transaction holds the silver swap: the refresh waits
-/// golden360.lock_timeout, then fails naming the reader; silver is as it was.
+/// A reader idle in a transaction does not hold an incremental refresh up;
+/// it holds a rebuild's swap: the rebuild waits golden360.lock_timeout, then
+/// fails naming the reader; silver is as it was.
 #[test]
 fn an_idle_reader_during_the_swap_fails_the_refresh_clearly() {
     let server = SameServer::now();
@@ -248,9 +255,13 @@ fn an_idle_reader_during_the_swap_fails_the_refresh_clearly() {
         .get(0);
     let runs = count(&mut c, "SELECT count(DISTINCT run_id) FROM golden360.silver_runs");
 
+    // An incremental refresh writes silver in place: the reader's snapshot
+    // keeps what it read, and neither waits for the other.
+    c.batch_execute("CALL golden360.refresh_silver()").expect("an incremental refresh does not wait for readers");
+    let runs = runs + 1;
     c.batch_execute("SET golden360.lock_timeout = '1s'").unwrap();
     let started = Instant::now();
-    let error = c.batch_execute("CALL golden360.refresh_silver()").expect_err("the swap cannot get its lock");
+    let error = c.batch_execute("CALL golden360.rebuild()").expect_err("the swap cannot get its lock");
     let waited = started.elapsed();
     let db_error = error.as_db_error().expect("a database error");
     assert_eq!(db_error.code().code(), "55P03", "{db_error:?}");
@@ -318,7 +329,9 @@ fn money_beyond_the_column_is_an_error_and_nothing_is_written() {
          INSERT INTO silver.order_payments SELECT 'over-o' || i, 1, 'voucher', 1, 99999999.99, 1, i FROM generate_series(1, 101) i;",
     )
     .unwrap();
-    let error = c.batch_execute("CALL golden360.refresh_gold()").expect_err("the sum does not fit");
+    // Rows written into silver by hand, past silver's change log: a full
+    // refresh reads them.
+    let error = c.batch_execute("SELECT golden360_internal.gold_refresh(true)").expect_err("the sum does not fit");
     let db_error = error.as_db_error().unwrap();
     assert_eq!(db_error.code().code(), "22003", "{db_error:?}");
     assert!(db_error.message().contains("over-p") && db_error.message().contains("10099999998.99"), "{db_error:?}");
@@ -641,10 +654,13 @@ fn cancelling_a_refresh_takes_effect_at_once() {
     let mut setup = connect(&db);
     setup.batch_execute("ALTER DATABASE g360_it_sec_cancel_refresh SET golden360.quality_gate = warn").unwrap();
     connect(&db).batch_execute("CALL golden360.refresh_silver()").unwrap();
-    for (procedure, build) in [("golden360.refresh_silver()", "build_silver"), ("golden360.refresh_gold()", "build_gold")] {
+    // Full rebuilds: the longest any step of a refresh runs.
+    for (procedure, build) in
+        [("CALL golden360.rebuild()", "build_silver"), ("SELECT golden360_internal.gold_refresh(true)", "build_gold")]
+    {
         let mut c = connect(&db);
         let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-        let sql = format!("CALL {procedure}");
+        let sql = procedure.to_string();
         let refresh = std::thread::spawn(move || {
             let result = c.batch_execute(&sql);
             (Instant::now(), result)

@@ -1,22 +1,24 @@
-//! Building gold from silver: one scan of each silver table into compact
-//! per-person tallies (ids become numbers; money stays in integer cents),
-//! the 360 and the RFM scores computed in memory, then gold and the bridge
-//! brought to that result by writing only the rows that differ.
+//! Building gold from silver: the silver rows of the people in scope read
+//! into compact per-person tallies (ids become numbers; money stays in
+//! integer cents), the 360 and the RFM scores computed in memory, then gold
+//! and the bridge brought to that result by writing only the rows that
+//! differ.
 //!
-//! Writing only differences is what makes a refresh cost what changed: a
-//! new order rewrites its person and the people whose RFM scores moved, not
-//! everyone; readers, WAL and replicas see nothing of the rest. The whole
-//! computation, by contrast, always runs on all of silver (about half a
-//! second at scale 1), so an incremental result is a full rebuild's by
-//! construction.
+//! The scope is everyone (a full refresh: one scan of each silver table)
+//! or the people silver's changes touch (an incremental one: their rows
+//! only, through indexes). Both run the same per-person code, so an
+//! incremental record is a full rebuild's by construction. RFM scores are
+//! ranks over everyone: an incremental refresh ranks the people it
+//! recomputed among everyone else's stored values, one narrow scan of gold,
+//! and rewrites the others whose scores moved.
 
 use super::golden360::golden_id_digest;
-use crate::pg::bulk::{decimal, BulkInsert, RowBuf};
+use crate::pg::bulk::{decimal, delete_rows, BulkInsert, RowBuf};
 use crate::pg::relation::require_privilege;
 use crate::pg::types::{column, Column, SqlType};
 use crate::error::raise;
 use crate::keys::{Interner, KeyHashState};
-use crate::pg::scan::{varlena_bytes, HeapScan, Row};
+use crate::pg::scan::{varlena_bytes, Key, Row, Selection};
 use crate::silver::parse::date_of;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgMemoryContexts, PgSqlErrorCode};
@@ -27,40 +29,89 @@ pub use olist_model::codes::is_counted;
 
 /// What a refresh did.
 pub struct Outcome {
+    /// People whose records were computed (everyone, in a full refresh).
     pub people: i64,
-    pub customer_ids: i64,
-    /// Golden records inserted or rewritten.
+    /// Golden records inserted or rewritten (RFM rescores included).
     pub written: i64,
     /// Golden records of people no longer in silver.
     pub removed: i64,
-    pub unchanged: i64,
+    /// Of the written records, those of people gold did not hold before.
+    pub added: i64,
+    pub bridge_added: i64,
     pub bridge_written: i64,
     pub bridge_removed: i64,
 }
 
-pub fn refresh() -> Outcome {
+/// Whose golden records a refresh computes.
+pub enum Scope {
+    Everyone,
+    /// These customer_unique_ids (present in silver or not any more).
+    People(Vec<Vec<u8>>),
+}
+
+impl Scope {
+    /// The silver rows of `table` this scope reads: all, or those whose
+    /// `column` is one of `keys()`.
+    fn rows(&self, table: &str, column: &str, keys: impl FnOnce() -> Vec<Key>) -> Selection {
+        match self {
+            Scope::Everyone => Selection::all("silver", table, SHARE),
+            Scope::People(_) => Selection::keys("silver", table, column, keys(), SHARE),
+        }
+    }
+
+    /// The keys of the stored rows a sync compares: None for all of them.
+    fn stored(&self, keys: impl FnOnce() -> Vec<Key>) -> Option<Vec<Key>> {
+        match self {
+            Scope::Everyone => None,
+            Scope::People(_) => Some(keys()),
+        }
+    }
+}
+
+pub fn refresh(scope: &Scope) -> Outcome {
+    if matches!(scope, Scope::People(people) if people.is_empty()) {
+        // Nobody changed, so nobody's rank did either.
+        return Outcome { people: 0, written: 0, removed: 0, added: 0, bridge_added: 0, bridge_written: 0, bridge_removed: 0 };
+    }
     let started = Instant::now();
     let segments = RfmMap::load();
-    let silver = Silver::read();
+    let silver = Silver::read(scope);
+    let silver_read = started.elapsed();
+    let outside = match scope {
+        Scope::Everyone => Vec::new(),
+        Scope::People(people) => Outside::read(people),
+    };
     let read = started.elapsed();
-    let gold = Gold::compute(&silver);
+    let (gold, outside_scores) = Gold::compute(&silver, &outside);
     let computed = started.elapsed();
     // SAFETY: reads the transaction's start time; no arguments.
     let refreshed_at = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
-    let records = sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at });
-    let bridge = sync(&BridgeRows::new(&silver, &gold));
+    let gold_keys = || match scope {
+        Scope::People(people) => people.iter().map(|p| Key::Text(p.clone())).collect(),
+        Scope::Everyone => Vec::new(),
+    };
+    let mut records = sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at }, scope.stored(gold_keys));
+    let synced = started.elapsed();
+    records.written += rescore(&outside, &outside_scores, &segments);
+    let rescored = started.elapsed();
+    let customer_keys = || (0..silver.customers.len() as u32).map(|c| Key::Text(silver.customers.get(c).to_vec())).collect();
+    let bridge = sync(&BridgeRows::new(&silver, &gold), scope.stored(customer_keys));
     pgrx::debug1!(
-        "golden360 gold: read silver {:.0} ms, computed {:.0} ms, wrote {:.0} ms",
-        read.as_secs_f64() * 1e3,
+        "golden360 gold: read silver {:.0} ms and others' RFM keys {:.0} ms, computed {:.0} ms, wrote {:.0} ms \
+         (records {:.0} ms, RFM rescores {:.0} ms)",
+        silver_read.as_secs_f64() * 1e3,
+        (read - silver_read).as_secs_f64() * 1e3,
         (computed - read).as_secs_f64() * 1e3,
-        (started.elapsed() - computed).as_secs_f64() * 1e3
+        (started.elapsed() - computed).as_secs_f64() * 1e3,
+        (synced - computed).as_secs_f64() * 1e3,
+        (rescored - synced).as_secs_f64() * 1e3
     );
     Outcome {
         people: gold.records.len() as i64,
-        customer_ids: silver.customer.len() as i64,
         written: records.written,
         removed: records.removed,
-        unchanged: records.unchanged,
+        added: records.added,
+        bridge_added: bridge.added,
         bridge_written: bridge.written,
         bridge_removed: bridge.removed,
     }
@@ -158,8 +209,8 @@ struct Silver {
     /// Cities and states.
     places: Interner,
     categories: Interner,
-    /// Sum of latitudes, of longitudes, and the count of points per zip.
-    zip_points: HashMap<i32, (f64, f64, u32), KeyHashState>,
+    /// The points of each zip.
+    zip_points: HashMap<i32, PointSum, KeyHashState>,
 }
 
 const SHARE: u32 = pg_sys::AccessShareLock;
@@ -167,7 +218,7 @@ use crate::silver::spec::MONEY;
 use SqlType::{Double, Integer, Text, Timestamp};
 
 impl Silver {
-    fn read() -> Silver {
+    fn read(scope: &Scope) -> Silver {
         let mut silver = Silver {
             customers: Interner::default(),
             customer: Vec::new(),
@@ -177,18 +228,21 @@ impl Silver {
             categories: Interner::default(),
             zip_points: HashMap::default(),
         };
-        silver.read_customers();
-        let (orders, mut order) = silver.read_orders();
-        read_payments(&orders, &mut order);
+        silver.read_customers(scope);
+        let (orders, mut order) = silver.read_orders(scope);
+        read_payments(scope, &orders, &mut order);
         silver.tally_orders(&order);
-        silver.read_items(&orders, &order);
-        silver.read_reviews(&orders, &order);
-        silver.read_geolocation();
+        silver.read_items(scope, &orders, &order);
+        silver.read_reviews(scope, &orders, &order);
+        silver.read_geolocation(scope);
         silver
     }
 
-    fn read_customers(&mut self) {
-        let mut scan = HeapScan::open("silver", "customers", SHARE);
+    fn read_customers(&mut self, scope: &Scope) {
+        let mut scan = scope.rows("customers", "customer_unique_id", || match scope {
+            Scope::People(people) => people.iter().map(|p| Key::Text(p.clone())).collect(),
+            Scope::Everyone => Vec::new(),
+        });
         // Olist ids are 32 characters.
         let n = scan.estimated_rows();
         self.customers = Interner::with_capacity(n, 32);
@@ -217,8 +271,8 @@ impl Silver {
     }
 
     /// order_id → order number, and the orders by number.
-    fn read_orders(&self) -> (Interner, Vec<Order>) {
-        let mut scan = HeapScan::open("silver", "orders", SHARE);
+    fn read_orders(&self, scope: &Scope) -> (Interner, Vec<Order>) {
+        let mut scan = scope.rows("orders", "customer_id", || ids(&self.customers));
         let mut order = Vec::with_capacity(scan.estimated_rows());
         let mut orders = Interner::with_capacity(scan.estimated_rows(), 32);
         let [id, customer, status, purchased] =
@@ -271,14 +325,30 @@ impl Silver {
     /// Items of counted orders: their count, distinct products, and per
     /// category (English, else Portuguese; products without one count
     /// only as items and products) the count of item rows.
-    fn read_items(&mut self, orders: &Interner, order: &[Order]) {
-        let mut scan = HeapScan::open("silver", "products", SHARE);
-        let mut products = Interner::with_capacity(scan.estimated_rows(), 32);
-        let mut category_of: Vec<Option<u32>> = Vec::with_capacity(scan.estimated_rows());
+    fn read_items(&mut self, scope: &Scope, orders: &Interner, order: &[Order]) {
+        let mut products = Interner::default();
+        let mut bought: Vec<(u32, u32)> = Vec::new(); // (person, product)
+        let mut scan = scope.rows("order_items", "order_id", || ids(orders));
+        let [order_id, product] = ["order_id", "product_id"].map(|c| scan.attr(c, Text));
+        scan.for_each(|row| {
+            let Some(o) = orders.find(row.text(order_id)).map(|o| &order[o as usize]) else { return };
+            if !o.counted {
+                return;
+            }
+            let person = self.customer[o.customer as usize].person;
+            self.tally[person as usize].items += 1;
+            if let Some(product) = row.opt_text(product) {
+                bought.push((person, products.intern(product)));
+            }
+        });
+        scan.close();
+
+        let mut category_of: Vec<Option<u32>> = vec![None; products.len()];
+        let mut scan = scope.rows("products", "product_id", || ids(&products));
         let [id, category] = [("product_id", Text), ("product_category", Text)].map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
-            if products.intern(row.text(id)) as usize == category_of.len() {
-                category_of.push(row.opt_text(category).map(|b| self.categories.intern(b)));
+            if let Some(p) = products.find(row.text(id)) {
+                category_of[p as usize] = row.opt_text(category).map(|b| self.categories.intern(b));
             }
         });
         scan.close();
@@ -291,27 +361,11 @@ impl Silver {
             rank[c as usize] = r as u32;
         }
 
-        let mut bought: Vec<(u32, u32)> = Vec::new(); // (person, product)
-        let mut in_category: Vec<(u32, u32)> = Vec::new(); // (person, category rank)
-        let mut scan = HeapScan::open("silver", "order_items", SHARE);
-        let [order_id, product] = ["order_id", "product_id"].map(|c| scan.attr(c, Text));
-        scan.for_each(|row| {
-            let Some(o) = orders.find(row.text(order_id)).map(|o| &order[o as usize]) else { return };
-            if !o.counted {
-                return;
-            }
-            let person = self.customer[o.customer as usize].person;
-            self.tally[person as usize].items += 1;
-            if let Some(product) = row.opt_text(product) {
-                let p = products.intern(product);
-                bought.push((person, p));
-                if let Some(&Some(c)) = category_of.get(p as usize) {
-                    in_category.push((person, rank[c as usize]));
-                }
-            }
-        });
-        scan.close();
-
+        let in_category: Vec<(u32, u32)> = bought // (person, category rank)
+            .iter()
+            .filter_map(|&(person, p)| category_of[p as usize].map(|c| (person, rank[c as usize])))
+            .collect();
+        let mut in_category = in_category;
         bought.sort_unstable();
         bought.dedup();
         for &(person, _) in &bought {
@@ -334,8 +388,8 @@ impl Silver {
     }
 
     /// Reviews of all the person's orders, of any status.
-    fn read_reviews(&mut self, orders: &Interner, order: &[Order]) {
-        let mut scan = HeapScan::open("silver", "order_reviews", SHARE);
+    fn read_reviews(&mut self, scope: &Scope, orders: &Interner, order: &[Order]) {
+        let mut scan = scope.rows("order_reviews", "order_id", || ids(orders));
         let [order_id, score] = [("order_id", Text), ("review_score", Integer)].map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
             let Some(o) = orders.find(row.text(order_id)).map(|o| &order[o as usize]) else { return };
@@ -347,21 +401,56 @@ impl Silver {
         scan.close();
     }
 
-    fn read_geolocation(&mut self) {
-        let mut scan = HeapScan::open("silver", "geolocation", SHARE);
+    fn read_geolocation(&mut self, scope: &Scope) {
+        let mut scan = scope.rows("geolocation", "zip", || self.customer.iter().filter_map(|c| c.zip).map(Key::Int4).collect());
         let [zip, lat, lng] = [("zip", Integer), ("lat", Double), ("lng", Double)].map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
             if let (Some(zip), Some(lat), Some(lng)) = (row.int4(zip), row.float8(lat), row.float8(lng)) {
-                let sums = self.zip_points.entry(zip).or_insert((0.0, 0.0, 0));
-                *sums = (sums.0 + lat, sums.1 + lng, sums.2 + 1);
+                self.zip_points.entry(zip).or_default().add(lat, lng);
             }
         });
         scan.close();
     }
 }
 
-fn read_payments(orders: &Interner, order: &mut [Order]) {
-    let mut scan = HeapScan::open("silver", "order_payments", SHARE);
+/// The sum of a zip's points, exact: each coordinate in fixed point with
+/// 64 fractional bits, summed as integers. The mean is then the same
+/// whatever order the points are read in (a float sum is not), so an
+/// incremental refresh, which reads a zip's points through an index, and
+/// a rebuild, which scans silver in whatever physical order it has, agree
+/// to the last bit.
+#[derive(Default, Clone, Copy)]
+struct PointSum {
+    lat: i128,
+    lng: i128,
+    points: u32,
+}
+
+/// 2^64: the fixed-point scale of `PointSum`.
+const FIXED: f64 = 18_446_744_073_709_551_616.0;
+
+impl PointSum {
+    fn add(&mut self, lat: f64, lng: f64) {
+        // Exact scaling by a power of two, then truncation: every
+        // coordinate inside Brazil's box keeps all its 52 mantissa bits.
+        self.lat += (lat * FIXED) as i128;
+        self.lng += (lng * FIXED) as i128;
+        self.points += 1;
+    }
+
+    fn mean(&self) -> (f64, f64) {
+        let n = f64::from(self.points);
+        (self.lat as f64 / FIXED / n, self.lng as f64 / FIXED / n)
+    }
+}
+
+/// Every key of an interner, as lookup keys.
+fn ids(interner: &Interner) -> Vec<Key> {
+    (0..interner.len() as u32).map(|i| Key::Text(interner.get(i).to_vec())).collect()
+}
+
+fn read_payments(scope: &Scope, orders: &Interner, order: &mut [Order]) {
+    let mut scan = scope.rows("order_payments", "order_id", || ids(orders));
     let [order_id, value] = [("order_id", Text), ("payment_value", MONEY)].map(|(c, ty)| scan.attr(c, ty));
     scan.for_each(|row: &Row| {
         if let (Some(o), Some(cents)) = (orders.find(row.text(order_id)), row.cents(value)) {
@@ -393,7 +482,9 @@ struct Gold {
 }
 
 impl Gold {
-    fn compute(silver: &Silver) -> Gold {
+    /// The records of the people in `silver`, RFM-ranked among them and
+    /// the `outside` people; also the outside people's new scores.
+    fn compute(silver: &Silver, outside: &[Outside]) -> (Gold, Vec<[i16; 3]>) {
         let id = |c: u32| silver.customers.get(c);
         let mut sorted: Vec<(u32, &[u8], u32)> =
             silver.customer.iter().enumerate().map(|(c, row)| (row.person, id(c as u32), c as u32)).collect();
@@ -418,39 +509,110 @@ impl Gold {
                 rfm: None,
             });
         }
-        score_rfm(&mut records, &silver.tally);
+        let outside_scores = score_rfm(&mut records, &silver.tally, outside);
         records.sort_unstable_by_key(|r| r.golden_id);
         let mut record_of = vec![0u32; records.len()];
         for (i, r) in records.iter().enumerate() {
             record_of[r.person as usize] = i as u32;
         }
-        Gold { records, customers_by_person, record_of }
+        (Gold { records, customers_by_person, record_of }, outside_scores)
     }
 }
 
 /// RFM: three independent ntile(5) over the people with a counted order,
 /// ascending by last order date, order count and spend, ties by golden_id
-/// in byte order.
-fn score_rfm(records: &mut [Record], tally: &[Tally]) {
+/// in byte order. The ranking covers `records` and `outside` (people not
+/// recomputed, as gold holds them); returns the outside people's scores.
+fn score_rfm(records: &mut [Record], tally: &[Tally], outside: &[Outside]) -> Vec<[i16; 3]> {
     let scored: Vec<usize> = (0..records.len()).filter(|&i| tally[records[i].person as usize].order_count > 0).collect();
-    let n = scored.len();
+    let n = scored.len() + outside.len();
     let mut scores = vec![[0i16; 3]; records.len()];
+    let mut outside_scores = vec![[0i16; 3]; outside.len()];
     // A NULL last_order_date (counted orders without a purchase time) sorts
     // last, as in PostgreSQL's ascending order.
-    let keys: [fn(&Tally) -> i64; 3] =
-        [|t| t.last.map_or(i64::MAX, |at| i64::from(date_of(at))), |t| i64::from(t.order_count), |t| t.spend];
+    let keys: [fn(&Tally) -> i64; 3] = [|t| t.last.map_or(i64::MAX, |at| i64::from(date_of(at))), |t| i64::from(t.order_count), |t| t.spend];
+    // (key, golden_id, index; indexes from records.len() on are outside people)
     let mut order: Vec<(i64, [u8; 32], u32)> = Vec::with_capacity(n);
     for (dimension, key) in keys.iter().enumerate() {
         order.clear();
         order.extend(scored.iter().map(|&i| (key(&tally[records[i].person as usize]), records[i].golden_id, i as u32)));
+        order.extend(outside.iter().enumerate().map(|(j, o)| (o.keys[dimension], o.golden_id, (records.len() + j) as u32)));
         order.sort_unstable();
         for (position, &(_, _, i)) in order.iter().enumerate() {
-            scores[i as usize][dimension] = ntile(position, n, 5);
+            let score = ntile(position, n, 5);
+            match (i as usize).checked_sub(records.len()) {
+                None => scores[i as usize][dimension] = score,
+                Some(j) => outside_scores[j][dimension] = score,
+            }
         }
     }
     for i in scored {
         records[i].rfm = Some(scores[i]);
     }
+    outside_scores
+}
+
+/// A scored person an incremental refresh does not recompute: the RFM
+/// keys and scores gold holds for them.
+struct Outside {
+    golden_id: [u8; 32],
+    /// Last order date (days; i64::MAX when NULL), order count, spend in cents.
+    keys: [i64; 3],
+    stored: [Option<i16>; 3],
+}
+
+impl Outside {
+    /// Everyone in gold with a counted order but `people`.
+    fn read(people: &[Vec<u8>]) -> Vec<Outside> {
+        let skip: std::collections::HashSet<&[u8]> = people.iter().map(|p| p.as_slice()).collect();
+        let mut scan = Selection::all("gold", "unified_customer_360", SHARE);
+        let [golden_id, person] = ["golden_id", "customer_unique_id"].map(|c| scan.attr(c, Text));
+        let [orders, last, spend] =
+            [("order_count", Integer), ("last_order_date", SqlType::Date), ("total_spend", SPEND)].map(|(c, ty)| scan.attr(c, ty));
+        let score_attrs = ["recency_score", "frequency_score", "monetary_score"].map(|c| scan.attr(c, SqlType::SmallInt));
+        let mut outside = Vec::with_capacity(scan.estimated_rows());
+        scan.for_each(|row| {
+            let count = row.int4(orders).unwrap_or(0);
+            if count == 0 || skip.contains(row.text(person)) {
+                return;
+            }
+            let mut id = [0u8; 32];
+            if hex::decode_to_slice(row.text(golden_id), &mut id).is_err() {
+                raise(
+                    PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                    format!("gold.unified_customer_360 holds a golden_id that is not 64 hex digits: {:?}",
+                            String::from_utf8_lossy(row.text(golden_id))),
+                    None,
+                    "Rebuild gold: CALL golden360.rebuild();",
+                );
+            }
+            outside.push(Outside {
+                golden_id: id,
+                keys: [row.int4(last).map_or(i64::MAX, i64::from), i64::from(count), row.cents(spend).unwrap_or(0)],
+                stored: score_attrs.map(|a| row.int2(a)),
+            });
+        });
+        scan.close();
+        outside
+    }
+}
+
+/// Rewrite the RFM scores and segment of the outside people whose scores
+/// moved; returns how many.
+fn rescore(outside: &[Outside], scores: &[[i16; 3]], segments: &RfmMap) -> i64 {
+    let moved: Vec<usize> = (0..outside.len()).filter(|&j| outside[j].stored != scores[j].map(Some)).collect();
+    if moved.is_empty() {
+        return 0;
+    }
+    let ids: Vec<String> = moved.iter().map(|&j| hex::encode(outside[j].golden_id)).collect();
+    let column = |d: usize| -> Vec<i16> { moved.iter().map(|&j| scores[j][d]).collect() };
+    let labels: Vec<String> = moved.iter().map(|&j| segments.segment(scores[j]).to_string()).collect();
+    Spi::run_with_args(
+        "SELECT golden360_internal.rescore_rfm($1, $2, $3, $4, $5)",
+        &[ids.into(), column(0).into(), column(1).into(), column(2).into(), labels.into()],
+    )
+    .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("rewriting RFM scores failed: {e}"), None, ""));
+    moved.len() as i64
 }
 
 /// PostgreSQL's ntile(buckets) of the row at `position` (0-based) of `n`:
@@ -612,9 +774,10 @@ impl TargetRows for GoldRows<'_> {
             None => row.null(24),
         }
         match address.zip.and_then(|z| silver.zip_points.get(&z)) {
-            Some(&(lat, lng, n)) => {
-                row.float8(25, lat / f64::from(n));
-                row.float8(26, lng / f64::from(n));
+            Some(points) => {
+                let (lat, lng) = points.mean();
+                row.float8(25, lat);
+                row.float8(26, lng);
             }
             None => (25..27).for_each(|k| row.null(k)),
         }
@@ -671,16 +834,20 @@ impl TargetRows for BridgeRows<'_> {
 struct Synced {
     written: i64,
     removed: i64,
-    unchanged: i64,
+    /// Written rows whose key the table did not hold.
+    added: i64,
 }
 
 /// Make gold.<table> hold exactly `target`'s rows: a row equal to its
 /// target (all columns but the stamp) stays as it is; a changed row is
 /// deleted and its new version inserted; rows whose key is gone are
 /// deleted. Deletes come first, so unique keys are free for the inserts.
-fn sync<T: TargetRows>(target: &T) -> Synced {
+fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>) -> Synced {
     let started = Instant::now();
-    let mut scan = HeapScan::open("gold", T::TABLE, pg_sys::RowExclusiveLock);
+    let mut scan = match stored {
+        None => Selection::all("gold", T::TABLE, pg_sys::RowExclusiveLock),
+        Some(keys) => Selection::keys("gold", T::TABLE, T::COLUMNS[T::KEY].name, keys, pg_sys::RowExclusiveLock),
+    };
     let rel = scan.relation();
     scan.expect_columns(T::COLUMNS);
     // SAFETY: `rel` is open for the scan's lifetime.
@@ -694,7 +861,7 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
     let mut buf = RowBuf::new(T::COLUMNS.len());
     let mut kept = vec![false; target.len()];
     let mut doomed: Vec<pg_sys::ItemPointerData> = Vec::new();
-    let mut removed = 0;
+    let (mut removed, mut rewritten) = (0, 0);
     scan.for_each(|row| {
         match target.find(row.text(T::KEY)) {
             Some(i) if !kept[i] => {
@@ -712,6 +879,7 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
                     kept[i] = true;
                 } else {
                     doomed.push(row.tid);
+                    rewritten += 1;
                 }
             }
             Some(_) => doomed.push(row.tid),
@@ -721,14 +889,7 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
             }
         }
     });
-    // SAFETY: each tid is a row this transaction's scan saw in `rel`,
-    // deleted once; CommandCounterIncrement makes the deletes visible.
-    unsafe {
-        for tid in &mut doomed {
-            pg_sys::simple_table_tuple_delete(rel, tid, pg_sys::GetActiveSnapshot());
-        }
-        pg_sys::CommandCounterIncrement();
-    }
+    delete_rows(rel, scan.name(), &mut doomed);
     scan.close();
 
     let compared = Instant::now();
@@ -753,8 +914,7 @@ fn sync<T: TargetRows>(target: &T) -> Synced {
         (heap_written - compared).as_secs_f64() * 1e3,
         heap_written.elapsed().as_secs_f64() * 1e3
     );
-    let unchanged = kept.iter().filter(|&&k| k).count() as i64;
-    Synced { written, removed, unchanged }
+    Synced { written, removed, added: written - rewritten }
 }
 
 /// Whether the stored `row` holds `new`'s values, column `skip` aside.

@@ -10,6 +10,7 @@
 use pgrx::prelude::*;
 
 mod build;
+mod changes;
 mod checks;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
@@ -51,33 +52,49 @@ pub mod golden360 {
 pub mod golden360_internal {
     use pgrx::prelude::*;
 
-    /// Compute every golden record from silver and write the ones that
-    /// differ from gold (and the bridge rows likewise). Called by
-    /// `golden360.refresh_gold()`, which serialises refreshes and
-    /// cross-checks the result; on its own it does neither.
+    /// Bring gold up to date with silver, writing only the records (and
+    /// bridge rows) that differ: for everyone when `everyone` is set or
+    /// silver was rebuilt in full since, else for the people silver's
+    /// logged changes lead to. Called by `golden360.refresh_gold()`, which
+    /// serialises refreshes, cross-checks the result and consumes the log
+    /// up to `up_to_run`; on its own it does neither.
     #[pg_extern]
-    fn build_gold() -> TableIterator<
+    fn build_gold(
+        everyone: bool,
+    ) -> TableIterator<
         'static,
         (
-            name!(people, i64),
-            name!(customer_ids, i64),
+            name!(mode, &'static str),
+            name!(recomputed, i64),
             name!(written, i64),
             name!(removed, i64),
-            name!(unchanged, i64),
             name!(bridge_written, i64),
             name!(bridge_removed, i64),
+            name!(added, i64),
+            name!(bridge_added, i64),
+            name!(up_to_run, i64),
         ),
     > {
-        let o = super::build::refresh();
-        TableIterator::once((o.people, o.customer_ids, o.written, o.removed, o.unchanged, o.bridge_written, o.bridge_removed))
+        let pending = super::changes::pending();
+        let (mode, scope) = if everyone || pending.everyone {
+            ("full", super::build::Scope::Everyone)
+        } else {
+            ("incremental", super::build::Scope::People(pending.people))
+        };
+        let o = super::build::refresh(&scope);
+        TableIterator::once((mode, o.people, o.written, o.removed, o.bridge_written, o.bridge_removed, o.added, o.bridge_added, pending.up_to_run))
     }
 
     /// The SPEC's gold cross-checks on what silver and gold hold now:
-    /// (check, passed, failed). `golden360.refresh_gold()` records them and
-    /// fails on any failure.
+    /// (check, passed, failed), over everyone or, as `build_gold` chose,
+    /// over the people silver's logged changes lead to.
+    /// `golden360.refresh_gold()` records them and fails on any failure.
     #[pg_extern(stable)]
     fn gold_cross_checks(
+        everyone: bool,
     ) -> TableIterator<'static, (name!(check_name, &'static str), name!(passed, i64), name!(failed, i64))> {
-        TableIterator::new(super::checks::run().into_iter().map(|c| (c.name, c.passed, c.failed)))
+        let pending = super::changes::pending();
+        let people = (!everyone && !pending.everyone).then_some(pending.people);
+        TableIterator::new(super::checks::run(people.as_deref()).into_iter().map(|c| (c.name, c.passed, c.failed)))
     }
 }

@@ -45,24 +45,24 @@ const SHADOW: &str = "silver_next";
 /// the caller has emptied in this transaction.
 pub fn build_all(run_id: i64) -> Vec<TableStats> {
     let mut context = Context { run_id, parent_keys: HashMap::new(), translations: HashMap::new() };
-    let mut quarantine = QuarantineWriter::open();
+    let mut quarantine = QuarantineWriter::open(SHADOW);
     let stats = TABLES.iter().map(|spec| build_table(spec, &mut context, &mut quarantine)).collect();
     quarantine.insert.finish();
     stats
 }
 
 /// State carried from earlier tables to later ones.
-struct Context {
-    run_id: i64,
+pub(super) struct Context {
+    pub(super) run_id: i64,
     /// Key hashes of each parent table built so far (for `Check::Exists`).
-    parent_keys: HashMap<&'static str, HashSet<u128, KeyHashState>>,
+    pub(super) parent_keys: HashMap<&'static str, HashSet<u128, KeyHashState>>,
     /// Portuguese → English category names, from silver.category_translation.
-    translations: HashMap<Vec<u8>, String>,
+    pub(super) translations: HashMap<Vec<u8>, String>,
 }
 
 /// A typed silver value; text borrows the bronze bytes where it can.
 #[derive(Debug, Clone)]
-enum Value<'a> {
+pub(super) enum Value<'a> {
     Null,
     Bytes(&'a [u8]),
     Owned(String),
@@ -73,7 +73,7 @@ enum Value<'a> {
 }
 
 impl Value<'_> {
-    fn bytes(&self) -> Option<&[u8]> {
+    pub(super) fn bytes(&self) -> Option<&[u8]> {
         match self {
             Value::Bytes(b) => Some(b),
             Value::Owned(s) => Some(s.as_bytes()),
@@ -89,7 +89,7 @@ impl Value<'_> {
         }
     }
     /// Append a canonical encoding, for hashing keys and whole rows.
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(super) fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Value::Null => out.push(0),
             Value::Bytes(_) | Value::Owned(_) => {
@@ -113,7 +113,7 @@ impl Value<'_> {
             }
         }
     }
-    fn rank(&self) -> Option<RankValue> {
+    pub(super) fn rank(&self) -> Option<RankValue> {
         match self {
             Value::Null => None,
             Value::Int(v) => Some(RankValue::Int(i64::from(*v))),
@@ -129,7 +129,7 @@ impl Value<'_> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum RankValue {
+pub(super) enum RankValue {
     /// Timestamps, integers, cents, and doubles mapped to an order-preserving i64.
     Int(i64),
     Bytes(Vec<u8>),
@@ -137,15 +137,15 @@ enum RankValue {
 
 /// Greater wins. `Option`'s order puts NULL lowest: DESC, NULLs last.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Rank {
+pub(super) struct Rank {
     /// Only reviews have preference columns; boxed, so other tables' sort
     /// records stay small.
-    prefer: Option<Box<[Option<RankValue>]>>,
-    batch: i64,
-    row: i64,
+    pub(super) prefer: Option<Box<[Option<RankValue>]>>,
+    pub(super) batch: i64,
+    pub(super) row: i64,
 }
 
-fn hash(values: &[&Value], buf: &mut Vec<u8>) -> u128 {
+pub(super) fn hash(values: &[&Value], buf: &mut Vec<u8>) -> u128 {
     buf.clear();
     for v in values {
         v.encode(buf);
@@ -167,16 +167,16 @@ enum Compiled {
 }
 
 /// A table's rules and columns, bound to positions once.
-struct Plan {
-    spec: &'static TableSpec,
-    rules: Vec<Rule>,
+pub(super) struct Plan {
+    pub(super) spec: &'static TableSpec,
+    pub(super) rules: Vec<Rule>,
     compiled: Vec<Compiled>,
-    key: Vec<usize>,
-    prefer: Vec<usize>,
+    pub(super) key: Vec<usize>,
+    pub(super) prefer: Vec<usize>,
 }
 
 impl Plan {
-    fn new(spec: &'static TableSpec) -> Plan {
+    pub(super) fn new(spec: &'static TableSpec) -> Plan {
         let rules = spec.rules();
         let column = |name: &str| spec.column(name);
         let compiled = rules
@@ -214,7 +214,7 @@ impl Plan {
 
     /// Type every column; `Err(())` marks a present value not of its type.
     #[inline(always)]
-    fn type_row<'a>(&self, raw: &[&'a [u8]], context: &Context) -> SmallVec<[Result<Value<'a>, ()>; MAX_COLUMNS]> {
+    pub(super) fn type_row<'a>(&self, raw: &[&'a [u8]], context: &Context) -> SmallVec<[Result<Value<'a>, ()>; MAX_COLUMNS]> {
         let mut out = SmallVec::new();
         for (c, field) in self.spec.columns.iter().zip(raw) {
             let field: &'a [u8] = field;
@@ -249,14 +249,14 @@ impl Plan {
     }
 
     /// The dedup key of a valid row.
-    fn key_hash(&self, values: &[&Value], buf: &mut Vec<u8>) -> u128 {
+    pub(super) fn key_hash(&self, values: &[&Value], buf: &mut Vec<u8>) -> u128 {
         let key: SmallVec<[&Value; MAX_COLUMNS]> = self.key.iter().map(|&c| values[c]).collect();
         hash(&key, buf)
     }
 
     /// The index of the first rule the typed row fails, if any.
     #[inline(always)]
-    fn first_failure(&self, raw: &[&[u8]], typed: &[Result<Value, ()>], context: &Context, buf: &mut Vec<u8>) -> Option<usize> {
+    pub(super) fn first_failure(&self, raw: &[&[u8]], typed: &[Result<Value, ()>], context: &Context, buf: &mut Vec<u8>) -> Option<usize> {
         let value = |c: usize| typed[c].as_ref().unwrap_or(&Value::Null);
         self.compiled.iter().position(|rule| {
             let passes = match *rule {
@@ -324,7 +324,7 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
     winners.sort_unstable_by_key(|w| w.0);
 
     // Pass 2: write winners and quarantine.
-    let mut writer = SilverWriter::open(spec);
+    let mut writer = SilverWriter::open(SHADOW, spec);
     let mut keys: HashSet<u128, KeyHashState> = HashSet::default();
     let keeps_keys = TABLES.iter().any(|t| t.rules.iter().any(|r| matches!(r.check, Check::Exists { parent, .. } if parent == spec.table)));
     let (mut duplicates, mut quarantined) = (0i64, 0i64);
@@ -378,7 +378,7 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
 }
 
 /// The widest silver or bronze table has 9 columns.
-const MAX_COLUMNS: usize = 10;
+pub(super) const MAX_COLUMNS: usize = 10;
 
 /// One bronze row during a scan: valid only inside the callback.
 struct ScannedRow<'r, 's> {
@@ -459,20 +459,20 @@ impl BronzeScan {
 
 /// Writes typed rows into silver.<table>: the spec's columns, then
 /// `_batch_id`, `_row_number` (the DDL is generated from the spec).
-struct SilverWriter {
+pub(super) struct SilverWriter {
     insert: BulkInsert,
     spec: &'static TableSpec,
     row: RowBuf,
 }
 
 impl SilverWriter {
-    fn open(spec: &'static TableSpec) -> SilverWriter {
+    pub(super) fn open(schema: &str, spec: &'static TableSpec) -> SilverWriter {
         let expected = spec.declared_columns();
-        let insert = BulkInsert::open_declared(SHADOW, spec.table, &expected);
+        let insert = BulkInsert::open_declared(schema, spec.table, &expected);
         SilverWriter { insert, spec, row: RowBuf::new(expected.len()) }
     }
 
-    fn push(&mut self, values: &[&Value], batch: i64, row: i64) {
+    pub(super) fn push(&mut self, values: &[&Value], batch: i64, row: i64) {
         let n = self.spec.columns.len();
         // Numerics are allocated where the batch is freed.
         // SAFETY: the batch context lives until the writer's next flush,
@@ -497,15 +497,15 @@ impl SilverWriter {
         self.insert.push_row(&mut self.row);
     }
 
-    fn finish(self) -> i64 {
+    pub(super) fn finish(self) -> i64 {
         self.insert.finish()
     }
 }
 
 /// Writes silver.quarantine rows: the run, table, batch, row, the failed
 /// rule and its kind, and the whole bronze record as jsonb.
-struct QuarantineWriter {
-    insert: BulkInsert,
+pub(super) struct QuarantineWriter {
+    pub(super) insert: BulkInsert,
 }
 
 /// silver.quarantine's columns, in order (its DDL is made from these).
@@ -520,13 +520,13 @@ pub const QUARANTINE_COLUMNS: [Column; 7] = [
 ];
 
 impl QuarantineWriter {
-    fn open() -> QuarantineWriter {
-        let insert = BulkInsert::open_declared(SHADOW, "quarantine", &QUARANTINE_COLUMNS);
+    pub(super) fn open(schema: &str) -> QuarantineWriter {
+        let insert = BulkInsert::open_declared(schema, "quarantine", &QUARANTINE_COLUMNS);
         QuarantineWriter { insert }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn push(
+    pub(super) fn push(
         &mut self,
         run_id: i64,
         spec: &TableSpec,

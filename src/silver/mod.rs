@@ -11,6 +11,7 @@
 use pgrx::prelude::*;
 
 mod build;
+mod incremental;
 pub(crate) mod parse;
 pub(crate) mod spec;
 #[cfg(any(test, feature = "pg_test"))]
@@ -102,6 +103,41 @@ pub mod golden360_internal {
                     c.required.is_some() || c.ty == Ty::Comment,
                 )
             })
+        }))
+    }
+
+    /// golden360_internal.silver_changes' columns and their SQL types, for its DDL.
+    #[pg_extern(immutable, parallel_safe)]
+    fn silver_change_columns(
+    ) -> TableIterator<'static, (name!(ordinal, i32), name!(column_name, String), name!(sql_type, String))> {
+        TableIterator::new(
+            super::incremental::CHANGE_COLUMNS.iter().enumerate().map(|(i, c)| (i as i32 + 1, c.name.to_string(), c.ty.sql())),
+        )
+    }
+
+    /// Apply the bronze batches `batches` (ones silver has not seen) to
+    /// the live silver tables in place: what each table's counts change by.
+    /// Called by `golden360.refresh_silver()`, which checks and gates the
+    /// result before it commits.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn apply_silver(
+        run_id: i64,
+        batches: Vec<i64>,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(table_name, String),
+            name!(bronze_rows, i64),
+            name!(silver_rows, i64),
+            name!(duplicates, i64),
+            name!(quarantined, i64),
+            name!(written, i64),
+            name!(millis, f64),
+        ),
+    > {
+        let deltas = super::incremental::apply_all(run_id, &batches);
+        TableIterator::new(deltas.into_iter().map(|d| {
+            (d.table.to_string(), d.bronze_rows, d.silver_rows, d.duplicates, d.quarantined, d.written, d.millis)
         }))
     }
 

@@ -162,6 +162,12 @@ pub struct TableSpec {
     pub columns: &'static [Col],
     pub rules: &'static [RuleSpec],
     pub dedup: Dedup,
+    /// The column through which a change to one of its rows reaches the
+    /// golden records (customers: the person; orders: the customer; an
+    /// order's items, payments and reviews: the order; products: the
+    /// product; geolocation: the zip). None: gold does not read the table.
+    /// An incremental refresh logs these values for every row it changes.
+    pub gold_link: Option<&'static str>,
 }
 
 /// One rule as evaluated and reported.
@@ -179,6 +185,15 @@ impl TableSpec {
             .iter()
             .position(|c| c.name == name)
             .unwrap_or_else(|| panic!("silver.{} has no column {name}", self.table))
+    }
+
+    /// The columns an existing row is looked up by (an index leads with
+    /// them): the key, or for whole-row deduplication the first column.
+    pub fn lookup(&self) -> Vec<&'static str> {
+        match self.key() {
+            [] => vec![self.columns[0].name],
+            key => key.to_vec(),
+        }
     }
 
     pub fn key(&self) -> &'static [&'static str] {
@@ -274,6 +289,7 @@ pub const TABLES: &[TableSpec] = &[
         ],
         rules: &[],
         dedup: Dedup::Key(&["customer_id"]),
+        gold_link: Some("customer_unique_id"),
     },
     TableSpec {
         table: "orders",
@@ -315,6 +331,7 @@ pub const TABLES: &[TableSpec] = &[
             },
         ],
         dedup: Dedup::Key(&["order_id"]),
+        gold_link: Some("customer_id"),
     },
     TableSpec {
         table: "order_items",
@@ -341,6 +358,7 @@ pub const TABLES: &[TableSpec] = &[
             },
         ],
         dedup: Dedup::Key(&["order_id", "order_item_id"]),
+        gold_link: Some("order_id"),
     },
     TableSpec {
         table: "order_payments",
@@ -374,6 +392,7 @@ pub const TABLES: &[TableSpec] = &[
             },
         ],
         dedup: Dedup::Key(&["order_id", "payment_sequential"]),
+        gold_link: Some("order_id"),
     },
     TableSpec {
         table: "order_reviews",
@@ -395,6 +414,7 @@ pub const TABLES: &[TableSpec] = &[
             key: &["order_id"],
             prefer: &["review_answer_timestamp", "review_creation_date", "review_id"],
         },
+        gold_link: Some("order_id"),
     },
     TableSpec {
         table: "category_translation",
@@ -404,6 +424,7 @@ pub const TABLES: &[TableSpec] = &[
         ],
         rules: &[],
         dedup: Dedup::Key(&["product_category_name"]),
+        gold_link: None,
     },
     TableSpec {
         table: "products",
@@ -421,6 +442,7 @@ pub const TABLES: &[TableSpec] = &[
         ],
         rules: &[],
         dedup: Dedup::Key(&["product_id"]),
+        gold_link: Some("product_id"),
     },
     TableSpec {
         table: "sellers",
@@ -432,6 +454,7 @@ pub const TABLES: &[TableSpec] = &[
         ],
         rules: &[],
         dedup: Dedup::Key(&["seller_id"]),
+        gold_link: None,
     },
     TableSpec {
         table: "geolocation",
@@ -455,6 +478,7 @@ pub const TABLES: &[TableSpec] = &[
             },
         ],
         dedup: Dedup::WholeRow,
+        gold_link: Some("zip"),
     },
 ];
 

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Incremental refresh benchmark (issue 10). Per scale (SCALES, default "1";
+# "1 10" for scale 10 too), in the same run and on the same files:
+#   full        a first load: ingest the base, refresh_silver, refresh_gold
+#   delta       then a 1% delta batch (olist-gen --batch 1)
+#   idle        then a refresh with no new batch
+#   daily       30 successive daily deltas (batches 1..30); the 30th
+#   export      a daily full export with the 1% change (--batch 1
+#               --full-export), on a fresh load of the base
+# Each step's time in ms and the ratio of each case to the full pipeline;
+# RUNS repeats (default 2), printed as min-max.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/scripts/lib.sh"
+bench_setup
+RUNS=${RUNS:-2}
+gen="$here/target/release/olist-gen"
+
+# ingest DIR; refresh: prints "bronze silver gold" in ms.
+step() {
+    local dir=$1 t0 t1 t2 t3
+    t0=$(now_ms)
+    if [ -n "$dir" ]; then bench_psql -c "SELECT count(*) FROM golden360.ingest_bronze('$dir', true)" >/dev/null; fi
+    t1=$(now_ms)
+    bench_psql -c "CALL golden360.refresh_silver()" 2>/dev/null
+    t2=$(now_ms)
+    bench_psql -c "CALL golden360.refresh_gold()" 2>/dev/null
+    t3=$(now_ms)
+    echo "$((t1 - t0)) $((t2 - t1)) $((t3 - t2))"
+}
+
+fresh_base() {
+    bench_psql -c "DROP EXTENSION IF EXISTS golden360 CASCADE" -c "CREATE EXTENSION golden360" 2>/dev/null
+    bench_psql -c "ALTER DATABASE $BENCH_DB SET golden360.quality_gate = warn"
+    bench_psql -c "CHECKPOINT"
+}
+
+range() { sort -n | awk 'NR==1{lo=$1} {hi=$1} END {if (lo==hi) printf "%d", lo; else printf "%d-%d", lo, hi}'; }
+
+for scale in ${SCALES:-1}; do
+    base=$(sample_dir "$scale")
+    batches=$(run_dir)/samples/scale-$scale-batches
+    if [ ! -s "$batches/f1/_generator.json" ] || [ "$gen" -nt "$batches/f1/_generator.json" ]; then
+        rm -rf "$batches"
+        for k in $(seq 1 30); do "$gen" --out "$batches/d$k" --scale "$scale" --batch "$k" >/dev/null; done
+        "$gen" --out "$batches/f1" --scale "$scale" --batch 1 --full-export >/dev/null
+        chmod -R a+rX "$(run_dir)/samples"
+    fi
+    declare -A times=()
+    for run in $(seq "$RUNS"); do
+        fresh_base
+        times[full]+="$(step "$base");"
+        times[delta]+="$(step "$batches/d1");"
+        times[idle]+="$(step "");"
+        for k in $(seq 2 29); do step "$batches/d$k" >/dev/null; done
+        times[daily]+="$(step "$batches/d30");"
+        fresh_base
+        step "$base" >/dev/null
+        times[export]+="$(step "$batches/f1");"
+    done
+    echo
+    echo "Incremental refreshes, scale $scale ($(bench_psql -c "SELECT people FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1") people), $RUNS runs, ms (min-max)"
+    printf '%-34s %12s %12s %12s %12s %14s\n' case bronze silver gold total "/ full"
+    for case in full delta idle daily export; do
+        IFS=';' read -ra runs <<<"${times[$case]}"
+        IFS=';' read -ra fulls <<<"${times[full]}"
+        b=() s=() g=() t=() r=()
+        for i in "${!runs[@]}"; do
+            read -r rb rs rg <<<"${runs[$i]}"
+            read -r fb fs fg <<<"${fulls[$i]}"
+            b+=("$rb") s+=("$rs") g+=("$rg") t+=($((rb + rs + rg)))
+            r+=("$(echo "1000 * ($rb + $rs + $rg) / ($fb + $fs + $fg)" | bc)")
+        done
+        label=$(case $case in
+            full) echo "full pipeline (first load)" ;;
+            delta) echo "1% delta batch" ;;
+            idle) echo "refresh with no new batch" ;;
+            daily) echo "30th daily delta batch" ;;
+            export) echo "daily full export, 1% changed" ;;
+        esac)
+        ratio=$(printf '%s\n' "${r[@]}" | sort -n | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.3f-%.3fx", lo/1000, hi/1000}')
+        printf '%-34s %12s %12s %12s %12s %14s\n' "$label" "$(printf '%s\n' "${b[@]}" | range)" \
+            "$(printf '%s\n' "${s[@]}" | range)" "$(printf '%s\n' "${g[@]}" | range)" "$(printf '%s\n' "${t[@]}" | range)" "$ratio"
+    done
+    IFS=';' read -ra d1 <<<"${times[delta]}"
+    IFS=';' read -ra d30 <<<"${times[daily]}"
+    for i in "${!d1[@]}"; do
+        read -r a b c <<<"${d1[$i]}"
+        read -r x y z <<<"${d30[$i]}"
+        printf 'run %d: 30th daily batch / 1st: %.2fx (silver + gold)\n' "$((i + 1))" "$(echo "($y + $z) / ($b + $c)" | bc -l)"
+    done
+    echo "targets: delta <= 0.05x, export <= 0.35x, idle <= 0.01x, 30th <= 1.2x the 1st"
+    unset times
+done

@@ -1,0 +1,224 @@
+//! Incremental refreshes against full rebuilds: a sequence of follow-up
+//! batches (deltas and full exports, every kind of change the generator
+//! makes) applied one by one must leave silver, the quarantine, the run
+//! counts, gold and the bridge exactly as a rebuild of the same bronze;
+//! a refresh rewrites no row it does not change; a failed gate leaves
+//! silver and gold as they were.
+
+use golden360_it::{connect, count, fresh_database, generate, generate_with, outcome, sqlstate, ScratchDir};
+use postgres::Client;
+
+const SCALE: f64 = 0.05;
+const SEED: u64 = 31;
+
+fn ingest(c: &mut Client, dir: &str) {
+    c.query("SELECT * FROM golden360.ingest_bronze($1, true)", &[&dir]).unwrap();
+}
+
+fn last_modes(c: &mut Client) -> (String, String) {
+    let silver: String = c.query_one("SELECT mode FROM golden360.silver_runs ORDER BY run_id DESC LIMIT 1", &[]).unwrap().get(0);
+    let gold: String = c.query_one("SELECT mode FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1", &[]).unwrap().get(0);
+    (silver, gold)
+}
+
+/// Gold's rows by golden_id: (ctid, refreshed_at, every other column).
+fn gold_rows(c: &mut Client) -> std::collections::BTreeMap<String, (String, String, String)> {
+    c.query(
+        "SELECT golden_id, ctid::text, refreshed_at::text, (to_jsonb(g) - 'refreshed_at')::text FROM gold.unified_customer_360 g",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+    .collect()
+}
+
+/// Nine batches, mixed deltas and full exports, into one database; after
+/// each, a second database holding the same bronze is rebuilt in full and
+/// the two must be equal, table by table. Each refresh of the first must
+/// have been incremental, and must have rewritten only golden records
+/// whose values changed.
+#[test]
+fn every_batch_of_a_sequence_leaves_what_a_rebuild_of_the_same_bronze_leaves() {
+    let base = ScratchDir::new("incremental_base");
+    generate(&base.0, SCALE, SEED);
+    let (inc, rebuilt) = (fresh_database("incremental"), fresh_database("incremental_rebuilt"));
+    let (mut a, mut b) = (connect(&inc), connect(&rebuilt));
+    for c in [&mut a, &mut b] {
+        c.batch_execute("SET golden360.quality_gate = warn").unwrap();
+        ingest(c, base.path());
+    }
+    a.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    b.batch_execute("CALL golden360.rebuild()").unwrap();
+    assert_eq!(outcome(&mut a), outcome(&mut b), "the base");
+    // Full exports too go the incremental way here (by default, batches
+    // this big relative to silver make refresh_silver rebuild).
+    a.batch_execute("SET golden360.incremental_limit = 1000").unwrap();
+
+    let mut kinds = std::collections::BTreeSet::new();
+    for (k, full_export) in [(1, false), (2, false), (3, true), (4, false), (5, false), (6, true), (7, false), (8, false), (9, false)] {
+        let dir = ScratchDir::new(&format!("incremental_batch_{k}"));
+        let k_text = k.to_string();
+        let mut flags = vec!["--batch", k_text.as_str()];
+        if full_export {
+            flags.push("--full-export");
+        }
+        let summary = generate_with(&dir.0, SCALE, SEED, &flags);
+        kinds.extend(summary["changes"].as_object().unwrap().keys().cloned());
+        let before = gold_rows(&mut a);
+        for c in [&mut a, &mut b] {
+            ingest(c, dir.path());
+        }
+        a.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+        b.batch_execute("CALL golden360.rebuild()").unwrap();
+        assert_eq!(last_modes(&mut a), ("incremental".into(), "incremental".into()), "batch {k}");
+        assert_eq!(last_modes(&mut b), ("full".into(), "full".into()));
+        let (got, want) = (outcome(&mut a), outcome(&mut b));
+        for ((name, g), (_, w)) in got.iter().zip(&want) {
+            assert_eq!(g, w, "batch {k}{}: {name} differs from a rebuild", if full_export { " (full export)" } else { "" });
+        }
+
+        // A record is rewritten (new tuple, new refreshed_at) only when a
+        // value of it changed.
+        let after = gold_rows(&mut a);
+        let mut rewritten = 0;
+        for (id, (tid, at, values)) in &after {
+            match before.get(id) {
+                Some((old_tid, old_at, old_values)) if old_tid == tid => {
+                    assert_eq!((old_at, old_values), (at, values), "batch {k}: {id} changed in place?");
+                }
+                Some((_, _, old_values)) => {
+                    rewritten += 1;
+                    assert_ne!(old_values, values, "batch {k}: {id} was rewritten with the same values");
+                }
+                None => {}
+            }
+        }
+        let written = count(&mut a, "SELECT written FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1");
+        let new = after.keys().filter(|id| !before.contains_key(*id)).count() as i64;
+        assert_eq!(written, rewritten + new, "batch {k}: gold_runs.written counts the rewritten and new records");
+        assert!(rewritten > 0 && (after.len() as i64) > 2 * written, "batch {k}: {written} of {} written", after.len());
+    }
+    for kind in [
+        "new_order",
+        "new_order_before_first_purchase",
+        "status_update",
+        "corrected_payment",
+        "replacing_review",
+        "address_correction",
+        "late_order_of_orphans",
+        "invalid_newer_order",
+        "invalid_newer_payment",
+        "product_category_change",
+        "translation_change",
+        "geolocation_exact_copy",
+        "geolocation_new_point",
+    ] {
+        assert!(kinds.contains(kind), "the sequence had no {kind}");
+    }
+    // Late orders made earlier orphans valid: fewer of the base's items and
+    // payments wait for their order than after the base alone.
+    let waiting = "SELECT count(*) FROM silver.quarantine
+                    WHERE table_name IN ('order_items', 'order_payments') AND reason = 'order_exists' AND batch_id = 1";
+    let base_only = {
+        let db = fresh_database("incremental_base_only");
+        let mut c = connect(&db);
+        c.batch_execute("SET golden360.quality_gate = warn").unwrap();
+        ingest(&mut c, base.path());
+        c.batch_execute("CALL golden360.refresh_silver()").unwrap();
+        count(&mut c, waiting)
+    };
+    assert!(count(&mut a, waiting) < base_only, "{} of {base_only} orphans still wait", count(&mut a, waiting));
+}
+
+/// A refresh after no new batch changes nothing and writes no record.
+#[test]
+fn a_refresh_without_a_new_batch_changes_nothing() {
+    let base = ScratchDir::new("incremental_idle");
+    generate(&base.0, SCALE, SEED);
+    let db = fresh_database("incremental_idle");
+    let mut c = connect(&db);
+    c.batch_execute("SET golden360.quality_gate = warn").unwrap();
+    ingest(&mut c, base.path());
+    c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    let (before, rows) = (outcome(&mut c), gold_rows(&mut c));
+    c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    assert_eq!(last_modes(&mut c), ("incremental".into(), "incremental".into()));
+    assert_eq!(outcome(&mut c), before);
+    assert_eq!(gold_rows(&mut c), rows, "no tuple was rewritten");
+    assert_eq!(count(&mut c, "SELECT written + removed + recomputed FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1"), 0);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM golden360_internal.silver_changes"), 0, "gold consumed the change log");
+}
+
+/// A batch that fails the gate (quality_gate = error) leaves silver and
+/// gold as they were and stays pending: bronze keeps it. Accepted under
+/// warn with the next good batch, both apply, equal to a rebuild.
+#[test]
+fn a_failed_gate_in_a_sequence_changes_nothing_and_the_next_refresh_applies_on_top() {
+    let base = ScratchDir::new("incremental_gate_base");
+    generate(&base.0, SCALE, SEED);
+    let (inc, rebuilt) = (fresh_database("incremental_gate"), fresh_database("incremental_gate_rebuilt"));
+    let (mut a, mut b) = (connect(&inc), connect(&rebuilt));
+    for c in [&mut a, &mut b] {
+        ingest(c, base.path());
+    }
+    a.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    let good_before = outcome(&mut a);
+
+    // A delta whose one order has a purchase time that is no timestamp: the
+    // type rule's threshold is 100%.
+    let bad = ScratchDir::new("incremental_gate_bad");
+    let header = "order_id,customer_id,order_status,order_purchase_timestamp,order_approved_at,\
+                  order_delivered_carrier_date,order_delivered_customer_date,order_estimated_delivery_date";
+    std::fs::write(bad.0.join("olist_orders_dataset.csv"), format!("{header}\nbad-order,bad-customer,delivered,yesterday,,,,2018-01-01\n")).unwrap();
+    for c in [&mut a, &mut b] {
+        ingest(c, bad.path());
+    }
+    let failed = a.batch_execute("CALL golden360.refresh_silver()");
+    assert_eq!(sqlstate(failed), "23514", "the gate fails");
+    a.batch_execute("CALL golden360.refresh_gold()").unwrap();
+    assert_eq!(outcome(&mut a), good_before, "silver and gold are as they were");
+    assert_eq!(count(&mut a, "SELECT count(*) FROM golden360.silver_batches"), 1, "the bad batch is pending");
+
+    let next = ScratchDir::new("incremental_gate_next");
+    generate_with(&next.0, SCALE, SEED, &["--batch", "1"]);
+    for c in [&mut a, &mut b] {
+        ingest(c, next.path());
+        c.batch_execute("SET golden360.quality_gate = warn").unwrap();
+    }
+    a.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    b.batch_execute("CALL golden360.rebuild()").unwrap();
+    assert_eq!(last_modes(&mut a), ("incremental".into(), "incremental".into()));
+    assert_eq!(outcome(&mut a), outcome(&mut b));
+    assert_eq!(count(&mut a, "SELECT count(*) FROM silver.quarantine WHERE reason = 'order_purchase_timestamp_type'"), 1);
+}
+
+/// A change of settings or of the RFM map since the last refresh makes
+/// gold recompute everyone; a new version or changed rules make silver
+/// rebuild (the fingerprints in golden360.refresh_state).
+#[test]
+fn changed_settings_make_the_next_refresh_a_full_one() {
+    let base = ScratchDir::new("incremental_settings");
+    generate(&base.0, SCALE, SEED);
+    let db = fresh_database("incremental_settings");
+    let mut c = connect(&db);
+    c.batch_execute("SET golden360.quality_gate = warn").unwrap();
+    ingest(&mut c, base.path());
+    c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    c.batch_execute("SET golden360.ltv_vip_above = 100; CALL golden360.refresh_gold()").unwrap();
+    assert_eq!(last_modes(&mut c).1, "full");
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM gold.unified_customer_360 WHERE ltv_segment = 'VIP' AND total_spend <= 100"),
+        0
+    );
+    assert!(count(&mut c, "SELECT count(*) FROM gold.unified_customer_360 WHERE ltv_segment = 'VIP'") > 0);
+    c.batch_execute("CALL golden360.refresh_gold()").unwrap();
+    assert_eq!(last_modes(&mut c).1, "incremental", "the same settings again");
+    c.batch_execute("UPDATE golden360.rfm_segments SET segment = 'Sleepers' WHERE segment = 'Hibernating'; CALL golden360.refresh_gold()")
+        .unwrap();
+    assert_eq!(last_modes(&mut c).1, "full");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM gold.unified_customer_360 WHERE rfm_segment = 'Hibernating'"), 0);
+    c.batch_execute("DELETE FROM golden360.refresh_state WHERE layer = 'silver'; CALL golden360.refresh_silver()").unwrap();
+    let silver_mode: String = c.query_one("SELECT mode FROM golden360.silver_runs ORDER BY run_id DESC LIMIT 1", &[]).unwrap().get(0);
+    assert_eq!(silver_mode, "full");
+}

@@ -1,0 +1,523 @@
+-- golden360 0.2.0 -> 0.3.0: incremental refreshes (issue 10).
+-- refresh_silver() applies only the bronze batches silver has not seen and
+-- refresh_gold() recomputes only the people they lead to; golden360.rebuild()
+-- is the full rebuild. New: indexes on bronze's lineage and on what the
+-- incremental steps look rows up by, the tables silver_batches and
+-- refresh_state, silver's change log, run modes. Nothing is dropped but two
+-- internal functions whose signatures changed; bronze, silver, gold and the
+-- run history stay as they are. The first refresh after the upgrade is a
+-- full one (the version is part of each layer's fingerprint).
+\echo Use "ALTER EXTENSION golden360 UPDATE" to load this file. \quit
+
+-- New and changed internal functions of the Rust library.
+
+DROP FUNCTION golden360_internal.build_gold();
+DROP FUNCTION golden360_internal.gold_cross_checks();
+
+CREATE  FUNCTION golden360_internal."silver_change_columns"() RETURNS TABLE (
+	"ordinal" INT,  /* i32 */
+	"column_name" TEXT,  /* String */
+	"sql_type" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'silver_change_columns_wrapper';
+
+CREATE  FUNCTION golden360_internal."apply_silver"(
+	"run_id" bigint, /* i64 */
+	"batches" bigint[] /* Vec < i64 > */
+) RETURNS TABLE (
+	"table_name" TEXT,  /* String */
+	"bronze_rows" bigint,  /* i64 */
+	"silver_rows" bigint,  /* i64 */
+	"duplicates" bigint,  /* i64 */
+	"quarantined" bigint,  /* i64 */
+	"written" bigint,  /* i64 */
+	"millis" double precision  /* f64 */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'apply_silver_wrapper';
+
+CREATE  FUNCTION golden360_internal."build_gold"(
+	"everyone" bool /* bool */
+) RETURNS TABLE (
+	"mode" TEXT,  /* & '_ str */
+	"recomputed" bigint,  /* i64 */
+	"written" bigint,  /* i64 */
+	"removed" bigint,  /* i64 */
+	"bridge_written" bigint,  /* i64 */
+	"bridge_removed" bigint,  /* i64 */
+	"added" bigint,  /* i64 */
+	"bridge_added" bigint,  /* i64 */
+	"up_to_run" bigint  /* i64 */
+)
+STRICT
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'build_gold_wrapper';
+
+CREATE  FUNCTION golden360_internal."gold_cross_checks"(
+	"everyone" bool /* bool */
+) RETURNS TABLE (
+	"check_name" TEXT,  /* & '_ str */
+	"passed" bigint,  /* i64 */
+	"failed" bigint  /* i64 */
+)
+STRICT STABLE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'gold_cross_checks_wrapper';
+
+-- Bronze: a batch's rows, and one row by its lineage.
+DO $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN SELECT * FROM golden360.source_files() LOOP
+        EXECUTE format('CREATE INDEX %I ON bronze.%I (_batch_id, _row_number)', f.table_name || '_by_batch',
+                       f.table_name);
+    END LOOP;
+END
+$$;
+
+-- Silver: the new lookup indexes, on the live generation and on the
+-- shadow when it holds the previous generation (then it has its indexes).
+DO $$
+DECLARE
+    generation text;
+BEGIN
+    FOREACH generation IN ARRAY ARRAY['silver', 'silver_next'] LOOP
+        IF EXISTS (SELECT FROM pg_catalog.pg_index WHERE indrelid = format('%I.customers', generation)::regclass) THEN
+            EXECUTE format('CREATE INDEX customers_by_zip ON %I.customers (customer_zip)', generation);
+            EXECUTE format('CREATE INDEX order_items_by_product ON %I.order_items (product_id)', generation);
+            EXECUTE format('CREATE INDEX geolocation_by_zip ON %I.geolocation (zip)', generation);
+        END IF;
+    END LOOP;
+END
+$$;
+
+ALTER TABLE golden360.silver_runs
+    ADD COLUMN mode text NOT NULL DEFAULT 'full' CHECK (mode IN ('full', 'incremental'));
+COMMENT ON TABLE golden360.silver_runs IS
+    'Per table, what each successful refresh_silver() did: its counts after the run (bronze rows = silver rows + '
+    'duplicates + quarantined), how long the table took, the newest bronze batch it saw, and whether it rebuilt '
+    'silver from all of bronze (full) or applied the new batches (incremental)';
+ALTER TABLE golden360.gold_runs
+    ADD COLUMN mode text NOT NULL DEFAULT 'full' CHECK (mode IN ('full', 'incremental')),
+    ADD COLUMN recomputed bigint NOT NULL DEFAULT 0;
+COMMENT ON TABLE golden360.gold_runs IS
+    'What each successful refresh_gold() did: golden records written (new or changed), removed (people gone from '
+    'silver) and left unchanged, the same for bridge rows, the silver run it was built from, and whether it '
+    'recomputed everyone (full) or the people silver''s changes lead to (incremental; recomputed: how many)';
+
+CREATE TABLE golden360.silver_batches (
+    batch_id bigint PRIMARY KEY,
+    run_id   bigint NOT NULL
+);
+COMMENT ON TABLE golden360.silver_batches IS
+    'Every bronze batch silver has applied, with the refresh_silver() run that applied it';
+-- The batches 0.2.0's last refresh saw are in silver, and were measured by
+-- its rule checks.
+INSERT INTO golden360.silver_batches
+SELECT b.batch_id, r.run_id
+  FROM golden360.bronze_batches b,
+       (SELECT run_id, last_batch_id FROM golden360.silver_runs ORDER BY run_id DESC LIMIT 1) r
+ WHERE b.batch_id <= r.last_batch_id;
+
+CREATE TABLE golden360.refresh_state (
+    layer       text PRIMARY KEY CHECK (layer IN ('silver', 'gold')),
+    fingerprint text NOT NULL,
+    run_id      bigint NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE golden360.refresh_state IS
+    'Per layer, the run an incremental refresh continues from and the fingerprint of the rules and settings it was '
+    'built under; delete a layer''s row to make its next refresh a full rebuild';
+
+DO $$
+BEGIN
+    EXECUTE format('CREATE TABLE golden360_internal.silver_changes (%s)',
+        (SELECT string_agg(format('%I %s%s NOT NULL', c.column_name, c.sql_type,
+                                  CASE WHEN c.sql_type = 'text' THEN ' COLLATE "C"' ELSE '' END), ', ' ORDER BY c.ordinal)
+           FROM golden360_internal.silver_change_columns() c));
+END
+$$;
+COMMENT ON TABLE golden360_internal.silver_changes IS
+    'Silver rows changed by each refresh_silver() run that gold has not consumed yet: table and gold link value';
+
+-- The old refreshes' bodies moved into these; their own SET jit went with them.
+
+-- Silver's rules and columns, and the extension version: a change of any
+-- of them makes the next refresh a full one.
+CREATE FUNCTION golden360_internal.silver_fingerprint() RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT md5(concat_ws('|',
+        (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'golden360'),
+        (SELECT string_agg(r::text, ';' ORDER BY r.table_name, r.ordinal) FROM golden360.silver_rule_list() r),
+        (SELECT string_agg(c::text, ';' ORDER BY c.table_name, c.ordinal) FROM golden360_internal.silver_columns() c)))
+$$;
+
+-- One silver refresh, as the extension's owner. Incremental (the default)
+-- when silver was built under the current fingerprint: the bronze batches
+-- not yet applied are applied to the live tables in place, by
+-- apply_silver(). Full otherwise, or when asked: every table is rebuilt
+-- from all of bronze into the shadow generation, which is swapped in.
+-- Either way the checks run on the result before it commits, and a failed
+-- gate leaves silver as it was.
+CREATE FUNCTION golden360_internal.silver_refresh(rebuild boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off  -- its check queries are cheap; JIT compilation is not
+AS $$
+DECLARE
+    run bigint;
+    t record;
+    failures text;
+    first_failure text;
+    newest_batch bigint;
+    new_batches bigint[];
+    previous bigint;
+    incremental boolean;
+    generation text;
+    stats_target text;
+    duplicate_keys boolean := false;
+    saved_lock_timeout text := current_setting('lock_timeout');
+    wanted_fingerprint text := golden360_internal.silver_fingerprint();
+BEGIN
+    -- One refresh at a time; a second one fails at once rather than queueing.
+    PERFORM golden360_internal.lock_layer('golden360.silver_runs', 'golden360.refresh_silver()');
+    -- Every wait from here on is bounded: the ones named below with a
+    -- message naming the blocker, any other by lock_timeout itself.
+    PERFORM set_config('lock_timeout', golden360_internal.lock_timeout_ms()::text, true);
+    PERFORM golden360_internal.lock_tables(
+        (SELECT array_agg(format('bronze.%I', x)::regclass) FROM golden360_internal.silver_tables() s(x)),
+        'ACCESS SHARE', 'golden360.refresh_silver()');
+    previous := (SELECT s.run_id FROM golden360.refresh_state s
+                  WHERE s.layer = 'silver' AND s.fingerprint = wanted_fingerprint);
+    incremental := NOT rebuild AND previous IS NOT NULL
+        AND (SELECT count(*) FROM golden360.silver_runs r WHERE r.run_id = previous)
+          = (SELECT count(*) FROM golden360_internal.silver_tables());
+    -- The batches to apply, and the ones the rule checks measure: bronze is
+    -- immutable, so a batch accepted once under 'warn' must not fail every
+    -- later run.
+    new_batches := ARRAY(SELECT b.batch_id FROM golden360.bronze_batches b
+                          WHERE NOT EXISTS (SELECT FROM golden360.silver_batches s WHERE s.batch_id = b.batch_id)
+                          ORDER BY 1);
+    newest_batch := coalesce((SELECT max(batch_id) FROM golden360.bronze_batches), 0);
+    -- Batches that re-deliver most of the data are cheaper to rebuild from.
+    incremental := incremental
+        AND (SELECT coalesce(sum(f.rows), 0) FROM golden360.bronze_files f WHERE f.batch_id = ANY (new_batches))
+         <= current_setting('golden360.incremental_limit')::float8
+          * (SELECT coalesce(sum(f.rows), 0) FROM golden360.bronze_files f
+              WHERE f.batch_id IN (SELECT s.batch_id FROM golden360.silver_batches s));
+    run := nextval('golden360.run_seq');
+
+    IF incremental THEN
+        -- In place: readers keep their snapshot of the rows replaced until
+        -- this commits, and ROW EXCLUSIVE stops none of them.
+        generation := 'silver';
+        PERFORM golden360_internal.lock_tables(
+            (SELECT array_agg(format('silver.%I', x)::regclass) FROM golden360_internal.silver_generation_tables() x),
+            'ROW EXCLUSIVE', 'golden360.refresh_silver()');
+        INSERT INTO golden360.silver_runs
+            (run_id, table_name, bronze_rows, silver_rows, duplicates, quarantined, millis, last_batch_id, mode)
+        SELECT run, d.table_name, p.bronze_rows + d.bronze_rows, p.silver_rows + d.silver_rows,
+               p.duplicates + d.duplicates, p.quarantined + d.quarantined, d.millis, newest_batch, 'incremental'
+          FROM golden360_internal.apply_silver(run, new_batches) d
+          JOIN golden360.silver_runs p ON p.run_id = previous AND p.table_name = d.table_name;
+    ELSE
+        -- Build the new generation in the shadow; silver stays as it is for
+        -- readers until the swap at the very end.
+        generation := 'silver_next';
+        PERFORM golden360_internal.lock_tables(
+            (SELECT array_agg(format('silver_next.%I', x)::regclass) FROM golden360_internal.silver_generation_tables() x),
+            'ACCESS EXCLUSIVE', 'golden360.refresh_silver()');
+        PERFORM golden360_internal.reset_silver_shadow();
+        INSERT INTO golden360.silver_runs
+            (run_id, table_name, bronze_rows, silver_rows, duplicates, quarantined, millis, last_batch_id, mode)
+        SELECT run, b.*, newest_batch, 'full' FROM golden360_internal.build_silver(run) b;
+        INSERT INTO golden360_internal.silver_changes VALUES (run, '*', '');
+    END IF;
+
+    -- Rule checks measure this run's input, the rows of the batches it
+    -- applied: failed = those rows quarantined for the rule.
+    EXECUTE format(
+        'SELECT count(golden360_internal.record_check($1, ''silver'', r.table_name, r.rule_name, r.kind,
+                                                       coalesce(n.rows, 0) - coalesce(q.failed, 0), coalesce(q.failed, 0)))
+           FROM golden360.silver_rules r
+           LEFT JOIN (SELECT table_name, sum(rows)::bigint AS rows FROM golden360.bronze_files
+                       WHERE batch_id = ANY ($2) GROUP BY 1) n ON n.table_name = r.table_name
+           LEFT JOIN (SELECT table_name, reason, count(*) AS failed FROM %I.quarantine
+                       WHERE batch_id = ANY ($2) GROUP BY 1, 2) q
+                  ON q.table_name = r.table_name AND q.reason = r.rule_name', generation)
+        USING run, new_batches;
+
+    -- Keys and indexes of a new generation, built in bulk. A duplicate key
+    -- (a dedup bug) makes a primary key fail; that is the uniqueness check,
+    -- recorded below. In place, the live primary keys refuse a duplicate
+    -- as it is written, failing the refresh.
+    IF NOT incremental THEN
+        BEGIN
+            PERFORM golden360_internal.copy_silver_indexes();
+        EXCEPTION WHEN unique_violation THEN
+            duplicate_keys := true;
+        END;
+    END IF;
+
+    -- Conservation: bronze rows = silver rows + duplicates + quarantined.
+    -- A full build counts every side afresh. An incremental one must not
+    -- cost what all the data costs: bronze as the loader counted it, per
+    -- file (golden360.bronze_files), silver and duplicates as the runs
+    -- accumulated them, the quarantine counted; what it catches is a batch
+    -- row the refresh lost or counted twice. golden360.rebuild() counts all.
+    FOR t IN SELECT s.table_name, s.duplicates, s.silver_rows, k.key
+               FROM golden360.silver_runs s JOIN golden360_internal.silver_tables() k USING (table_name)
+              WHERE s.run_id = run LOOP
+        EXECUTE format(
+            'SELECT golden360_internal.record_check($1, ''silver'', $2, ''conservation'', ''conservation'', accounted, abs(bronze - accounted))
+               FROM (SELECT %3$s AS bronze,
+                            %4$s + $3 + (SELECT count(*) FROM %2$I.quarantine WHERE table_name = $2) AS accounted) c',
+            t.table_name, generation,
+            CASE WHEN incremental THEN '(SELECT coalesce(sum(f.rows), 0)::bigint FROM golden360.bronze_files f WHERE f.table_name = $2)'
+                 ELSE format('(SELECT count(*) FROM bronze.%I)', t.table_name) END,
+            CASE WHEN incremental THEN '$4' ELSE format('(SELECT count(*) FROM silver_next.%I)', t.table_name) END)
+            USING run, t.table_name, t.duplicates, t.silver_rows;
+        IF cardinality(t.key) > 0 AND NOT duplicate_keys THEN
+            PERFORM golden360_internal.record_check(run, 'silver', t.table_name, 'primary_key_unique', 'uniqueness',
+                                           t.silver_rows, 0);
+        ELSIF cardinality(t.key) > 0 THEN
+            EXECUTE format(
+                'SELECT golden360_internal.record_check($1, ''silver'', $2, ''primary_key_unique'', ''uniqueness'',
+                                               count(*) FILTER (WHERE n = 1), coalesce(sum(n) FILTER (WHERE n > 1), 0)::bigint)
+                   FROM (SELECT count(*) AS n FROM silver_next.%I GROUP BY %s) g',
+                t.table_name, (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key) k))
+                USING run, t.table_name;
+        END IF;
+    END LOOP;
+
+    SELECT string_agg(format('%s.%s: pass rate %s%%, threshold %s%s%%', c.table_name, c.check_name,
+                             round(c.pass_rate * 100, 4), CASE WHEN q.strict THEN '> ' ELSE '' END,
+                             round(c.threshold * 100, 4)),
+                      E'\n' ORDER BY c.table_name, c.check_name),
+           min(format('%s.%s (pass rate %s%%, threshold %s%s%%)', c.table_name, c.check_name,
+                      round(c.pass_rate * 100, 4), CASE WHEN q.strict THEN '> ' ELSE '' END,
+                      round(c.threshold * 100, 4)))
+      INTO failures, first_failure
+      FROM golden360.quality_checks c JOIN golden360.quality_thresholds q USING (kind)
+     WHERE c.run_id = run AND c.layer = 'silver' AND c.status = 'failed';
+
+    IF failures IS NOT NULL THEN
+        IF current_setting('golden360.quality_gate') = 'error' THEN
+            RAISE EXCEPTION 'silver quality gate failed: %', first_failure
+                USING ERRCODE = 'check_violation',
+                      DETAIL = 'failed checks:' || E'\n' || failures,
+                      HINT = 'Silver is unchanged. To see the failing rows, SET golden360.quality_gate = warn, '
+                          || 'refresh, and look in silver.quarantine; that run records these checks as failed.';
+        END IF;
+        RAISE WARNING 'silver quality checks failed (golden360.quality_gate = warn, run % kept): %', run, first_failure
+            USING DETAIL = failures;
+    END IF;
+
+    IF NOT incremental THEN
+        -- Statistics for the planner from the first query on: a small
+        -- sample (3,000 rows) gives row counts and rough distributions at a
+        -- tenth of the default cost; autovacuum refines them later, and
+        -- keeps them as incremental refreshes change silver.
+        stats_target := current_setting('default_statistics_target');
+        PERFORM set_config('default_statistics_target', '10', true);
+        FOR t IN SELECT x AS table_name FROM golden360_internal.silver_generation_tables() x LOOP
+            EXECUTE format('ANALYZE silver_next.%I', t.table_name);
+        END LOOP;
+        PERFORM set_config('default_statistics_target', stats_target, true);
+        PERFORM golden360_internal.copy_silver_privileges();
+        PERFORM golden360_internal.swap_silver_generations();
+    END IF;
+    INSERT INTO golden360.silver_batches SELECT unnest(new_batches), run;
+    INSERT INTO golden360.refresh_state AS s (layer, fingerprint, run_id) VALUES ('silver', wanted_fingerprint, run)
+        ON CONFLICT (layer) DO UPDATE SET fingerprint = excluded.fingerprint, run_id = excluded.run_id,
+                                          updated_at = clock_timestamp();
+    PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+    IF incremental THEN
+        RAISE NOTICE 'silver run % (incremental): % new bronze rows from % batch(es); '
+                     'now % rows in silver, % duplicates removed, % quarantined', run,
+            (SELECT sum(r.bronze_rows) FROM golden360.silver_runs r WHERE r.run_id = run)
+              - (SELECT sum(p.bronze_rows) FROM golden360.silver_runs p WHERE p.run_id = previous),
+            cardinality(new_batches),
+            (SELECT sum(silver_rows) FROM golden360.silver_runs WHERE run_id = run),
+            (SELECT sum(duplicates) FROM golden360.silver_runs WHERE run_id = run),
+            (SELECT sum(quarantined) FROM golden360.silver_runs WHERE run_id = run);
+    ELSE
+        RAISE NOTICE 'silver run %: % rows in silver, % duplicates removed, % quarantined', run,
+            (SELECT sum(silver_rows) FROM golden360.silver_runs WHERE run_id = run),
+            (SELECT sum(duplicates) FROM golden360.silver_runs WHERE run_id = run),
+            (SELECT sum(quarantined) FROM golden360.silver_runs WHERE run_id = run);
+    END IF;
+END
+$$;
+
+-- The settings and rule tables gold is computed under, and the extension
+-- version: a change of any makes the next refresh recompute everyone.
+CREATE FUNCTION golden360_internal.gold_fingerprint() RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT md5(concat_ws('|',
+        (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'golden360'),
+        current_setting('golden360.ltv_vip_above', true), current_setting('golden360.ltv_high_from', true),
+        current_setting('golden360.ltv_medium_from', true),
+        (SELECT string_agg(r::text, ';' ORDER BY r.recency, r.fm) FROM golden360.rfm_segments r)))
+$$;
+
+-- Rewrite the RFM scores of people an incremental refresh did not
+-- recompute but whose ranks moved (a new person shifts the boundaries).
+-- A few thousand rows by primary key: without the SETs the planner
+-- hashes all of gold to find them.
+CREATE FUNCTION golden360_internal.rescore_rfm(golden_ids text[], r smallint[], f smallint[], m smallint[],
+                                               segments text[]) RETURNS void
+LANGUAGE sql
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+    UPDATE gold.unified_customer_360 g
+       SET recency_score = u.r, frequency_score = u.f, monetary_score = u.m, rfm_segment = u.segment,
+           refreshed_at = pg_catalog.now()
+      FROM ROWS FROM (pg_catalog.unnest(golden_ids), pg_catalog.unnest(r), pg_catalog.unnest(f), pg_catalog.unnest(m),
+                      pg_catalog.unnest(segments)) u(golden_id, r, f, m, segment)
+     WHERE g.golden_id = u.golden_id
+$$;
+
+-- One gold refresh, as the extension's owner: everyone's records when
+-- asked, after a full silver rebuild, or when the settings or rule tables
+-- changed (the fingerprint); otherwise the records of the people silver's
+-- logged changes lead to. Only records that differ are written, in place:
+-- readers keep their snapshot of the old rows until this commits, and no
+-- lock stops them or this.
+CREATE FUNCTION golden360_internal.gold_refresh(rebuild boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    run bigint;
+    started timestamptz := clock_timestamp();
+    failures text;
+    built record;
+    previous record;
+    everyone boolean;
+    people bigint;
+    bridge_rows bigint;
+    wanted_fingerprint text;
+    saved_lock_timeout text := current_setting('lock_timeout');
+BEGIN
+    PERFORM golden360_internal.lock_layer('golden360.gold_runs', 'golden360.refresh_gold()');
+    PERFORM set_config('lock_timeout', golden360_internal.lock_timeout_ms()::text, true);
+    -- SHARE: silver holds still while gold reads it twice (the build, then
+    -- the cross-checks); a silver refresh waits for this one.
+    PERFORM golden360_internal.lock_tables(
+        (SELECT array_agg(format('silver.%I', x)::regclass) FROM golden360_internal.silver_tables() s(x))
+            || 'golden360_internal.silver_changes'::regclass,
+        'SHARE', 'golden360.refresh_gold()');
+    PERFORM golden360_internal.lock_tables(ARRAY['gold.unified_customer_360', 'gold.identity_bridge']::regclass[],
+                                           'ROW EXCLUSIVE', 'golden360.refresh_gold()');
+    wanted_fingerprint := golden360_internal.gold_fingerprint();
+    SELECT g.* INTO previous FROM golden360.gold_runs g
+     WHERE g.run_id = (SELECT s.run_id FROM golden360.refresh_state s
+                        WHERE s.layer = 'gold' AND s.fingerprint = wanted_fingerprint);
+    everyone := rebuild OR previous.run_id IS NULL;
+    run := nextval('golden360.run_seq');
+    SELECT * INTO built FROM golden360_internal.build_gold(everyone);
+    PERFORM golden360_internal.create_gold_indexes();
+
+    -- Cross-checks: what gold now holds against silver, read afresh, for
+    -- the people this refresh computed.
+    PERFORM golden360_internal.record_check(run, 'gold', 'unified_customer_360', c.check_name, 'cross-check',
+                                            c.passed, c.failed)
+       FROM golden360_internal.gold_cross_checks(built.mode = 'full') c;
+
+    SELECT string_agg(format('%s: %s failed', check_name, failed), E'\n' ORDER BY check_name)
+      INTO failures
+      FROM golden360.quality_checks
+     WHERE run_id = run AND layer = 'gold' AND status = 'failed';
+    IF failures IS NOT NULL THEN
+        RAISE EXCEPTION 'gold cross-checks failed; the previous gold is kept'
+            USING ERRCODE = 'check_violation', DETAIL = failures,
+                  HINT = 'This points at a bug or at silver changing mid-refresh; please report it with the DETAIL.';
+    END IF;
+
+    DELETE FROM golden360_internal.silver_changes WHERE run_id <= built.up_to_run;
+    IF built.mode = 'full' THEN
+        people := built.recomputed;
+        bridge_rows := (SELECT count(*) FROM gold.identity_bridge);
+    ELSE
+        people := previous.people + built.added - built.removed;
+        bridge_rows := previous.bridge_rows + built.bridge_added - built.bridge_removed;
+    END IF;
+    INSERT INTO golden360.gold_runs (run_id, people, bridge_rows, written, removed, unchanged, bridge_written,
+                                     bridge_removed, silver_run_id, millis, mode, recomputed)
+    VALUES (run, people, bridge_rows, built.written, built.removed, people - built.written, built.bridge_written,
+            built.bridge_removed, coalesce((SELECT max(run_id) FROM golden360.silver_runs), 0),
+            extract(epoch FROM clock_timestamp() - started) * 1000, built.mode, built.recomputed);
+    INSERT INTO golden360.refresh_state AS s (layer, fingerprint, run_id) VALUES ('gold', wanted_fingerprint, run)
+        ON CONFLICT (layer) DO UPDATE SET fingerprint = excluded.fingerprint, run_id = excluded.run_id,
+                                          updated_at = clock_timestamp();
+    PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+    IF built.mode = 'full' THEN
+        RAISE NOTICE 'gold run %: % people (% written, % removed, % unchanged), % customer_ids', run,
+            people, built.written, built.removed, people - built.written, bridge_rows;
+    ELSE
+        RAISE NOTICE 'gold run % (incremental, % people recomputed): % people (% written, % removed, % unchanged), '
+                     '% customer_ids', run, built.recomputed, people, built.written, built.removed,
+                     people - built.written, bridge_rows;
+    END IF;
+END
+$$;
+
+-- SECURITY DEFINER: it runs as the extension's owner, the only role that
+-- may write silver; EXECUTE on it is what golden360_operator is granted.
+CREATE OR REPLACE PROCEDURE golden360.refresh_silver()
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM golden360_internal.silver_refresh(false);
+END
+$$;
+COMMENT ON PROCEDURE golden360.refresh_silver() IS
+    'Bring silver up to date with bronze: type, validate (golden360.silver_rules), quarantine, deduplicate, check '
+    'quality. Applies only the bronze batches silver has not seen (a full rebuild when the rules or version changed; '
+    'golden360.rebuild() forces one); atomic: readers see the previous silver until it commits';
+
+-- SECURITY DEFINER, as refresh_silver: EXECUTE is what an operator holds.
+CREATE OR REPLACE PROCEDURE golden360.refresh_gold()
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM golden360_internal.gold_refresh(false);
+END
+$$;
+COMMENT ON PROCEDURE golden360.refresh_gold() IS
+    'Bring gold up to date with silver in one transaction: the records of the people silver''s changes lead to '
+    '(everyone after a full silver rebuild or a change of settings or golden360.rfm_segments) are computed, only '
+    'those that differ are written; cross-checked; readers see the old gold until it commits';
+
+-- The full rebuild, one call: silver from all of bronze, then every
+-- golden record from silver. What an incremental refresh is equal to.
+CREATE PROCEDURE golden360.rebuild()
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM golden360_internal.silver_refresh(true);
+    PERFORM golden360_internal.gold_refresh(true);
+END
+$$;
+COMMENT ON PROCEDURE golden360.rebuild() IS
+    'Rebuild silver from all of bronze and recompute every golden record, in one transaction (what refresh_silver() '
+    'and refresh_gold() compute incrementally); readers see the previous silver and gold until it commits';
+
+-- Who may call what (sql/grants.sql): the new routines are the owner's,
+-- but for rebuild(), an operator's like the refreshes.
+REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA golden360, golden360_internal FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE golden360.rebuild() TO golden360_operator;
+GRANT SELECT ON golden360.silver_batches, golden360.refresh_state TO golden360_operator, golden360_monitor;

@@ -1,0 +1,497 @@
+//! An incremental refresh: silver brought up to date with the bronze
+//! batches it has not seen yet, in place, reading only what those batches
+//! can change. The result is a full rebuild's, row for row:
+//!
+//! - the rows of the new batches are typed and checked as a full build
+//!   does; a valid row competes with the key's current silver row by the
+//!   same rank (for reviews their own ordering, otherwise batch and row):
+//!   bronze is append-only, so the best of "the current winner and the new
+//!   rows" is the best of all rows;
+//! - a row quarantined for a missing reference is checked again when its
+//!   target arrived in this refresh (parents are applied before children,
+//!   so an order that arrives makes its earlier orphan items valid, exactly
+//!   as a full rebuild decides). A valid row never turns invalid: keys only
+//!   accumulate, so a reference that held still holds;
+//! - a translation that changed rewrites the category of the products
+//!   that carry it.
+//!
+//! Memory is the new rows', not the data's. Every row whose content changed
+//! (not its lineage alone) is logged with its `gold_link` value in
+//! `golden360_internal.silver_changes`, which is how gold finds the people
+//! to recompute.
+
+use super::build::{hash, Context, Plan, QuarantineWriter, Rank, SilverWriter, Value, MAX_COLUMNS};
+use super::spec::{Check, TableSpec, Ty, TABLES};
+use crate::pg::bulk::{delete_rows, BulkInsert, RowBuf};
+use crate::pg::scan::{Bound, HeapScan, IndexScan, Row};
+use crate::pg::snapshot::OwnWritesVisible;
+use crate::pg::types::{column, Column, SqlType};
+use olist_model::SOURCE_FILES;
+use pgrx::pg_sys;
+use smallvec::SmallVec;
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+/// What applying the new batches did to one table: changes to its counts.
+pub struct TableDelta {
+    pub table: &'static str,
+    pub bronze_rows: i64,
+    pub silver_rows: i64,
+    pub duplicates: i64,
+    pub quarantined: i64,
+    /// Silver rows inserted or rewritten (a new key, a new winner, a new
+    /// category name).
+    pub written: i64,
+    pub millis: f64,
+}
+
+/// `golden360_internal.silver_changes`' columns (its DDL is made from these).
+pub const CHANGE_COLUMNS: [Column; 3] =
+    [column("run_id", SqlType::BigInt), column("table_name", SqlType::Text), column("link", SqlType::Text)];
+
+/// The schema an incremental refresh writes: the live one.
+const LIVE: &str = "silver";
+
+/// State carried from one table to the next.
+struct State {
+    context: Context,
+    /// Per parent table, the key values it gained in this refresh.
+    new_keys: HashMap<&'static str, HashSet<Vec<u8>>>,
+    /// Category names whose translation changed in this refresh.
+    retranslated: HashSet<Vec<u8>>,
+}
+
+/// Apply bronze batches `batches` (not yet in silver) to silver.
+pub fn apply_all(run_id: i64, batches: &[i64]) -> Vec<TableDelta> {
+    let visible = OwnWritesVisible::push();
+    let mut state = State {
+        context: Context { run_id, parent_keys: HashMap::new(), translations: HashMap::new() },
+        new_keys: HashMap::new(),
+        retranslated: HashSet::new(),
+    };
+    let mut deltas = Vec::with_capacity(TABLES.len());
+    for spec in TABLES {
+        if spec.columns.iter().any(|c| c.ty == Ty::EnglishCategory) {
+            state.context.translations = read_translations();
+        }
+        deltas.push(apply_table(spec, batches, &mut state, &visible));
+        visible.advance();
+    }
+    deltas
+}
+
+/// One bronze row, copied out of its scan.
+struct Candidate {
+    batch: i64,
+    row: i64,
+    /// The spec columns' source fields, in spec order.
+    fields: Vec<Vec<u8>>,
+    /// Every CSV field, for the quarantine record.
+    record: Vec<Vec<u8>>,
+    /// Its quarantine row, when this is a quarantined row checked again.
+    quarantined_at: Option<pg_sys::ItemPointerData>,
+}
+
+impl Candidate {
+    fn field_refs(&self) -> SmallVec<[&[u8]; MAX_COLUMNS]> {
+        self.fields.iter().map(|f| f.as_slice()).collect()
+    }
+}
+
+/// Attribute indexes of a bronze table's columns.
+struct BronzeAttrs {
+    sources: Vec<usize>,
+    record: Vec<usize>,
+    record_names: &'static [&'static str],
+    batch: usize,
+    row: usize,
+}
+
+impl BronzeAttrs {
+    fn of(scan: &IndexScan, spec: &TableSpec) -> BronzeAttrs {
+        let source = SOURCE_FILES.iter().find(|f| f.table == spec.table).expect("a bronze table per silver table");
+        BronzeAttrs {
+            sources: spec.columns.iter().map(|c| scan.attr(c.source, SqlType::Text)).collect(),
+            record: source.columns.iter().map(|c| scan.attr(c, SqlType::Text)).collect(),
+            record_names: source.columns,
+            batch: scan.attr("_batch_id", SqlType::BigInt),
+            row: scan.attr("_row_number", SqlType::BigInt),
+        }
+    }
+
+    fn read(&self, row: &Row, quarantined_at: Option<pg_sys::ItemPointerData>) -> Candidate {
+        Candidate {
+            batch: row.int8(self.batch).unwrap_or_default(),
+            row: row.int8(self.row).unwrap_or_default(),
+            fields: self.sources.iter().map(|&i| row.text(i).to_vec()).collect(),
+            record: self.record.iter().map(|&i| row.text(i).to_vec()).collect(),
+            quarantined_at,
+        }
+    }
+}
+
+/// A silver row's value of column `attr`, declared as `ty` in the spec.
+fn stored_value<'s>(row: &Row<'s>, attr: usize, ty: Ty) -> Value<'s> {
+    if row.is_null(attr) {
+        return Value::Null;
+    }
+    match ty {
+        Ty::Integer | Ty::Zip => row.int4(attr).map_or(Value::Null, Value::Int),
+        Ty::Money => row.cents(attr).map_or(Value::Null, Value::Money),
+        Ty::Timestamp => row.int8(attr).map_or(Value::Null, Value::Timestamp),
+        Ty::Double => row.float8(attr).map_or(Value::Null, Value::Double),
+        _ => Value::Bytes(row.text(attr)),
+    }
+}
+
+/// A value that outlives the row it was read from.
+fn owned(value: Value) -> Value<'static> {
+    match value {
+        Value::Bytes(b) => Value::Owned(String::from_utf8_lossy(b).into_owned()),
+        Value::Owned(s) => Value::Owned(s),
+        Value::Null => Value::Null,
+        Value::Int(v) => Value::Int(v),
+        Value::Money(v) => Value::Money(v),
+        Value::Timestamp(v) => Value::Timestamp(v),
+        Value::Double(v) => Value::Double(v),
+    }
+}
+
+/// The bound an index lookup on a column of this value uses.
+fn bound<'a>(value: &'a Value) -> Option<Bound<'a>> {
+    match value {
+        Value::Int(v) => Some(Bound::Int4Eq(*v)),
+        Value::Bytes(_) | Value::Owned(_) => value.bytes().map(Bound::TextEq),
+        _ => None,
+    }
+}
+
+/// The current silver row of a key, as far as the refresh needs it.
+struct Current {
+    tid: pg_sys::ItemPointerData,
+    rank: Rank,
+    /// Its values, encoded (lineage excluded): equal encodings, same content.
+    content: Vec<u8>,
+    link: Option<Vec<u8>>,
+}
+
+fn encode(values: &[&Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in values {
+        v.encode(&mut out);
+    }
+    out
+}
+
+fn rank_of(plan: &Plan, values: &[&Value], batch: i64, row: i64) -> Rank {
+    let prefer = (!plan.prefer.is_empty()).then(|| plan.prefer.iter().map(|&c| values[c].rank()).collect());
+    Rank { prefer, batch, row }
+}
+
+fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, visible: &OwnWritesVisible) -> TableDelta {
+    let started = Instant::now();
+    let plan = Plan::new(spec);
+    let link = spec.gold_link.map(|c| spec.column(c));
+    let mut changes = ChangeLog::open(state.context.run_id, spec.table);
+    let mut written = 0i64;
+
+    // The products whose category name got a new translation.
+    if !state.retranslated.is_empty() {
+        written += retranslate(spec, state, &mut changes);
+        // The new rows compete with the rewritten versions, not the old.
+        visible.advance();
+    }
+
+    // 1. The new batches' rows, and quarantined rows whose missing
+    //    reference arrived in this refresh.
+    let mut bronze = IndexScan::open("bronze", spec.table, &["_batch_id", "_row_number"], pg_sys::AccessShareLock);
+    let attrs = BronzeAttrs::of(&bronze, spec);
+    let mut rows: Vec<Candidate> = Vec::new();
+    for &batch in batches {
+        bronze.for_each(&[Bound::Int8Eq(batch)], |row| rows.push(attrs.read(row, None)));
+    }
+    let fresh = rows.len() as i64;
+    let mut quarantine_scan: Option<IndexScan> = None;
+    for rule in spec.rules {
+        let Check::Exists { column, parent } = rule.check else { continue };
+        let Some(arrived) = state.new_keys.get(parent).filter(|k| !k.is_empty()) else { continue };
+        let scan = quarantine_scan.get_or_insert_with(|| {
+            IndexScan::open(LIVE, "quarantine", &["table_name", "reason"], pg_sys::RowExclusiveLock)
+        });
+        let (batch_attr, row_attr) = (scan.attr("batch_id", SqlType::BigInt), scan.attr("row_number", SqlType::BigInt));
+        let mut held = Vec::new();
+        scan.for_each(&[Bound::TextEq(spec.table.as_bytes()), Bound::TextEq(rule.name.as_bytes())], |row| {
+            held.push((row.tid, row.int8(batch_attr).unwrap_or_default(), row.int8(row_attr).unwrap_or_default()));
+        });
+        let at = spec.column(column);
+        for (tid, batch, row_number) in held {
+            bronze.for_each(&[Bound::Int8Eq(batch), Bound::Int8Eq(row_number)], |row| {
+                let candidate = attrs.read(row, Some(tid));
+                if arrived.contains(&candidate.fields[at]) {
+                    rows.push(candidate);
+                }
+            });
+        }
+    }
+    bronze.close();
+    let read = started.elapsed();
+
+    // 2. References: which of the values the rows point at are parent keys.
+    let mut buf = Vec::new();
+    for rule in spec.rules {
+        let Check::Exists { column, parent } = rule.check else { continue };
+        let at = spec.column(column);
+        let mut wanted: Vec<Vec<u8>> = rows
+            .iter()
+            .filter_map(|c| match &plan.type_row(&c.field_refs(), &state.context)[at] {
+                Ok(v) => v.bytes().map(|b| b.to_vec()),
+                Err(()) => None,
+            })
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let parent_spec = TABLES.iter().find(|t| t.table == parent).expect("a declared parent");
+        let mut lookup = IndexScan::open(LIVE, parent, &parent_spec.lookup(), pg_sys::AccessShareLock);
+        let mut found = HashSet::default();
+        for value in &wanted {
+            let mut exists = false;
+            lookup.for_each(&[Bound::TextEq(value)], |_| exists = true);
+            if exists {
+                found.insert(hash(&[&Value::Bytes(value)], &mut buf));
+            }
+        }
+        lookup.close();
+        state.context.parent_keys.insert(parent, found);
+    }
+
+    // 3. Verdicts: quarantined (first failing rule) or a candidate for its key.
+    let mut failed: Vec<(usize, usize)> = Vec::new();
+    let mut valid: Vec<(u128, Rank, usize)> = Vec::new();
+    for (i, c) in rows.iter().enumerate() {
+        let raw = c.field_refs();
+        let typed = plan.type_row(&raw, &state.context);
+        match plan.first_failure(&raw, &typed, &state.context, &mut buf) {
+            Some(rule) => failed.push((i, rule)),
+            None => {
+                let values: SmallVec<[&Value; MAX_COLUMNS]> = typed.iter().map(|v| v.as_ref().unwrap_or(&Value::Null)).collect();
+                valid.push((plan.key_hash(&values, &mut buf), rank_of(&plan, &values, c.batch, c.row), i));
+            }
+        }
+    }
+    valid.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+    let checked = started.elapsed();
+
+    // 4. Per key, the best new row against the current silver row.
+    let mut live = IndexScan::open(LIVE, spec.table, &spec.lookup(), pg_sys::RowExclusiveLock);
+    let value_attrs: Vec<usize> = spec.columns.iter().map(|c| live.attr(c.name, c.ty.sql_type())).collect();
+    let (batch_attr, row_attr) = (live.attr("_batch_id", SqlType::BigInt), live.attr("_row_number", SqlType::BigInt));
+    let lookup_columns: Vec<usize> = spec.lookup().iter().map(|c| spec.column(c)).collect();
+    let keeps_keys = TABLES.iter().any(|t| t.rules.iter().any(|r| matches!(r.check, Check::Exists { parent, .. } if parent == spec.table)));
+    // The table the English categories come from (as in the full build).
+    let is_translation = spec.table == "category_translation";
+    let (mut new_keys, mut duplicates) = (0i64, 0i64);
+    let mut replaced: Vec<pg_sys::ItemPointerData> = Vec::new();
+    let mut winners: Vec<usize> = Vec::new();
+    let mut links: Vec<Vec<u8>> = Vec::new();
+    for group in valid.chunk_by(|a, b| a.0 == b.0) {
+        let (key, best_rank, best) = (group[0].0, &group[0].1, group[0].2);
+        let raw = rows[best].field_refs();
+        let typed = plan.type_row(&raw, &state.context);
+        let values: SmallVec<[&Value; MAX_COLUMNS]> = typed.iter().map(|v| v.as_ref().unwrap_or(&Value::Null)).collect();
+        let bounds: Vec<Bound> = lookup_columns.iter().filter_map(|&c| bound(values[c])).collect();
+        let mut current: Option<Current> = None;
+        let mut kbuf = Vec::new();
+        live.for_each(&bounds, |row| {
+            let stored: SmallVec<[Value; MAX_COLUMNS]> =
+                spec.columns.iter().zip(&value_attrs).map(|(c, &a)| stored_value(row, a, c.ty)).collect();
+            let stored_refs: SmallVec<[&Value; MAX_COLUMNS]> = stored.iter().collect();
+            if plan.key_hash(&stored_refs, &mut kbuf) == key {
+                current = Some(Current {
+                    tid: row.tid,
+                    rank: rank_of(&plan, &stored_refs, row.int8(batch_attr).unwrap_or_default(), row.int8(row_attr).unwrap_or_default()),
+                    content: encode(&stored_refs),
+                    link: link.and_then(|l| stored_refs[l].bytes().map(|b| b.to_vec()).or_else(|| link_text(stored_refs[l]))),
+                });
+            }
+        });
+        let new_link = link.and_then(|l| values[l].bytes().map(|b| b.to_vec()).or_else(|| link_text(values[l])));
+        match current {
+            None => {
+                new_keys += 1;
+                duplicates += group.len() as i64 - 1;
+                winners.push(best);
+                links.extend(new_link);
+                if keeps_keys {
+                    if let Some(k) = values[lookup_columns[0]].bytes() {
+                        state.new_keys.entry(spec.table).or_default().insert(k.to_vec());
+                    }
+                }
+                if is_translation {
+                    state.retranslated.extend(values[0].bytes().map(|b| b.to_vec()));
+                }
+            }
+            Some(current) if *best_rank > current.rank => {
+                duplicates += group.len() as i64;
+                replaced.push(current.tid);
+                winners.push(best);
+                if current.content != encode(&values) {
+                    links.extend(current.link);
+                    links.extend(new_link);
+                    if is_translation {
+                        state.retranslated.extend(values[0].bytes().map(|b| b.to_vec()));
+                    }
+                }
+            }
+            Some(_) => duplicates += group.len() as i64,
+        }
+    }
+
+    let compared = started.elapsed();
+    // 5. Write: replaced winners and re-checked quarantine rows out, new
+    //    winners and quarantined rows in.
+    delete_rows(live.relation(), live.name(), &mut replaced);
+    live.close();
+    let mut requeued: Vec<pg_sys::ItemPointerData> = rows.iter().filter_map(|c| c.quarantined_at).collect();
+    let rechecked = requeued.len() as i64;
+    if let Some(scan) = quarantine_scan {
+        delete_rows(scan.relation(), scan.name(), &mut requeued);
+        scan.close();
+    }
+    let mut writer = SilverWriter::open(LIVE, spec);
+    for &i in &winners {
+        let raw = rows[i].field_refs();
+        let typed = plan.type_row(&raw, &state.context);
+        let values: SmallVec<[&Value; MAX_COLUMNS]> = typed.iter().map(|v| v.as_ref().unwrap_or(&Value::Null)).collect();
+        writer.push(&values, rows[i].batch, rows[i].row);
+    }
+    written += writer.finish();
+    if !failed.is_empty() {
+        let mut quarantine = QuarantineWriter::open(LIVE);
+        for &(i, rule) in &failed {
+            let c = &rows[i];
+            let record: SmallVec<[&[u8]; MAX_COLUMNS]> = c.record.iter().map(|f| f.as_slice()).collect();
+            quarantine.push(state.context.run_id, spec, &plan.rules[rule], c.batch, c.row, &record, attrs.record_names);
+        }
+        quarantine.insert.finish();
+    }
+    links.sort_unstable();
+    links.dedup();
+    for l in &links {
+        changes.push(l);
+    }
+    changes.finish();
+    pgrx::debug1!(
+        "golden360 silver.{}: {} rows read {:.0} ms, checked {:.0} ms, compared with silver {:.0} ms, written {:.0} ms",
+        spec.table,
+        rows.len(),
+        read.as_secs_f64() * 1e3,
+        (checked - read).as_secs_f64() * 1e3,
+        (compared - checked).as_secs_f64() * 1e3,
+        (started.elapsed() - compared).as_secs_f64() * 1e3
+    );
+    TableDelta {
+        table: spec.table,
+        bronze_rows: fresh,
+        silver_rows: new_keys,
+        duplicates,
+        quarantined: failed.len() as i64 - rechecked,
+        written,
+        millis: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+/// A link value that is not text (the geolocation zip), as text.
+fn link_text(value: &Value) -> Option<Vec<u8>> {
+    match value {
+        Value::Int(v) => Some(v.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+/// silver.category_translation as the Portuguese → English map.
+fn read_translations() -> HashMap<Vec<u8>, String> {
+    let mut scan = HeapScan::open(LIVE, "category_translation", pg_sys::AccessShareLock);
+    let [pt, en] = ["product_category_name", "product_category_name_english"].map(|c| scan.attr(c, SqlType::Text));
+    let mut map = HashMap::new();
+    scan.for_each(|row| {
+        map.insert(row.text(pt).to_vec(), String::from_utf8_lossy(row.text(en)).into_owned());
+    });
+    scan.close();
+    map
+}
+
+/// Rewrite the rows of `spec` (products) whose English category follows a
+/// translation that changed: same lineage, the new category. Returns the
+/// rows rewritten.
+fn retranslate(spec: &'static TableSpec, state: &State, changes: &mut ChangeLog) -> i64 {
+    let Some(english) = spec.columns.iter().position(|c| c.ty == Ty::EnglishCategory) else { return 0 };
+    let name = spec
+        .columns
+        .iter()
+        .position(|c| c.ty == Ty::Trimmed && c.source == spec.columns[english].source)
+        .expect("products keep the Portuguese name beside the English one (spec test)");
+    let mut scan = HeapScan::open(LIVE, spec.table, pg_sys::RowExclusiveLock);
+    let value_attrs: Vec<usize> = spec.columns.iter().map(|c| scan.attr(c.name, c.ty.sql_type())).collect();
+    let (batch_attr, row_attr) = (scan.attr("_batch_id", SqlType::BigInt), scan.attr("_row_number", SqlType::BigInt));
+    let mut rewritten: Vec<(pg_sys::ItemPointerData, Vec<Value<'static>>, i64, i64)> = Vec::new();
+    scan.for_each(|row| {
+        let Some(pt) = row.opt_text(value_attrs[name]) else { return };
+        if !state.retranslated.contains(pt) {
+            return;
+        }
+        let now = state.context.translations.get(pt).cloned().unwrap_or_else(|| String::from_utf8_lossy(pt).into_owned());
+        if row.opt_text(value_attrs[english]) == Some(now.as_bytes()) {
+            return;
+        }
+        let mut values: Vec<Value<'static>> =
+            spec.columns.iter().zip(&value_attrs).map(|(c, &a)| owned(stored_value(row, a, c.ty))).collect();
+        values[english] = Value::Owned(now);
+        rewritten.push((row.tid, values, row.int8(batch_attr).unwrap_or_default(), row.int8(row_attr).unwrap_or_default()));
+    });
+    let mut tids: Vec<pg_sys::ItemPointerData> = rewritten.iter().map(|r| r.0).collect();
+    delete_rows(scan.relation(), scan.name(), &mut tids);
+    scan.close();
+    let mut writer = SilverWriter::open(LIVE, spec);
+    let link = spec.gold_link.map(|c| spec.column(c));
+    for (_, values, batch, row) in &rewritten {
+        let refs: Vec<&Value> = values.iter().collect();
+        writer.push(&refs, *batch, *row);
+        if let Some(l) = link.and_then(|l| values[l].bytes()) {
+            changes.push(l);
+        }
+    }
+    writer.finish()
+}
+
+/// Appends `(run, table, link)` rows to golden360_internal.silver_changes.
+struct ChangeLog {
+    insert: Option<BulkInsert>,
+    run_id: i64,
+    table: &'static str,
+    row: RowBuf,
+}
+
+impl ChangeLog {
+    fn open(run_id: i64, table: &'static str) -> ChangeLog {
+        ChangeLog { insert: None, run_id, table, row: RowBuf::new(CHANGE_COLUMNS.len()) }
+    }
+
+    fn push(&mut self, link: &[u8]) {
+        let insert = self
+            .insert
+            .get_or_insert_with(|| BulkInsert::open_declared("golden360_internal", "silver_changes", &CHANGE_COLUMNS));
+        let (run_id, table) = (self.run_id, self.table);
+        self.row.build(|b| {
+            b.int8(0, run_id);
+            b.text(1, table.as_bytes());
+            b.text(2, link);
+        });
+        insert.push_row(&mut self.row);
+    }
+
+    fn finish(self) {
+        if let Some(insert) = self.insert {
+            insert.finish();
+        }
+    }
+}
