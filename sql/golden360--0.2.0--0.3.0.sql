@@ -67,13 +67,14 @@ STRICT STABLE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'gold_cross_checks_wrapper';
 
--- Bronze: a batch's rows, and one row by its lineage.
+-- Bronze: a batch's rows (BRIN: contiguous at the heap's end, next to
+-- free to maintain).
 DO $$
 DECLARE
     f record;
 BEGIN
     FOR f IN SELECT * FROM golden360.source_files() LOOP
-        EXECUTE format('CREATE INDEX %I ON bronze.%I (_batch_id, _row_number)', f.table_name || '_by_batch',
+        EXECUTE format('CREATE INDEX %I ON bronze.%I USING brin (_batch_id)', f.table_name || '_by_batch',
                        f.table_name);
     END LOOP;
 END

@@ -222,3 +222,98 @@ fn changed_settings_make_the_next_refresh_a_full_one() {
     let silver_mode: String = c.query_one("SELECT mode FROM golden360.silver_runs ORDER BY run_id DESC LIMIT 1", &[]).unwrap().get(0);
     assert_eq!(silver_mode, "full");
 }
+
+/// One delta per kind of change, on three people: each changes exactly
+/// the values it should, of exactly the people it should; every other
+/// record keeps its tuple and refreshed_at. At the end the result is what
+/// golden360.rebuild() computes from the same bronze.
+#[test]
+fn each_kind_of_change_rewrites_only_the_people_it_touches() {
+    let db = fresh_database("incremental_focused");
+    let mut c = connect(&db);
+    let write = |dir: &ScratchDir, file: &str, rows: &str| {
+        let source = olist_model::SOURCE_FILES.iter().find(|f| f.file_name == file).unwrap();
+        std::fs::write(dir.0.join(file), format!("{}\n{rows}", source.columns.join(","))).unwrap();
+    };
+    let base = ScratchDir::new("incremental_focused_base");
+    write(&base, "olist_customers_dataset.csv", "c1,P1,1000,sao paulo,SP\nc2,P2,2000,rio,RJ\nc3,P3,3000,recife,PE\n");
+    write(
+        &base,
+        "olist_orders_dataset.csv",
+        "o1,c1,delivered,2018-01-01 10:00:00,,,2018-01-05 10:00:00,2018-01-20\n\
+         o2,c2,delivered,2018-02-01 10:00:00,,,2018-02-05 10:00:00,2018-02-20\n\
+         o3,c3,delivered,2018-03-01 10:00:00,,,2018-03-05 10:00:00,2018-03-20\n",
+    );
+    write(
+        &base,
+        "olist_order_items_dataset.csv",
+        "o1,1,p1,s1,2018-01-02 10:00:00,8.00,2.00\no2,1,p2,s1,2018-02-02 10:00:00,18.00,2.00\n\
+         o3,1,p3,s1,2018-03-02 10:00:00,28.00,2.00\no9,1,p1,s1,2018-04-02 10:00:00,4.00,1.00\n",
+    );
+    write(&base, "olist_order_payments_dataset.csv", "o1,1,boleto,1,10.00\no2,1,boleto,1,20.00\no3,1,boleto,1,30.00\no9,1,boleto,1,5.00\n");
+    write(&base, "olist_order_reviews_dataset.csv", "r1,o1,3,,ok,2018-01-06 00:00:00,2018-01-07 10:00:00\n");
+    write(&base, "olist_products_dataset.csv", "p1,cama_mesa_banho,,,,,,,\np2,pc_gamer,,,,,,,\np3,climatizacao,,,,,,,\n");
+    write(&base, "olist_sellers_dataset.csv", "s1,1000,sao paulo,SP\n");
+    write(&base, "olist_geolocation_dataset.csv", "1000,-23.5,-46.6,sao paulo,SP\n2000,-22.9,-43.2,rio,RJ\n3000,-8.0,-34.9,recife,PE\n");
+    write(&base, "product_category_name_translation.csv", "cama_mesa_banho,bed_bath_table\nclimatizacao,air_conditioning\n");
+    c.batch_execute("SET golden360.quality_gate = warn").unwrap();
+    ingest(&mut c, base.path());
+    c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+
+    let person = |c: &mut Client, who: &str, column: &str| -> String {
+        c.query_one(&format!("SELECT coalesce({column}::text, 'NULL') FROM gold.unified_customer_360 WHERE customer_unique_id = $1"), &[&who])
+            .unwrap()
+            .get(0)
+    };
+    let stamps = |c: &mut Client| -> std::collections::BTreeMap<String, (String, String)> {
+        c.query("SELECT customer_unique_id, ctid::text, refreshed_at::text FROM gold.unified_customer_360", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect()
+    };
+    type Check = (&'static str, &'static str, &'static str);
+    let steps: [(&str, &str, &str, &[Check], bool); 6] = [
+        ("translation", "product_category_name_translation.csv", "cama_mesa_banho,bedding\n",
+         &[("P1", "favorite_category", "bedding")], true),
+        ("category", "olist_products_dataset.csv", "p3,cama_mesa_banho,,,,,,,\n",
+         &[("P3", "favorite_category", "bedding")], true),
+        ("geolocation", "olist_geolocation_dataset.csv", "2000,-23.1,-43.2,rio,RJ\n",
+         &[("P2", "round(latitude::numeric, 6)", "-23.000000")], true),
+        ("review", "olist_order_reviews_dataset.csv", "r2,o1,5,,great,2018-01-08 00:00:00,2018-01-09 10:00:00\n",
+         &[("P1", "avg_review_score", "5.00"), ("P1", "total_reviews", "1")], true),
+        ("address", "olist_customers_dataset.csv", "c2,P2,3000,recife,PE\n",
+         &[("P2", "geographic_city", "RECIFE"), ("P2", "round(latitude::numeric, 6)", "-8.000000")], true),
+        // The orphan item and payment of o9 become valid: P3 has two orders.
+        ("late order", "olist_orders_dataset.csv", "o9,c3,delivered,2018-04-01 10:00:00,,,2018-04-05 10:00:00,2018-04-20\n",
+         &[("P3", "order_count", "2"), ("P3", "total_spend", "35.00"), ("P3", "total_items", "2")], false),
+    ];
+    for (what, file, rows, checks, others_untouched) in steps {
+        let dir = ScratchDir::new(&format!("incremental_focused_{}", what.replace(' ', "_")));
+        write(&dir, file, rows);
+        let before = stamps(&mut c);
+        ingest(&mut c, dir.path());
+        c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+        assert_eq!(last_modes(&mut c), ("incremental".into(), "incremental".into()), "{what}");
+        let after = stamps(&mut c);
+        for (who, column, value) in checks {
+            assert_eq!(person(&mut c, who, column), *value, "{what}: {who}.{column}");
+            assert_ne!(before[*who], after[*who], "{what}: {who} rewritten");
+        }
+        if others_untouched {
+            for (who, stamp) in &after {
+                if !checks.iter().any(|(w, ..)| w == who) {
+                    assert_eq!(&before[who], stamp, "{what}: {who} was rewritten");
+                }
+            }
+        }
+    }
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM silver.quarantine WHERE record ->> 'order_id' = 'o9'"),
+        0,
+        "o9's item and payment left the quarantine"
+    );
+    let incremental = outcome(&mut c);
+    c.batch_execute("CALL golden360.rebuild()").unwrap();
+    assert_eq!(outcome(&mut c), incremental, "a rebuild of the same bronze");
+}

@@ -143,6 +143,17 @@ pub mod golden360 {
             .collect();
 
         record_batch(batch_id, &dir.real.display().to_string(), started_at, allow_partial, &missing, &results, &caller);
+        // Summarise the block ranges just filled in each table's BRIN index
+        // on _batch_id, so that an incremental silver refresh reads this
+        // batch's ranges, not every range never summarised (the pages were
+        // just written: reading them again costs little).
+        for r in results.iter().filter(|r| r.status == "loaded") {
+            Spi::run(&format!(
+                "SELECT pg_catalog.brin_summarize_new_values('bronze.{}_by_batch'::pg_catalog.regclass)",
+                r.table
+            ))
+            .unwrap_or_else(|e| spi_failed(e));
+        }
         drop(owner);
         TableIterator::new(results.into_iter().map(move |r| {
             (r.file_name.to_string(), r.sha256, r.bytes as i64, r.rows, r.status.to_string(), batch_id, r.rejected)

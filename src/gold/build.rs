@@ -228,13 +228,22 @@ impl Silver {
             categories: Interner::default(),
             zip_points: HashMap::default(),
         };
+        let mut marks = vec![Instant::now()];
         silver.read_customers(scope);
+        marks.push(Instant::now());
         let (orders, mut order) = silver.read_orders(scope);
+        marks.push(Instant::now());
         read_payments(scope, &orders, &mut order);
         silver.tally_orders(&order);
+        marks.push(Instant::now());
         silver.read_items(scope, &orders, &order);
+        marks.push(Instant::now());
         silver.read_reviews(scope, &orders, &order);
+        marks.push(Instant::now());
         silver.read_geolocation(scope);
+        marks.push(Instant::now());
+        let ms: Vec<String> = marks.windows(2).map(|w| format!("{:.0}", (w[1] - w[0]).as_secs_f64() * 1e3)).collect();
+        pgrx::debug1!("golden360 gold: silver read ms (customers, orders, payments, items, reviews, geolocation): {}", ms.join(", "));
         silver
     }
 

@@ -144,7 +144,6 @@ unsafe fn visit_slot(slot: *mut pg_sys::TupleTableSlot, last_attr: usize, row_cx
 pub enum Bound<'a> {
     TextEq(&'a [u8]),
     Int4Eq(i32),
-    Int8Eq(i64),
 }
 
 impl Bound<'_> {
@@ -153,7 +152,6 @@ impl Bound<'_> {
         match self {
             Bound::TextEq(_) => (pg_sys::BTEqualStrategyNumber, pg_sys::F_TEXTEQ, SqlType::Text),
             Bound::Int4Eq(_) => (pg_sys::BTEqualStrategyNumber, pg_sys::F_INT4EQ, SqlType::Integer),
-            Bound::Int8Eq(_) => (pg_sys::BTEqualStrategyNumber, pg_sys::F_INT8EQ, SqlType::BigInt),
         }
     }
 }
@@ -281,7 +279,6 @@ impl IndexScan {
                             bytes.len() as i32,
                         )),
                         Bound::Int4Eq(v) => pg_sys::Datum::from(v),
-                        Bound::Int8Eq(v) => pg_sys::Datum::from(v),
                     };
                     let (strategy, procedure, _) = bound.operator();
                     let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
@@ -322,6 +319,132 @@ impl IndexScan {
             pg_sys::index_close(self.index, pg_sys::NoLock as pg_sys::LOCKMODE);
             pg_sys::MemoryContextDelete(self.key_cx);
         }
+        self.heap.close();
+    }
+}
+
+/// The rows of an append-only table that hold one value of an int8 column
+/// (bronze's `_batch_id`), found through a BRIN index on that column: a
+/// batch's rows sit in a few block ranges at the end of the heap, and a
+/// BRIN index costs its loads next to nothing (a btree on 1M rows doubled
+/// the time of a bronze load). The bitmap is lossy, so every row of the
+/// ranges it names is read and the value checked.
+pub struct BrinScan {
+    heap: HeapScan,
+    index: pg_sys::Relation,
+    column: usize,
+}
+
+impl BrinScan {
+    /// Open golden360's own table `schema.table` and its BRIN index whose
+    /// first column is `column` (an int8).
+    pub fn open(schema: &str, table: &str, column: &str, lockmode: u32) -> BrinScan {
+        let heap = HeapScan::open(schema, table, lockmode);
+        let wanted = column_number(heap.rel, &heap.name, column);
+        let at = heap.attr(column, SqlType::BigInt);
+        // SAFETY: as in IndexScan::open: the heap is open and locked, the
+        // list is freed, each index opened is kept or closed.
+        let index = unsafe {
+            let list = pg_sys::RelationGetIndexList(heap.rel);
+            let oids: Vec<pg_sys::Oid> = if list.is_null() {
+                Vec::new()
+            } else {
+                (0..(*list).length as usize).map(|i| (*(*list).elements.add(i)).oid_value).collect()
+            };
+            pg_sys::list_free(list);
+            let mut found = None;
+            for oid in oids {
+                let index = pg_sys::index_open(oid, lockmode as pg_sys::LOCKMODE);
+                let form = &*(*index).rd_index;
+                let fits = (*(*index).rd_rel).relam == pg_sys::BRIN_AM_OID
+                    && form.indisvalid
+                    && form.indnkeyatts >= 1
+                    && form.indkey.values.as_ptr().read() == wanted;
+                if fits && found.is_none() {
+                    found = Some(index);
+                } else {
+                    pg_sys::index_close(index, lockmode as pg_sys::LOCKMODE);
+                }
+            }
+            found
+        };
+        let Some(index) = index else {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("{} has no BRIN index on {column}", heap.name),
+                None,
+                super::relation::DAMAGED_HINT,
+            )
+        };
+        BrinScan { heap, index, column: at }
+    }
+
+    /// As `HeapScan::attr`.
+    pub fn attr(&self, column: &str, ty: SqlType) -> usize {
+        self.heap.attr(column, ty)
+    }
+
+    /// Call `f(row)` for every visible row whose column equals `value`, in
+    /// physical order.
+    pub fn for_each_equal(&mut self, value: i64, mut f: impl FnMut(&Row)) {
+        let (rel, slot, row_cx, column) = (self.heap.rel, self.heap.slot, self.heap.row_cx, self.column);
+        let last_attr = self.heap.last_attr.get();
+        // SAFETY: heap and index are open and locked; the bitmap, the index
+        // scan and the heap scan are made and released here, under the
+        // active snapshot, through the table AM's own bitmap-scan callbacks
+        // (what table_beginscan_bm and table_scan_bitmap_next_* inline);
+        // rows are visited as in HeapScan::for_each.
+        unsafe {
+            let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+            pg_sys::ScanKeyInit(
+                &mut key,
+                1,
+                pg_sys::BTEqualStrategyNumber as u16,
+                pg_sys::F_INT8EQ.into(),
+                pg_sys::Datum::from(value),
+            );
+            // BRIN's minmax looks the operators up by the argument's type.
+            key.sk_subtype = pg_sys::INT8OID;
+            let snapshot = pg_sys::GetActiveSnapshot();
+            let index_scan = pg_sys::index_beginscan_bitmap(self.index, snapshot, 1);
+            pg_sys::index_rescan(index_scan, &mut key, 1, std::ptr::null_mut(), 0);
+            let bitmap = pg_sys::tbm_create(pg_sys::work_mem as std::ffi::c_long * 1024, std::ptr::null_mut());
+            pg_sys::index_getbitmap(index_scan, bitmap);
+            pg_sys::index_endscan(index_scan);
+            let am = &*(*rel).rd_tableam;
+            let (Some(begin), Some(next_block), Some(next_tuple), Some(end)) =
+                (am.scan_begin, am.scan_bitmap_next_block, am.scan_bitmap_next_tuple, am.scan_end)
+            else {
+                raise(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, format!("{} cannot be scanned by bitmap", self.heap.name), None, "")
+            };
+            let flags = pg_sys::ScanOptions::SO_TYPE_BITMAPSCAN | pg_sys::ScanOptions::SO_ALLOW_PAGEMODE;
+            let scan = begin(rel, snapshot, 0, std::ptr::null_mut(), std::ptr::null_mut(), flags);
+            let pages = pg_sys::tbm_begin_iterate(bitmap);
+            loop {
+                let page = pg_sys::tbm_iterate(pages);
+                if page.is_null() {
+                    break;
+                }
+                if !next_block(scan, page) {
+                    continue;
+                }
+                while next_tuple(scan, page, slot) {
+                    visit_slot(slot, last_attr, row_cx, &mut |row: &Row| {
+                        if row.int8(column) == Some(value) {
+                            f(row)
+                        }
+                    });
+                }
+            }
+            pg_sys::tbm_end_iterate(pages);
+            end(scan);
+            pg_sys::tbm_free(bitmap);
+        }
+    }
+
+    pub fn close(self) {
+        // SAFETY: the index was opened in `open`; the lock stays.
+        unsafe { pg_sys::index_close(self.index, pg_sys::NoLock as pg_sys::LOCKMODE) };
         self.heap.close();
     }
 }

@@ -23,7 +23,8 @@
 use super::build::{hash, Context, Plan, QuarantineWriter, Rank, SilverWriter, Value, MAX_COLUMNS};
 use super::spec::{Check, TableSpec, Ty, TABLES};
 use crate::pg::bulk::{delete_rows, BulkInsert, RowBuf};
-use crate::pg::scan::{Bound, HeapScan, IndexScan, Row};
+use crate::pg::scan::{Bound, BrinScan, HeapScan, IndexScan, Row};
+use pgrx::prelude::*;
 use crate::pg::snapshot::OwnWritesVisible;
 use crate::pg::types::{column, Column, SqlType};
 use olist_model::SOURCE_FILES;
@@ -88,8 +89,6 @@ struct Candidate {
     fields: Vec<Vec<u8>>,
     /// Every CSV field, for the quarantine record.
     record: Vec<Vec<u8>>,
-    /// Its quarantine row, when this is a quarantined row checked again.
-    quarantined_at: Option<pg_sys::ItemPointerData>,
 }
 
 impl Candidate {
@@ -108,7 +107,7 @@ struct BronzeAttrs {
 }
 
 impl BronzeAttrs {
-    fn of(scan: &IndexScan, spec: &TableSpec) -> BronzeAttrs {
+    fn of(scan: &BrinScan, spec: &TableSpec) -> BronzeAttrs {
         let source = SOURCE_FILES.iter().find(|f| f.table == spec.table).expect("a bronze table per silver table");
         BronzeAttrs {
             sources: spec.columns.iter().map(|c| scan.attr(c.source, SqlType::Text)).collect(),
@@ -119,13 +118,12 @@ impl BronzeAttrs {
         }
     }
 
-    fn read(&self, row: &Row, quarantined_at: Option<pg_sys::ItemPointerData>) -> Candidate {
+    fn read(&self, row: &Row) -> Candidate {
         Candidate {
             batch: row.int8(self.batch).unwrap_or_default(),
             row: row.int8(self.row).unwrap_or_default(),
             fields: self.sources.iter().map(|&i| row.text(i).to_vec()).collect(),
             record: self.record.iter().map(|&i| row.text(i).to_vec()).collect(),
-            quarantined_at,
         }
     }
 }
@@ -203,37 +201,33 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
     }
 
     // 1. The new batches' rows, and quarantined rows whose missing
-    //    reference arrived in this refresh.
-    let mut bronze = IndexScan::open("bronze", spec.table, &["_batch_id", "_row_number"], pg_sys::AccessShareLock);
+    //    reference arrived in this refresh (read back from the bronze
+    //    record the quarantine keeps whole).
+    let mut bronze = BrinScan::open("bronze", spec.table, "_batch_id", pg_sys::AccessShareLock);
     let attrs = BronzeAttrs::of(&bronze, spec);
     let mut rows: Vec<Candidate> = Vec::new();
     for &batch in batches {
-        bronze.for_each(&[Bound::Int8Eq(batch)], |row| rows.push(attrs.read(row, None)));
+        bronze.for_each_equal(batch, |row| rows.push(attrs.read(row)));
     }
+    bronze.close();
     let fresh = rows.len() as i64;
-    let mut quarantine_scan: Option<IndexScan> = None;
+    let mut rechecked_tids: Vec<pg_sys::ItemPointerData> = Vec::new();
     for rule in spec.rules {
         let Check::Exists { column, parent } = rule.check else { continue };
         let Some(arrived) = state.new_keys.get(parent).filter(|k| !k.is_empty()) else { continue };
-        let scan = quarantine_scan.get_or_insert_with(|| {
-            IndexScan::open(LIVE, "quarantine", &["table_name", "reason"], pg_sys::RowExclusiveLock)
-        });
-        let (batch_attr, row_attr) = (scan.attr("batch_id", SqlType::BigInt), scan.attr("row_number", SqlType::BigInt));
-        let mut held = Vec::new();
-        scan.for_each(&[Bound::TextEq(spec.table.as_bytes()), Bound::TextEq(rule.name.as_bytes())], |row| {
-            held.push((row.tid, row.int8(batch_attr).unwrap_or_default(), row.int8(row_attr).unwrap_or_default()));
-        });
-        let at = spec.column(column);
-        for (tid, batch, row_number) in held {
-            bronze.for_each(&[Bound::Int8Eq(batch), Bound::Int8Eq(row_number)], |row| {
-                let candidate = attrs.read(row, Some(tid));
-                if arrived.contains(&candidate.fields[at]) {
-                    rows.push(candidate);
-                }
+        let source = spec.columns[spec.column(column)].source;
+        let arrived: Vec<String> = arrived.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+        for (tid, batch, row, record) in quarantined_for(spec.table, &rule.name, source, arrived) {
+            let field = |name: &str| record.get(name).and_then(|v| v.as_str()).unwrap_or_default().as_bytes().to_vec();
+            rechecked_tids.push(tid);
+            rows.push(Candidate {
+                batch,
+                row,
+                fields: spec.columns.iter().map(|c| field(c.source)).collect(),
+                record: attrs.record_names.iter().map(|n| field(n)).collect(),
             });
         }
     }
-    bronze.close();
     let read = started.elapsed();
 
     // 2. References: which of the values the rows point at are parent keys.
@@ -351,11 +345,11 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
     //    winners and quarantined rows in.
     delete_rows(live.relation(), live.name(), &mut replaced);
     live.close();
-    let mut requeued: Vec<pg_sys::ItemPointerData> = rows.iter().filter_map(|c| c.quarantined_at).collect();
-    let rechecked = requeued.len() as i64;
-    if let Some(scan) = quarantine_scan {
-        delete_rows(scan.relation(), scan.name(), &mut requeued);
-        scan.close();
+    let rechecked = rechecked_tids.len() as i64;
+    if !rechecked_tids.is_empty() {
+        let quarantine = HeapScan::open(LIVE, "quarantine", pg_sys::RowExclusiveLock);
+        delete_rows(quarantine.relation(), quarantine.name(), &mut rechecked_tids);
+        quarantine.close();
     }
     let mut writer = SilverWriter::open(LIVE, spec);
     for &i in &winners {
@@ -398,6 +392,37 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
         written,
         millis: started.elapsed().as_secs_f64() * 1000.0,
     }
+}
+
+/// The quarantine rows of `table` for `reason` whose field `source` is one
+/// of `values`: (tid, batch, row, the bronze record).
+fn quarantined_for(
+    table: &str,
+    reason: &str,
+    source: &str,
+    values: Vec<String>,
+) -> Vec<(pg_sys::ItemPointerData, i64, i64, serde_json::Map<String, serde_json::Value>)> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT ctid, batch_id, row_number, record FROM silver.quarantine
+              WHERE table_name = $1 AND reason = $2 AND record ->> $3 = ANY ($4)",
+            None,
+            &[table.into(), reason.into(), source.into(), values.into()],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (Some(tid), Some(batch), Some(number), Some(pgrx::JsonB(serde_json::Value::Object(record)))) =
+                (row.get::<pg_sys::ItemPointerData>(1)?, row.get::<i64>(2)?, row.get::<i64>(3)?, row.get::<pgrx::JsonB>(4)?)
+            else {
+                continue;
+            };
+            out.push((tid, batch, number, record));
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .unwrap_or_else(|e| {
+        crate::error::raise(pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("reading silver.quarantine failed: {e}"), None, "")
+    })
 }
 
 /// A link value that is not text (the geolocation zip), as text.
