@@ -2,82 +2,30 @@
 -- refresh_gold(). Definitions are the SPEC's Gold section and its precise
 -- rules; text ordering is byte order (COLLATE "C") everywhere.
 
-CREATE TABLE gold.identity_bridge (
-    customer_id        text COLLATE "C" PRIMARY KEY,
-    customer_unique_id text COLLATE "C" NOT NULL,
-    golden_id          text COLLATE "C" NOT NULL
-);
+-- The tables and their column comments, generated from their declaration
+-- in src/gold/spec.rs (golden360_internal.gold_columns()); the comments are
+-- for DBAs and, copied onto api.customer_360, for the API's OpenAPI
+-- description.
+DO $$
+DECLARE
+    t text;
+    c record;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['identity_bridge', 'unified_customer_360'] LOOP
+        EXECUTE format('CREATE TABLE gold.%I (%s, PRIMARY KEY (%I))', t,
+            (SELECT string_agg(format('%I %s%s%s', g.column_name, g.sql_type,
+                                      CASE WHEN g.byte_order THEN ' COLLATE "C"' ELSE '' END,
+                                      CASE WHEN g.not_null THEN ' NOT NULL' ELSE '' END), ', ' ORDER BY g.ordinal)
+               FROM golden360_internal.gold_columns(t) g),
+            (SELECT g.column_name FROM golden360_internal.gold_columns(t) g WHERE g.ordinal = 1));
+        FOR c IN SELECT * FROM golden360_internal.gold_columns(t) g WHERE g.description IS NOT NULL LOOP
+            EXECUTE format('COMMENT ON COLUMN gold.%I.%I IS %L', t, c.column_name, c.description);
+        END LOOP;
+    END LOOP;
+END
+$$;
 COMMENT ON TABLE gold.identity_bridge IS 'Every silver customer_id and the person (golden record) it belongs to';
-
-CREATE TABLE gold.unified_customer_360 (
-    golden_id            text COLLATE "C" PRIMARY KEY,
-    customer_unique_id   text COLLATE "C" NOT NULL,
-    customer_id          text COLLATE "C" NOT NULL,
-    customer_ids         text[] COLLATE "C" NOT NULL,
-    order_count          integer NOT NULL,
-    canceled_order_count integer NOT NULL,
-    total_spend          numeric(12,2) NOT NULL,
-    avg_order_value      numeric(12,2) NOT NULL,
-    max_single_order     numeric(12,2) NOT NULL,
-    first_order_date     date,
-    last_order_date      date,
-    total_items          integer NOT NULL,
-    unique_products      integer NOT NULL,
-    favorite_category    text COLLATE "C",
-    product_diversity    numeric(10,4) NOT NULL,
-    avg_review_score     numeric(3,2),
-    total_reviews        integer NOT NULL,
-    ltv_segment          text COLLATE "C" NOT NULL,
-    recency_score        smallint,
-    frequency_score      smallint,
-    monetary_score       smallint,
-    rfm_segment          text,
-    geographic_state     text COLLATE "C",
-    geographic_city      text COLLATE "C",
-    geographic_zip       integer,
-    latitude             double precision,
-    longitude            double precision,
-    refreshed_at         timestamptz NOT NULL
-);
 COMMENT ON TABLE gold.unified_customer_360 IS 'One golden record per person (customer_unique_id in silver.customers)';
-
--- What each column means, for DBAs and, copied onto api.customer_360, for
--- the API's OpenAPI description. Money is BRL; "counted orders" are orders
--- whose status is not canceled or unavailable.
-COMMENT ON COLUMN gold.unified_customer_360.golden_id IS
-    'The person''s id: lower-case hex SHA-256 of customer_unique_id || canonical customer_id';
-COMMENT ON COLUMN gold.unified_customer_360.customer_unique_id IS 'Olist''s id of the person';
-COMMENT ON COLUMN gold.unified_customer_360.customer_id IS
-    'Canonical customer_id: the one on the person''s earliest purchase (ties and no orders: the smallest)';
-COMMENT ON COLUMN gold.unified_customer_360.customer_ids IS 'Every customer_id of the person (Olist issues one per order), sorted';
-COMMENT ON COLUMN gold.unified_customer_360.order_count IS 'Counted orders: not canceled, not unavailable';
-COMMENT ON COLUMN gold.unified_customer_360.canceled_order_count IS 'The person''s canceled or unavailable orders';
-COMMENT ON COLUMN gold.unified_customer_360.total_spend IS 'Lifetime value: sum of the counted orders'' payments, BRL';
-COMMENT ON COLUMN gold.unified_customer_360.avg_order_value IS 'total_spend / order_count, 2 places; 0 without counted orders';
-COMMENT ON COLUMN gold.unified_customer_360.max_single_order IS 'Largest counted order value, BRL; 0 without counted orders';
-COMMENT ON COLUMN gold.unified_customer_360.first_order_date IS 'Date of the first counted purchase; null without counted orders';
-COMMENT ON COLUMN gold.unified_customer_360.last_order_date IS 'Date of the latest counted purchase; null without counted orders';
-COMMENT ON COLUMN gold.unified_customer_360.total_items IS 'Order-item rows of counted orders';
-COMMENT ON COLUMN gold.unified_customer_360.unique_products IS 'Distinct products bought in counted orders';
-COMMENT ON COLUMN gold.unified_customer_360.favorite_category IS
-    'Category (English, else Portuguese) with the most items in counted orders; ties: alphabetically first';
-COMMENT ON COLUMN gold.unified_customer_360.product_diversity IS 'Distinct categories bought / order_count, 4 places';
-COMMENT ON COLUMN gold.unified_customer_360.avg_review_score IS 'Mean review score (1-5) over all the person''s orders, 2 places';
-COMMENT ON COLUMN gold.unified_customer_360.total_reviews IS 'Reviews over all the person''s orders';
-COMMENT ON COLUMN gold.unified_customer_360.ltv_segment IS
-    'VIP, High, Medium or Low by total_spend (thresholds: the golden360.ltv_* settings, default 5000/1000/200)';
-COMMENT ON COLUMN gold.unified_customer_360.recency_score IS 'RFM recency 1-5 (5 = most recent); null without counted orders';
-COMMENT ON COLUMN gold.unified_customer_360.frequency_score IS 'RFM frequency 1-5 (5 = most orders); null without counted orders';
-COMMENT ON COLUMN gold.unified_customer_360.monetary_score IS 'RFM monetary 1-5 (5 = most spend); null without counted orders';
-COMMENT ON COLUMN gold.unified_customer_360.rfm_segment IS 'RFM label (Champions, At Risk, ...) from golden360.rfm_segments';
-COMMENT ON COLUMN gold.unified_customer_360.geographic_state IS 'State of the address on the person''s latest order';
-COMMENT ON COLUMN gold.unified_customer_360.geographic_city IS 'City of the address on the person''s latest order';
-COMMENT ON COLUMN gold.unified_customer_360.geographic_zip IS 'Zip-code prefix (5 digits) of that address';
-COMMENT ON COLUMN gold.unified_customer_360.latitude IS 'Mean latitude of the zip prefix''s geolocation points; null when none';
-COMMENT ON COLUMN gold.unified_customer_360.longitude IS 'Mean longitude of the zip prefix''s geolocation points; null when none';
-COMMENT ON COLUMN gold.unified_customer_360.refreshed_at IS
-    'When this row''s values were computed: the refresh that last changed them (a refresh that computes the same '
-    'values leaves the row as it is)';
 
 -- The RFM map of the SPEC: R (recency score) and FM = (F + M) / 2 rounded
 -- half up, to a segment. One row per cell, so a DBA can read (and tune) it.

@@ -67,6 +67,20 @@ STRICT STABLE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'gold_cross_checks_wrapper';
 
+CREATE  FUNCTION golden360_internal."gold_columns"(
+	"table_name" TEXT /* & str */
+) RETURNS TABLE (
+	"ordinal" INT,  /* i32 */
+	"column_name" TEXT,  /* String */
+	"sql_type" TEXT,  /* String */
+	"not_null" bool,  /* bool */
+	"byte_order" bool,  /* bool */
+	"description" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'gold_columns_wrapper';
+
 -- Bronze: a batch's rows (BRIN: contiguous at the heap's end, next to
 -- free to maintain).
 DO $$

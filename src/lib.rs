@@ -44,6 +44,7 @@ extension_sql_file!(
         gold::golden360::golden_id,
         gold::golden360::ltv_segment,
         gold::golden360_internal::build_gold,
+        gold::golden360_internal::gold_columns,
         gold::golden360_internal::gold_cross_checks
     ]
 );

@@ -15,7 +15,8 @@
 use super::golden360::golden_id_digest;
 use crate::pg::bulk::{decimal, delete_rows, BulkInsert, RowBuf};
 use crate::pg::relation::require_privilege;
-use crate::pg::types::{column, Column, SqlType};
+use super::spec::{Bridge, BRIDGE_COLUMNS, C360, CUSTOMER_360_COLUMNS, DIVERSITY, SCORE, SPEND};
+use crate::pg::types::{Column, SqlType};
 use crate::error::raise;
 use crate::keys::{Interner, KeyHashState};
 use crate::pg::scan::{varlena_bytes, Key, Row, Selection};
@@ -663,47 +664,6 @@ trait TargetRows {
     fn fill(&self, i: usize, row: &mut RowBuf);
 }
 
-/// Money in gold: numeric(12,2). A person's total beyond it is an error.
-const SPEND: SqlType = SqlType::Numeric(12, 2);
-const DIVERSITY: SqlType = SqlType::Numeric(10, 4);
-const SCORE: SqlType = SqlType::Numeric(3, 2);
-
-/// gold.unified_customer_360's columns, in order, with their types.
-const GOLD_COLUMNS: [Column; 28] = [
-    column("golden_id", SqlType::Text),
-    column("customer_unique_id", SqlType::Text),
-    column("customer_id", SqlType::Text),
-    column("customer_ids", SqlType::TextArray),
-    column("order_count", SqlType::Integer),
-    column("canceled_order_count", SqlType::Integer),
-    column("total_spend", SPEND),
-    column("avg_order_value", SPEND),
-    column("max_single_order", SPEND),
-    column("first_order_date", SqlType::Date),
-    column("last_order_date", SqlType::Date),
-    column("total_items", SqlType::Integer),
-    column("unique_products", SqlType::Integer),
-    column("favorite_category", SqlType::Text),
-    column("product_diversity", DIVERSITY),
-    column("avg_review_score", SCORE),
-    column("total_reviews", SqlType::Integer),
-    column("ltv_segment", SqlType::Text),
-    column("recency_score", SqlType::SmallInt),
-    column("frequency_score", SqlType::SmallInt),
-    column("monetary_score", SqlType::SmallInt),
-    column("rfm_segment", SqlType::Text),
-    column("geographic_state", SqlType::Text),
-    column("geographic_city", SqlType::Text),
-    column("geographic_zip", SqlType::Integer),
-    column("latitude", SqlType::Double),
-    column("longitude", SqlType::Double),
-    column("refreshed_at", SqlType::TimestampTz),
-];
-
-/// gold.identity_bridge's columns.
-const BRIDGE_COLUMNS: [Column; 3] =
-    [column("customer_id", SqlType::Text), column("customer_unique_id", SqlType::Text), column("golden_id", SqlType::Text)];
-
 struct GoldRows<'a> {
     silver: &'a Silver,
     gold: &'a Gold,
@@ -713,9 +673,9 @@ struct GoldRows<'a> {
 
 impl TargetRows for GoldRows<'_> {
     const TABLE: &'static str = "unified_customer_360";
-    const COLUMNS: &'static [Column] = &GOLD_COLUMNS;
-    const KEY: usize = 1;
-    const STAMP: Option<usize> = Some(27);
+    const COLUMNS: &'static [Column] = &CUSTOMER_360_COLUMNS;
+    const KEY: usize = C360::CustomerUniqueId.at();
+    const STAMP: Option<usize> = Some(C360::RefreshedAt.at());
 
     fn len(&self) -> usize {
         self.gold.records.len()
@@ -731,12 +691,12 @@ impl TargetRows for GoldRows<'_> {
         let t = &silver.tally[r.person as usize];
         let address = &silver.customer[r.address as usize];
         let counted = i64::from(t.order_count);
-        row.text(0, &hex_digits(&r.golden_id));
-        row.text(1, silver.people.get(r.person));
-        row.text(2, silver.customers.get(r.canonical));
-        row.text_array(3, self.gold.customers_by_person[r.customers.clone()].iter().map(|&c| silver.customers.get(c)));
-        row.int4(4, t.order_count as i32);
-        row.int4(5, t.canceled as i32);
+        row.text(C360::GoldenId.at(), &hex_digits(&r.golden_id));
+        row.text(C360::CustomerUniqueId.at(), silver.people.get(r.person));
+        row.text(C360::CustomerId.at(), silver.customers.get(r.canonical));
+        row.text_array(C360::CustomerIds.at(), self.gold.customers_by_person[r.customers.clone()].iter().map(|&c| silver.customers.get(c)));
+        row.int4(C360::OrderCount.at(), t.order_count as i32);
+        row.int4(C360::CanceledOrderCount.at(), t.canceled as i32);
         // RowBuf::numeric would refuse it too; this says whose spend it is.
         if !SPEND.holds(t.spend) {
             raise(
@@ -752,45 +712,47 @@ impl TargetRows for GoldRows<'_> {
                  them are in bronze.order_payments.",
             );
         }
-        row.numeric(6, t.spend, SPEND);
-        row.numeric(7, if counted == 0 { 0 } else { rounded_ratio(t.spend, counted, 0) }, SPEND);
-        row.numeric(8, t.max_order, SPEND);
-        row.date(9, t.first.map(date_of));
-        row.date(10, t.last.map(date_of));
-        row.int4(11, t.items as i32);
-        row.int4(12, t.unique_products as i32);
-        row.opt_text(13, t.favorite.map(|c| silver.categories.get(c)));
-        row.numeric(14, if counted == 0 { 0 } else { rounded_ratio(i64::from(t.categories), counted, 4) }, DIVERSITY);
+        row.numeric(C360::TotalSpend.at(), t.spend, SPEND);
+        row.numeric(C360::AvgOrderValue.at(), if counted == 0 { 0 } else { rounded_ratio(t.spend, counted, 0) }, SPEND);
+        row.numeric(C360::MaxSingleOrder.at(), t.max_order, SPEND);
+        row.date(C360::FirstOrderDate.at(), t.first.map(date_of));
+        row.date(C360::LastOrderDate.at(), t.last.map(date_of));
+        row.int4(C360::TotalItems.at(), t.items as i32);
+        row.int4(C360::UniqueProducts.at(), t.unique_products as i32);
+        row.opt_text(C360::FavoriteCategory.at(), t.favorite.map(|c| silver.categories.get(c)));
+        row.numeric(C360::ProductDiversity.at(), if counted == 0 { 0 } else { rounded_ratio(i64::from(t.categories), counted, 4) }, DIVERSITY);
         match t.reviews {
-            0 => row.null(15),
-            n => row.numeric(15, rounded_ratio(t.review_sum, i64::from(n), 2), SCORE),
+            0 => row.null(C360::AvgReviewScore.at()),
+            n => row.numeric(C360::AvgReviewScore.at(), rounded_ratio(t.review_sum, i64::from(n), 2), SCORE),
         }
-        row.int4(16, t.reviews as i32);
-        row.text(17, crate::ops::ltv_segment(t.spend as f64 / 100.0).as_bytes());
+        row.int4(C360::TotalReviews.at(), t.reviews as i32);
+        row.text(C360::LtvSegment.at(), crate::ops::ltv_segment(t.spend as f64 / 100.0).as_bytes());
         match r.rfm {
             Some(scores) => {
-                for (k, score) in scores.iter().enumerate() {
-                    row.int2(18 + k, *score);
+                for (column, score) in [C360::RecencyScore, C360::FrequencyScore, C360::MonetaryScore].iter().zip(scores) {
+                    row.int2(column.at(), score);
                 }
-                row.text(21, self.segments.segment(scores).as_bytes());
+                row.text(C360::RfmSegment.at(), self.segments.segment(scores).as_bytes());
             }
-            None => (18..22).for_each(|k| row.null(k)),
+            None => [C360::RecencyScore, C360::FrequencyScore, C360::MonetaryScore, C360::RfmSegment]
+                .iter()
+                .for_each(|c| row.null(c.at())),
         }
-        row.opt_text(22, address.state.map(|s| silver.places.get(s)));
-        row.opt_text(23, address.city.map(|c| silver.places.get(c)));
+        row.opt_text(C360::GeographicState.at(), address.state.map(|s| silver.places.get(s)));
+        row.opt_text(C360::GeographicCity.at(), address.city.map(|c| silver.places.get(c)));
         match address.zip {
-            Some(zip) => row.int4(24, zip),
-            None => row.null(24),
+            Some(zip) => row.int4(C360::GeographicZip.at(), zip),
+            None => row.null(C360::GeographicZip.at()),
         }
         match address.zip.and_then(|z| silver.zip_points.get(&z)) {
             Some(points) => {
                 let (lat, lng) = points.mean();
-                row.float8(25, lat);
-                row.float8(26, lng);
+                row.float8(C360::Latitude.at(), lat);
+                row.float8(C360::Longitude.at(), lng);
             }
-            None => (25..27).for_each(|k| row.null(k)),
+            None => [C360::Latitude, C360::Longitude].iter().for_each(|c| row.null(c.at())),
         }
-        row.int8(27, self.refreshed_at);
+        row.int8(C360::RefreshedAt.at(), self.refreshed_at);
     }
 }
 
@@ -818,7 +780,7 @@ impl<'a> BridgeRows<'a> {
 impl TargetRows for BridgeRows<'_> {
     const TABLE: &'static str = "identity_bridge";
     const COLUMNS: &'static [Column] = &BRIDGE_COLUMNS;
-    const KEY: usize = 0;
+    const KEY: usize = Bridge::CustomerId.at();
     const STAMP: Option<usize> = None;
 
     fn len(&self) -> usize {
@@ -833,9 +795,9 @@ impl TargetRows for BridgeRows<'_> {
         let c = self.by_id[i];
         let person = self.silver.customer[c as usize].person;
         let record = &self.gold.records[self.gold.record_of[person as usize] as usize];
-        row.text(0, self.silver.customers.get(c));
-        row.text(1, self.silver.people.get(person));
-        row.text(2, &hex_digits(&record.golden_id));
+        row.text(Bridge::CustomerId.at(), self.silver.customers.get(c));
+        row.text(Bridge::CustomerUniqueId.at(), self.silver.people.get(person));
+        row.text(Bridge::GoldenId.at(), &hex_digits(&record.golden_id));
     }
 }
 

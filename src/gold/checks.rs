@@ -7,7 +7,7 @@
 use super::build::is_counted;
 use crate::keys::{key_hash, KeyHashState};
 use crate::pg::scan::{Key, Selection};
-use crate::pg::types::SqlType::{Integer, Numeric, Text};
+use crate::pg::types::SqlType::{Integer, Text};
 use crate::silver::spec::MONEY;
 use pgrx::pg_sys;
 use std::collections::HashSet;
@@ -130,7 +130,7 @@ impl GoldTotals {
         let n = scan.estimated_rows().max(people_at_most);
         let mut gold = GoldTotals { rows: 0, golden_ids: keys(n), people: keys(n), spend: 0, orders: 0, bridge_rows: 0, bridge_linked: 0 };
         let [golden_id, person, spend, orders] =
-            [("golden_id", Text), ("customer_unique_id", Text), ("total_spend", Numeric(12, 2)), ("order_count", Integer)]
+            [("golden_id", Text), ("customer_unique_id", Text), ("total_spend", super::spec::SPEND), ("order_count", Integer)]
                 .map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
             gold.rows += 1;

@@ -12,6 +12,7 @@ use pgrx::prelude::*;
 mod build;
 mod changes;
 mod checks;
+pub(crate) mod spec;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
@@ -51,6 +52,43 @@ pub mod golden360 {
 #[pg_schema]
 pub mod golden360_internal {
     use pgrx::prelude::*;
+
+    /// The columns of gold table `table_name` (`identity_bridge` or
+    /// `unified_customer_360`) as `src/gold/spec.rs` declares them, for the
+    /// DDL and the column comments; the first is the primary key.
+    #[pg_extern(immutable, parallel_safe, strict)]
+    fn gold_columns(
+        table_name: &str,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(ordinal, i32),
+            name!(column_name, String),
+            name!(sql_type, String),
+            name!(not_null, bool),
+            name!(byte_order, bool),
+            name!(description, Option<String>),
+        ),
+    > {
+        let columns = super::spec::table(table_name).unwrap_or_else(|| {
+            crate::error::raise(
+                pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("gold has no table {table_name}"),
+                None,
+                "The gold tables are identity_bridge and unified_customer_360.",
+            )
+        });
+        TableIterator::new(columns.iter().enumerate().map(|(i, c)| {
+            (
+                i as i32 + 1,
+                c.column.name.to_string(),
+                c.column.ty.sql(),
+                c.not_null,
+                c.byte_order,
+                (!c.description.is_empty()).then(|| c.description.to_string()),
+            )
+        }))
+    }
 
     /// Bring gold up to date with silver, writing only the records (and
     /// bridge rows) that differ: for everyone when `everyone` is set or
