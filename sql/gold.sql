@@ -159,6 +159,19 @@ BEGIN
                         WHERE s.layer = 'gold' AND s.fingerprint = wanted_fingerprint);
     everyone := rebuild OR previous.run_id IS NULL;
     run := nextval('golden360.run_seq');
+    -- Silver changed nothing since: gold stays as it is, and the run says so.
+    IF NOT everyone AND NOT EXISTS (SELECT FROM golden360_internal.silver_changes) THEN
+        INSERT INTO golden360.gold_runs (run_id, people, bridge_rows, written, removed, unchanged, bridge_written,
+                                         bridge_removed, silver_run_id, millis, mode, recomputed)
+        VALUES (run, previous.people, previous.bridge_rows, 0, 0, previous.people, 0, 0,
+                coalesce((SELECT max(run_id) FROM golden360.silver_runs), 0),
+                extract(epoch FROM clock_timestamp() - started) * 1000, 'incremental', 0);
+        UPDATE golden360.refresh_state s SET run_id = run, updated_at = clock_timestamp() WHERE s.layer = 'gold';
+        PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+        RAISE NOTICE 'gold run % (incremental): no silver change; % people (0 written, 0 removed, % unchanged), '
+                     '% customer_ids', run, previous.people, previous.people, previous.bridge_rows;
+        RETURN;
+    END IF;
     SELECT * INTO built FROM golden360_internal.build_gold(everyone);
     PERFORM golden360_internal.create_gold_indexes();
 

@@ -434,6 +434,21 @@ BEGIN
               WHERE f.batch_id IN (SELECT s.batch_id FROM golden360.silver_batches s));
     run := nextval('golden360.run_seq');
 
+    -- Nothing new in bronze (no batch, or only files skipped as already
+    -- loaded): silver stays as it is, and the run says so.
+    IF incremental AND NOT EXISTS (SELECT FROM golden360.bronze_files f WHERE f.batch_id = ANY (new_batches)) THEN
+        INSERT INTO golden360.silver_runs
+            (run_id, table_name, bronze_rows, silver_rows, duplicates, quarantined, millis, last_batch_id, mode)
+        SELECT run, p.table_name, p.bronze_rows, p.silver_rows, p.duplicates, p.quarantined, 0, newest_batch, 'incremental'
+          FROM golden360.silver_runs p WHERE p.run_id = previous;
+        INSERT INTO golden360.silver_batches SELECT unnest(new_batches), run;
+        UPDATE golden360.refresh_state s SET run_id = run, updated_at = clock_timestamp() WHERE s.layer = 'silver';
+        PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+        RAISE NOTICE 'silver run % (incremental): no new bronze rows; silver unchanged, % rows', run,
+            (SELECT sum(silver_rows) FROM golden360.silver_runs WHERE run_id = run);
+        RETURN;
+    END IF;
+
     IF incremental THEN
         -- In place: readers keep their snapshot of the rows replaced until
         -- this commits, and ROW EXCLUSIVE stops none of them.

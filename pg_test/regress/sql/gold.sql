@@ -23,8 +23,10 @@ SET golden360.ltv_medium_from = 100;
 SELECT golden360.ltv_segment(150);
 RESET golden360.ltv_medium_from;
 
--- A second refresh computes the same records and writes none of them.
+-- A second refresh, with silver unchanged, has nobody to recompute; a
+-- rebuild computes everyone again, writes none of them, and cross-checks.
 CALL golden360.refresh_gold();
-SELECT people, written, removed, unchanged, bridge_written FROM golden360.gold_runs ORDER BY run_id;
+SELECT golden360_internal.gold_refresh(true);
+SELECT people, written, removed, unchanged, bridge_written, mode FROM golden360.gold_runs ORDER BY run_id;
 SELECT check_name, passed, failed, status FROM golden360.quality_checks
  WHERE layer = 'gold' AND run_id = (SELECT max(run_id) FROM golden360.gold_runs) ORDER BY 1;
