@@ -133,6 +133,13 @@ fn replaced_altered_and_shadowing_tables_are_errors_never_crashes() {
     assert_eq!(sqlstate(c.batch_execute("CALL golden360.rebuild()")), "42804");
     c.batch_execute("ALTER TABLE silver_next.customers ALTER COLUMN customer_zip TYPE integer USING customer_zip::integer").unwrap();
     c.batch_execute("ALTER TABLE silver.customers ALTER COLUMN customer_zip TYPE text").unwrap();
+    let more = ScratchDir::new("sec_tables_more");
+    std::fs::write(
+        more.0.join("olist_customers_dataset.csv"),
+        "customer_id,customer_unique_id,customer_zip_code_prefix,customer_city,customer_state\nnew-c,new-p,1000,x,SP\n",
+    )
+    .unwrap();
+    c.query("SELECT * FROM golden360.ingest_bronze($1, true)", &[&more.path()]).unwrap();
     assert_eq!(sqlstate(c.batch_execute("CALL golden360.refresh_silver()")), "42804", "the live silver, in place");
     c.batch_execute("ALTER TABLE silver.customers ALTER COLUMN customer_zip TYPE integer USING customer_zip::integer").unwrap();
     // (gold.unified_customer_360's columns are pinned by the API's view.)
@@ -152,14 +159,14 @@ fn replaced_altered_and_shadowing_tables_are_errors_never_crashes() {
          CREATE VIEW silver.orders AS SELECT * FROM silver.orders_real;",
     )
     .unwrap();
-    assert_eq!(sqlstate(c.batch_execute("CALL golden360.refresh_gold()")), "42809", "a view");
+    assert_eq!(sqlstate(c.batch_execute(full_gold)), "42809", "a view");
     c.batch_execute(
         "DROP VIEW silver.orders;
          CREATE TABLE silver.orders (LIKE silver.orders_real) PARTITION BY RANGE (order_purchase_timestamp);
          ALTER EXTENSION golden360 ADD TABLE silver.orders;",
     )
     .unwrap();
-    assert_eq!(sqlstate(c.batch_execute("CALL golden360.refresh_gold()")), "42809", "a partitioned table");
+    assert_eq!(sqlstate(c.batch_execute(full_gold)), "42809", "a partitioned table");
     c.batch_execute(
         "ALTER EXTENSION golden360 DROP TABLE silver.orders; DROP TABLE silver.orders;
          ALTER TABLE silver.orders_real RENAME TO orders; ALTER EXTENSION golden360 ADD TABLE silver.orders;",
@@ -178,7 +185,8 @@ fn replaced_altered_and_shadowing_tables_are_errors_never_crashes() {
     )
     .unwrap();
     assert_eq!(count(&mut c, "SELECT count(*) FROM pg_temp.customers"), 0);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM silver.customers"), silver_before);
+    // The one customer of the batch the in-place probe above left pending.
+    assert_eq!(count(&mut c, "SELECT count(*) FROM silver.customers"), silver_before + 1);
     server.check("replaced, altered and shadowing tables");
 }
 

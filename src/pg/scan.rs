@@ -179,35 +179,7 @@ impl IndexScan {
     pub fn open(schema: &str, table: &str, leading: &[&str], lockmode: u32) -> IndexScan {
         let heap = HeapScan::open(schema, table, lockmode);
         let wanted: Vec<i16> = leading.iter().map(|c| column_number(heap.rel, &heap.name, c)).collect();
-        // SAFETY: the heap is open and locked; RelationGetIndexList returns
-        // a list this code frees; each index is opened with the heap's
-        // lock mode (as the executor does) and closed unless it is kept.
-        let index = unsafe {
-            let list = pg_sys::RelationGetIndexList(heap.rel);
-            let oids: Vec<pg_sys::Oid> = if list.is_null() {
-                Vec::new()
-            } else {
-                (0..(*list).length as usize).map(|i| (*(*list).elements.add(i)).oid_value).collect()
-            };
-            pg_sys::list_free(list);
-            let mut found = None;
-            for oid in oids {
-                let index = pg_sys::index_open(oid, lockmode as pg_sys::LOCKMODE);
-                let form = &*(*index).rd_index;
-                let keys = std::slice::from_raw_parts(form.indkey.values.as_ptr(), form.indnkeyatts as usize);
-                let fits = (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
-                    && form.indisvalid
-                    && pg_sys::RelationGetIndexPredicate(index).is_null()
-                    && keys.len() >= wanted.len()
-                    && keys[..wanted.len()] == wanted[..];
-                if fits && found.is_none() {
-                    found = Some(index);
-                } else {
-                    pg_sys::index_close(index, lockmode as pg_sys::LOCKMODE);
-                }
-            }
-            found
-        };
+        let index = open_index(&heap, lockmode, pg_sys::BTREE_AM_OID, &wanted);
         let Some(index) = index else {
             raise(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
@@ -342,32 +314,7 @@ impl BrinScan {
         let heap = HeapScan::open(schema, table, lockmode);
         let wanted = column_number(heap.rel, &heap.name, column);
         let at = heap.attr(column, SqlType::BigInt);
-        // SAFETY: as in IndexScan::open: the heap is open and locked, the
-        // list is freed, each index opened is kept or closed.
-        let index = unsafe {
-            let list = pg_sys::RelationGetIndexList(heap.rel);
-            let oids: Vec<pg_sys::Oid> = if list.is_null() {
-                Vec::new()
-            } else {
-                (0..(*list).length as usize).map(|i| (*(*list).elements.add(i)).oid_value).collect()
-            };
-            pg_sys::list_free(list);
-            let mut found = None;
-            for oid in oids {
-                let index = pg_sys::index_open(oid, lockmode as pg_sys::LOCKMODE);
-                let form = &*(*index).rd_index;
-                let fits = (*(*index).rd_rel).relam == pg_sys::BRIN_AM_OID
-                    && form.indisvalid
-                    && form.indnkeyatts >= 1
-                    && form.indkey.values.as_ptr().read() == wanted;
-                if fits && found.is_none() {
-                    found = Some(index);
-                } else {
-                    pg_sys::index_close(index, lockmode as pg_sys::LOCKMODE);
-                }
-            }
-            found
-        };
+        let index = open_index(&heap, lockmode, pg_sys::BRIN_AM_OID, &[wanted]);
         let Some(index) = index else {
             raise(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
@@ -533,6 +480,41 @@ impl Selection {
             Selection::All(scan) => scan.close(),
             Selection::Keys { scan, .. } => scan.close(),
         }
+    }
+}
+
+/// The first valid, non-partial index of access method `am` on the open
+/// `heap` whose key columns start with the attribute numbers `leading`,
+/// opened in `lockmode`; None when there is none.
+fn open_index(heap: &HeapScan, lockmode: u32, am: pg_sys::Oid, leading: &[i16]) -> Option<pg_sys::Relation> {
+    // SAFETY: the heap is open and locked; RelationGetIndexList returns a
+    // list this code frees; each index is opened with the heap's lock mode
+    // (as the executor does) and closed unless it is the one returned.
+    unsafe {
+        let list = pg_sys::RelationGetIndexList(heap.rel);
+        let oids: Vec<pg_sys::Oid> = if list.is_null() {
+            Vec::new()
+        } else {
+            (0..(*list).length as usize).map(|i| (*(*list).elements.add(i)).oid_value).collect()
+        };
+        pg_sys::list_free(list);
+        let mut found = None;
+        for oid in oids {
+            let index = pg_sys::index_open(oid, lockmode as pg_sys::LOCKMODE);
+            let form = &*(*index).rd_index;
+            let keys = std::slice::from_raw_parts(form.indkey.values.as_ptr(), form.indnkeyatts as usize);
+            let fits = (*(*index).rd_rel).relam == am
+                && form.indisvalid
+                && pg_sys::RelationGetIndexPredicate(index).is_null()
+                && keys.len() >= leading.len()
+                && keys[..leading.len()] == *leading;
+            if fits && found.is_none() {
+                found = Some(index);
+            } else {
+                pg_sys::index_close(index, lockmode as pg_sys::LOCKMODE);
+            }
+        }
+        found
     }
 }
 
