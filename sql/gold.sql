@@ -11,7 +11,7 @@ DECLARE
     t text;
     c record;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['identity_bridge', 'unified_customer_360'] LOOP
+    FOREACH t IN ARRAY ARRAY['identity_bridge', 'unified_customer_360', 'zip_coordinates'] LOOP
         EXECUTE format('CREATE TABLE gold.%I (%s, PRIMARY KEY (%I))', t,
             (SELECT string_agg(format('%I %s%s%s', g.column_name, g.sql_type,
                                       CASE WHEN g.byte_order THEN ' COLLATE "C"' ELSE '' END,
@@ -26,6 +26,8 @@ END
 $$;
 COMMENT ON TABLE gold.identity_bridge IS 'Every silver customer_id and the person (golden record) it belongs to';
 COMMENT ON TABLE gold.unified_customer_360 IS 'One golden record per person (customer_unique_id in silver.customers)';
+COMMENT ON TABLE gold.zip_coordinates IS
+    'Each zip prefix''s mean point over silver.geolocation: the 360''s latitude and longitude';
 
 -- The RFM map of the SPEC: R (recency score) and FM = (F + M) / 2 rounded
 -- half up, to a segment. One row per cell, so a DBA can read (and tune) it.

@@ -161,6 +161,25 @@ COMMENT ON TABLE golden360_internal.silver_changes IS
 
 -- The old refreshes' bodies moved into these; their own SET jit went with them.
 
+-- Each zip prefix's mean point (declared in src/gold/spec.rs); the first
+-- gold refresh after the upgrade, a full one, fills it.
+DO $$
+DECLARE
+    c record;
+BEGIN
+    EXECUTE format('CREATE TABLE gold.zip_coordinates (%s, PRIMARY KEY (zip))',
+        (SELECT string_agg(format('%I %s%s%s', g.column_name, g.sql_type,
+                                  CASE WHEN g.byte_order THEN ' COLLATE "C"' ELSE '' END,
+                                  CASE WHEN g.not_null THEN ' NOT NULL' ELSE '' END), ', ' ORDER BY g.ordinal)
+           FROM golden360_internal.gold_columns('zip_coordinates') g));
+    FOR c IN SELECT * FROM golden360_internal.gold_columns('zip_coordinates') g WHERE g.description IS NOT NULL LOOP
+        EXECUTE format('COMMENT ON COLUMN gold.zip_coordinates.%I IS %L', c.column_name, c.description);
+    END LOOP;
+END
+$$;
+COMMENT ON TABLE gold.zip_coordinates IS
+    'Each zip prefix''s mean point over silver.geolocation: the 360''s latitude and longitude';
+
 -- Silver's rules and columns, and the extension version: a change of any
 -- of them makes the next refresh a full one.
 CREATE FUNCTION golden360_internal.silver_fingerprint() RETURNS text

@@ -15,7 +15,7 @@
 use super::golden360::golden_id_digest;
 use crate::pg::bulk::{decimal, delete_rows, BulkInsert, RowBuf};
 use crate::pg::relation::require_privilege;
-use super::spec::{Bridge, BRIDGE_COLUMNS, C360, CUSTOMER_360_COLUMNS, DIVERSITY, SCORE, SPEND};
+use super::spec::{Bridge, BRIDGE_COLUMNS, C360, CUSTOMER_360_COLUMNS, DIVERSITY, SCORE, SPEND, ZIP_COORDINATES_COLUMNS};
 use crate::pg::types::{Column, SqlType};
 use crate::error::raise;
 use crate::keys::{Interner, KeyHashState};
@@ -46,8 +46,9 @@ pub struct Outcome {
 /// Whose golden records a refresh computes.
 pub enum Scope {
     Everyone,
-    /// These customer_unique_ids (present in silver or not any more).
-    People(Vec<Vec<u8>>),
+    /// These customer_unique_ids (present in silver or not any more), and
+    /// the zips whose geolocation points changed.
+    People { people: Vec<Vec<u8>>, zips: Vec<i32> },
 }
 
 impl Scope {
@@ -56,7 +57,7 @@ impl Scope {
     fn rows(&self, table: &str, column: &str, keys: impl FnOnce() -> Vec<Key>) -> Selection {
         match self {
             Scope::Everyone => Selection::all("silver", table, SHARE),
-            Scope::People(_) => Selection::keys("silver", table, column, keys(), SHARE),
+            Scope::People { .. } => Selection::keys("silver", table, column, keys(), SHARE),
         }
     }
 
@@ -64,13 +65,13 @@ impl Scope {
     fn stored(&self, keys: impl FnOnce() -> Vec<Key>) -> Option<Vec<Key>> {
         match self {
             Scope::Everyone => None,
-            Scope::People(_) => Some(keys()),
+            Scope::People { .. } => Some(keys()),
         }
     }
 }
 
 pub fn refresh(scope: &Scope) -> Outcome {
-    if matches!(scope, Scope::People(people) if people.is_empty()) {
+    if matches!(scope, Scope::People { people, zips } if people.is_empty() && zips.is_empty()) {
         // Nobody changed, so nobody's rank did either.
         return Outcome { people: 0, written: 0, removed: 0, added: 0, bridge_added: 0, bridge_written: 0, bridge_removed: 0 };
     }
@@ -80,7 +81,7 @@ pub fn refresh(scope: &Scope) -> Outcome {
     let silver_read = started.elapsed();
     let outside = match scope {
         Scope::Everyone => Vec::new(),
-        Scope::People(people) => Outside::read(people),
+        Scope::People { people, .. } => Outside::read(people),
     };
     let read = started.elapsed();
     let (gold, outside_scores) = Gold::compute(&silver, &outside);
@@ -88,7 +89,7 @@ pub fn refresh(scope: &Scope) -> Outcome {
     // SAFETY: reads the transaction's start time; no arguments.
     let refreshed_at = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
     let gold_keys = || match scope {
-        Scope::People(people) => people.iter().map(|p| Key::Text(p.clone())).collect(),
+        Scope::People { people, .. } => people.iter().map(|p| Key::Text(p.clone())).collect(),
         Scope::Everyone => Vec::new(),
     };
     let mut records = sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at }, scope.stored(gold_keys));
@@ -210,8 +211,8 @@ struct Silver {
     /// Cities and states.
     places: Interner,
     categories: Interner,
-    /// The points of each zip.
-    zip_points: HashMap<i32, PointSum, KeyHashState>,
+    /// The mean point of each zip the people in scope live in.
+    zip_means: HashMap<i32, (f64, f64), KeyHashState>,
 }
 
 const SHARE: u32 = pg_sys::AccessShareLock;
@@ -227,7 +228,7 @@ impl Silver {
             tally: Vec::new(),
             places: Interner::default(),
             categories: Interner::default(),
-            zip_points: HashMap::default(),
+            zip_means: HashMap::default(),
         };
         let mut marks = vec![Instant::now()];
         silver.read_customers(scope);
@@ -250,7 +251,7 @@ impl Silver {
 
     fn read_customers(&mut self, scope: &Scope) {
         let mut scan = scope.rows("customers", "customer_unique_id", || match scope {
-            Scope::People(people) => people.iter().map(|p| Key::Text(p.clone())).collect(),
+            Scope::People { people, .. } => people.iter().map(|p| Key::Text(p.clone())).collect(),
             Scope::Everyone => Vec::new(),
         });
         // Olist ids are 32 characters.
@@ -411,16 +412,46 @@ impl Silver {
         scan.close();
     }
 
+    /// The mean points of the zips the people live in. A full refresh sums
+    /// every point and rewrites gold.zip_coordinates; an incremental one
+    /// re-sums only the zips whose points changed, stores them, and reads
+    /// the other zips' means from gold.zip_coordinates.
     fn read_geolocation(&mut self, scope: &Scope) {
-        let mut scan = scope.rows("geolocation", "zip", || self.customer.iter().filter_map(|c| c.zip).map(Key::Int4).collect());
-        let [zip, lat, lng] = [("zip", Integer), ("lat", Double), ("lng", Double)].map(|(c, ty)| scan.attr(c, ty));
-        scan.for_each(|row| {
-            if let (Some(zip), Some(lat), Some(lng)) = (row.int4(zip), row.float8(lat), row.float8(lng)) {
-                self.zip_points.entry(zip).or_default().add(lat, lng);
-            }
-        });
-        scan.close();
+        let changed: Vec<Key> = match scope {
+            Scope::Everyone => Vec::new(),
+            Scope::People { zips, .. } => zips.iter().copied().map(Key::Int4).collect(),
+        };
+        let mut sums: HashMap<i32, PointSum, KeyHashState> = HashMap::default();
+        if matches!(scope, Scope::Everyone) || !changed.is_empty() {
+            let mut scan = match scope {
+                Scope::Everyone => Selection::all("silver", "geolocation", SHARE),
+                Scope::People { .. } => Selection::keys("silver", "geolocation", "zip", changed.clone(), SHARE),
+            };
+            let [zip, lat, lng] = [("zip", Integer), ("lat", Double), ("lng", Double)].map(|(c, ty)| scan.attr(c, ty));
+            scan.for_each(|row| {
+                if let (Some(zip), Some(lat), Some(lng)) = (row.int4(zip), row.float8(lat), row.float8(lng)) {
+                    sums.entry(zip).or_default().add(lat, lng);
+                }
+            });
+            scan.close();
+            store_zip_coordinates(if matches!(scope, Scope::Everyone) { None } else { Some(changed.clone()) }, &sums);
+        }
+        if let Scope::People { zips, .. } = scope {
+            let wanted: Vec<Key> =
+                self.customer.iter().filter_map(|c| c.zip).filter(|z| !zips.contains(z)).map(Key::Int4).collect();
+            let mut scan = Selection::keys("gold", "zip_coordinates", "zip", wanted, SHARE);
+            scan.expect_columns(&ZIP_COORDINATES_COLUMNS);
+            let [zip, lat, lng] = [ZipC::Zip, ZipC::Latitude, ZipC::Longitude].map(|c| c as usize);
+            scan.for_each(|row| {
+                if let (Some(zip), Some(lat), Some(lng)) = (row.int4(zip), row.float8(lat), row.float8(lng)) {
+                    self.zip_means.insert(zip, (lat, lng));
+                }
+            });
+            scan.close();
+        }
+        self.zip_means.extend(sums.iter().map(|(&zip, points)| (zip, points.mean())));
     }
+
 }
 
 /// The sum of a zip's points, exact: each coordinate in fixed point with
@@ -452,6 +483,45 @@ impl PointSum {
         let n = f64::from(self.points);
         (self.lat as f64 / FIXED / n, self.lng as f64 / FIXED / n)
     }
+}
+
+/// Positions in gold.zip_coordinates.
+#[derive(Clone, Copy)]
+enum ZipC {
+    Zip,
+    Latitude,
+    Longitude,
+    Points,
+}
+
+/// Bring gold.zip_coordinates to `sums` for the zips `changed` (None: for
+/// every zip, the table rewritten): their rows deleted, the ones with
+/// points inserted.
+fn store_zip_coordinates(changed: Option<Vec<Key>>, sums: &HashMap<i32, PointSum, KeyHashState>) {
+    let mut scan = match changed {
+        None => Selection::all("gold", "zip_coordinates", pg_sys::RowExclusiveLock),
+        Some(zips) => Selection::keys("gold", "zip_coordinates", "zip", zips, pg_sys::RowExclusiveLock),
+    };
+    scan.expect_columns(&ZIP_COORDINATES_COLUMNS);
+    let mut stale = Vec::new();
+    scan.for_each(|row| stale.push(row.tid));
+    delete_rows(scan.relation(), scan.name(), &mut stale);
+    scan.close();
+    let mut insert = BulkInsert::open_declared("gold", "zip_coordinates", &ZIP_COORDINATES_COLUMNS);
+    let mut row = RowBuf::new(ZIP_COORDINATES_COLUMNS.len());
+    let mut zips: Vec<(&i32, &PointSum)> = sums.iter().collect();
+    zips.sort_unstable_by_key(|(zip, _)| **zip);
+    for (&zip, points) in zips {
+        let (lat, lng) = points.mean();
+        row.build(|b| {
+            b.int4(ZipC::Zip as usize, zip);
+            b.float8(ZipC::Latitude as usize, lat);
+            b.float8(ZipC::Longitude as usize, lng);
+            b.int4(ZipC::Points as usize, points.points as i32);
+        });
+        insert.push_row(&mut row);
+    }
+    insert.finish();
 }
 
 /// Every key of an interner, as lookup keys.
@@ -744,9 +814,8 @@ impl TargetRows for GoldRows<'_> {
             Some(zip) => row.int4(C360::GeographicZip.at(), zip),
             None => row.null(C360::GeographicZip.at()),
         }
-        match address.zip.and_then(|z| silver.zip_points.get(&z)) {
-            Some(points) => {
-                let (lat, lng) = points.mean();
+        match address.zip.and_then(|z| silver.zip_means.get(&z)) {
+            Some(&(lat, lng)) => {
                 row.float8(C360::Latitude.at(), lat);
                 row.float8(C360::Longitude.at(), lng);
             }

@@ -25,6 +25,8 @@ pub struct Pending {
     /// A full silver rebuild since the last gold refresh: recompute everyone.
     pub everyone: bool,
     pub people: Vec<Vec<u8>>,
+    /// The zips whose geolocation points changed.
+    pub zips: Vec<i32>,
 }
 
 type Ids = BTreeSet<Vec<u8>>;
@@ -49,7 +51,7 @@ fn follow(table: &str, by: &str, keys: Vec<Key>, column: &str, into: &mut Ids) {
 pub fn pending() -> Pending {
     let mut scan = Selection::all("golden360_internal", "silver_changes", SHARE);
     let [run, table, link] = [("run_id", BigInt), ("table_name", Text), ("link", Text)].map(|(c, ty)| scan.attr(c, ty));
-    let mut pending = Pending { up_to_run: 0, everyone: false, people: Vec::new() };
+    let mut pending = Pending { up_to_run: 0, everyone: false, people: Vec::new(), zips: Vec::new() };
     let (mut people, mut customers, mut orders, mut products) = (Ids::new(), Ids::new(), Ids::new(), Ids::new());
     let mut zips: BTreeSet<i32> = BTreeSet::new();
     scan.for_each(|row| {
@@ -71,6 +73,7 @@ pub fn pending() -> Pending {
     }
     follow("order_items", "product_id", keys(&products), "order_id", &mut orders);
     follow("orders", "order_id", keys(&orders), "customer_id", &mut customers);
+    pending.zips = zips.iter().copied().collect();
     if !zips.is_empty() {
         let mut scan = Selection::keys("silver", "customers", "customer_zip", zips.into_iter().map(Key::Int4).collect(), SHARE);
         let (zip_person, _) = (scan.attr("customer_unique_id", Text), scan.attr("customer_zip", Integer));

@@ -117,7 +117,7 @@ pub mod golden360_internal {
         let (mode, scope) = if everyone || pending.everyone {
             ("full", super::build::Scope::Everyone)
         } else {
-            ("incremental", super::build::Scope::People(pending.people))
+            ("incremental", super::build::Scope::People { people: pending.people, zips: pending.zips })
         };
         let o = super::build::refresh(&scope);
         TableIterator::once((mode, o.people, o.written, o.removed, o.bridge_written, o.bridge_removed, o.added, o.bridge_added, pending.up_to_run))

@@ -164,11 +164,25 @@ impl Bridge {
     }
 }
 
+/// gold.zip_coordinates: each zip prefix's mean point, which the 360's
+/// latitude and longitude are; kept so an incremental refresh reads one
+/// row per zip instead of all its points (hundreds per zip at scale 10).
+pub const ZIP_COORDINATES: [GoldColumn; 4] = [
+    gold("zip", SqlType::Integer, NOT_NULL, DEFAULT_ORDER, "Zip-code prefix (5 digits)"),
+    gold("latitude", SqlType::Double, NOT_NULL, DEFAULT_ORDER,
+         "Mean latitude of the prefix's points in silver.geolocation (summed exactly, so independent of their order)"),
+    gold("longitude", SqlType::Double, NOT_NULL, DEFAULT_ORDER,
+         "Mean longitude of the prefix's points in silver.geolocation (summed exactly, so independent of their order)"),
+    gold("points", SqlType::Integer, NOT_NULL, DEFAULT_ORDER, "How many points of silver.geolocation the prefix has"),
+];
+pub const ZIP_COORDINATES_COLUMNS: [Column; 4] = columns(&ZIP_COORDINATES);
+
 /// A table's declaration by name, for the DDL.
 pub fn table(name: &str) -> Option<&'static [GoldColumn]> {
     match name {
         "unified_customer_360" => Some(&CUSTOMER_360),
         "identity_bridge" => Some(&BRIDGE),
+        "zip_coordinates" => Some(&ZIP_COORDINATES),
         _ => None,
     }
 }
