@@ -61,6 +61,15 @@ impl Scope {
         }
     }
 
+    /// The people in scope as lookup keys (none for everyone: that scope
+    /// reads whole tables).
+    fn people_keys(&self) -> Vec<Key> {
+        match self {
+            Scope::People { people, .. } => people.iter().map(|p| Key::Text(p.clone())).collect(),
+            Scope::Everyone => Vec::new(),
+        }
+    }
+
     /// The keys of the stored rows a sync compares: None for all of them.
     fn stored(&self, keys: impl FnOnce() -> Vec<Key>) -> Option<Vec<Key>> {
         match self {
@@ -88,11 +97,8 @@ pub fn refresh(scope: &Scope) -> Outcome {
     let computed = started.elapsed();
     // SAFETY: reads the transaction's start time; no arguments.
     let refreshed_at = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
-    let gold_keys = || match scope {
-        Scope::People { people, .. } => people.iter().map(|p| Key::Text(p.clone())).collect(),
-        Scope::Everyone => Vec::new(),
-    };
-    let mut records = sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at }, scope.stored(gold_keys));
+    let mut records =
+        sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at }, scope.stored(|| scope.people_keys()));
     let synced = started.elapsed();
     records.written += rescore(&outside, &outside_scores, &segments);
     let rescored = started.elapsed();
@@ -250,10 +256,7 @@ impl Silver {
     }
 
     fn read_customers(&mut self, scope: &Scope) {
-        let mut scan = scope.rows("customers", "customer_unique_id", || match scope {
-            Scope::People { people, .. } => people.iter().map(|p| Key::Text(p.clone())).collect(),
-            Scope::Everyone => Vec::new(),
-        });
+        let mut scan = scope.rows("customers", "customer_unique_id", || scope.people_keys());
         // Olist ids are 32 characters.
         let n = scan.estimated_rows();
         self.customers = Interner::with_capacity(n, 32);

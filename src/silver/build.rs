@@ -15,7 +15,7 @@
 //! rules; the translation map for products.
 
 use super::parse;
-use super::spec::{Check, Dedup, Kind, Rule, TableSpec, Ty, MONEY, NO_COMMENT, TABLES};
+use super::spec::{Check, Dedup, Kind, Rule, TableSpec, Ty, MONEY, NO_COMMENT, TABLES, TRANSLATIONS};
 use crate::pg::bulk::{BulkInsert, RowBuf};
 use crate::pg::types::{column, Column, SqlType};
 use crate::error::raise;
@@ -143,6 +143,12 @@ pub(super) struct Rank {
     pub(super) prefer: Option<Box<[Option<RankValue>]>>,
     pub(super) batch: i64,
     pub(super) row: i64,
+}
+
+/// A typed row's values, a value not of its type read as NULL (only valid
+/// rows are read this way, and they have none).
+pub(super) fn values_of<'v, 'a>(typed: &'v [Result<Value<'a>, ()>]) -> SmallVec<[&'v Value<'a>; MAX_COLUMNS]> {
+    typed.iter().map(|v| v.as_ref().unwrap_or(&Value::Null)).collect()
 }
 
 pub(super) fn hash(values: &[&Value], buf: &mut Vec<u8>) -> u128 {
@@ -307,7 +313,7 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
             return;
         }
         verdicts.push(0);
-        let values: SmallVec<[&Value; MAX_COLUMNS]> = typed.iter().map(|v| v.as_ref().unwrap_or(&Value::Null)).collect();
+        let values = values_of(&typed);
         let prefer = (!plan.prefer.is_empty()).then(|| plan.prefer.iter().map(|&c| values[c].rank()).collect());
         let rank = Rank { prefer, batch: scanned.batch, row: scanned.row_number };
         candidates.push((plan.key_hash(&values, &mut buf), rank, at));
@@ -326,7 +332,7 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
     // Pass 2: write winners and quarantine.
     let mut writer = SilverWriter::open(SHADOW, spec);
     let mut keys: HashSet<u128, KeyHashState> = HashSet::default();
-    let keeps_keys = TABLES.iter().any(|t| t.rules.iter().any(|r| matches!(r.check, Check::Exists { parent, .. } if parent == spec.table)));
+    let keeps_keys = spec.is_parent();
     let (mut duplicates, mut quarantined) = (0i64, 0i64);
     let mut next_winner = winners.iter().peekable();
     let mut position = 0u32;
@@ -348,11 +354,11 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
             scan_order_changed(spec);
         }
         let typed = plan.type_row(&scanned.fields[..], context);
-        let values: SmallVec<[&Value; MAX_COLUMNS]> = typed.iter().map(|v| v.as_ref().unwrap_or(&Value::Null)).collect();
+        let values = values_of(&typed);
         if keeps_keys {
             keys.insert(plan.key_hash(&values, &mut buf));
         }
-        if spec.table == "category_translation" {
+        if spec.table == TRANSLATIONS {
             if let (Some(pt), Some(en)) = (values[0].bytes(), values[1].bytes()) {
                 context.translations.insert(pt.to_vec(), String::from_utf8_lossy(en).into_owned());
             }

@@ -20,8 +20,8 @@
 //! `golden360_internal.silver_changes`, which is how gold finds the people
 //! to recompute.
 
-use super::build::{hash, Context, Plan, QuarantineWriter, Rank, SilverWriter, Value, MAX_COLUMNS};
-use super::spec::{Check, TableSpec, Ty, TABLES};
+use super::build::{hash, values_of, Context, Plan, QuarantineWriter, Rank, SilverWriter, Value, MAX_COLUMNS};
+use super::spec::{Check, TableSpec, Ty, TABLES, TRANSLATIONS};
 use crate::pg::bulk::{delete_rows, BulkInsert, RowBuf};
 use crate::pg::scan::{Bound, BrinScan, HeapScan, IndexScan, Row};
 use pgrx::prelude::*;
@@ -229,19 +229,17 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
         }
     }
     let read = started.elapsed();
+    // Each row typed once: typing reads the row and the translations only.
+    let typed: Vec<SmallVec<[Result<Value, ()>; MAX_COLUMNS]>> =
+        rows.iter().map(|c| plan.type_row(&c.field_refs(), &state.context)).collect();
 
     // 2. References: which of the values the rows point at are parent keys.
     let mut buf = Vec::new();
     for rule in spec.rules {
         let Check::Exists { column, parent } = rule.check else { continue };
         let at = spec.column(column);
-        let mut wanted: Vec<Vec<u8>> = rows
-            .iter()
-            .filter_map(|c| match &plan.type_row(&c.field_refs(), &state.context)[at] {
-                Ok(v) => v.bytes().map(|b| b.to_vec()),
-                Err(()) => None,
-            })
-            .collect();
+        let mut wanted: Vec<Vec<u8>> =
+            typed.iter().filter_map(|t| t[at].as_ref().ok().and_then(|v| v.bytes()).map(|b| b.to_vec())).collect();
         wanted.sort_unstable();
         wanted.dedup();
         let parent_spec = TABLES.iter().find(|t| t.table == parent).expect("a declared parent");
@@ -261,13 +259,11 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
     // 3. Verdicts: quarantined (first failing rule) or a candidate for its key.
     let mut failed: Vec<(usize, usize)> = Vec::new();
     let mut valid: Vec<(u128, Rank, usize)> = Vec::new();
-    for (i, c) in rows.iter().enumerate() {
-        let raw = c.field_refs();
-        let typed = plan.type_row(&raw, &state.context);
-        match plan.first_failure(&raw, &typed, &state.context, &mut buf) {
+    for (i, (c, typed)) in rows.iter().zip(&typed).enumerate() {
+        match plan.first_failure(&c.field_refs(), typed, &state.context, &mut buf) {
             Some(rule) => failed.push((i, rule)),
             None => {
-                let values: SmallVec<[&Value; MAX_COLUMNS]> = typed.iter().map(|v| v.as_ref().unwrap_or(&Value::Null)).collect();
+                let values = values_of(typed);
                 valid.push((plan.key_hash(&values, &mut buf), rank_of(&plan, &values, c.batch, c.row), i));
             }
         }
@@ -280,18 +276,15 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
     let value_attrs: Vec<usize> = spec.columns.iter().map(|c| live.attr(c.name, c.ty.sql_type())).collect();
     let (batch_attr, row_attr) = (live.attr("_batch_id", SqlType::BigInt), live.attr("_row_number", SqlType::BigInt));
     let lookup_columns: Vec<usize> = spec.lookup().iter().map(|c| spec.column(c)).collect();
-    let keeps_keys = TABLES.iter().any(|t| t.rules.iter().any(|r| matches!(r.check, Check::Exists { parent, .. } if parent == spec.table)));
-    // The table the English categories come from (as in the full build).
-    let is_translation = spec.table == "category_translation";
+    let keeps_keys = spec.is_parent();
+    let is_translation = spec.table == TRANSLATIONS;
     let (mut new_keys, mut duplicates) = (0i64, 0i64);
     let mut replaced: Vec<pg_sys::ItemPointerData> = Vec::new();
     let mut winners: Vec<usize> = Vec::new();
     let mut links: Vec<Vec<u8>> = Vec::new();
     for group in valid.chunk_by(|a, b| a.0 == b.0) {
         let (key, best_rank, best) = (group[0].0, &group[0].1, group[0].2);
-        let raw = rows[best].field_refs();
-        let typed = plan.type_row(&raw, &state.context);
-        let values: SmallVec<[&Value; MAX_COLUMNS]> = typed.iter().map(|v| v.as_ref().unwrap_or(&Value::Null)).collect();
+        let values = values_of(&typed[best]);
         let bounds: Vec<Bound> = lookup_columns.iter().filter_map(|&c| bound(values[c])).collect();
         let mut current: Option<Current> = None;
         let mut kbuf = Vec::new();
@@ -353,10 +346,7 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
     }
     let mut writer = SilverWriter::open(LIVE, spec);
     for &i in &winners {
-        let raw = rows[i].field_refs();
-        let typed = plan.type_row(&raw, &state.context);
-        let values: SmallVec<[&Value; MAX_COLUMNS]> = typed.iter().map(|v| v.as_ref().unwrap_or(&Value::Null)).collect();
-        writer.push(&values, rows[i].batch, rows[i].row);
+        writer.push(&values_of(&typed[i]), rows[i].batch, rows[i].row);
     }
     written += writer.finish();
     if !failed.is_empty() {
@@ -435,7 +425,7 @@ fn link_text(value: &Value) -> Option<Vec<u8>> {
 
 /// silver.category_translation as the Portuguese → English map.
 fn read_translations() -> HashMap<Vec<u8>, String> {
-    let mut scan = HeapScan::open(LIVE, "category_translation", pg_sys::AccessShareLock);
+    let mut scan = HeapScan::open(LIVE, TRANSLATIONS, pg_sys::AccessShareLock);
     let [pt, en] = ["product_category_name", "product_category_name_english"].map(|c| scan.attr(c, SqlType::Text));
     let mut map = HashMap::new();
     scan.for_each(|row| {

@@ -196,6 +196,12 @@ impl TableSpec {
         }
     }
 
+    /// Whether another table's reference rule points at this one (its
+    /// keys are then what those rules look up).
+    pub fn is_parent(&self) -> bool {
+        TABLES.iter().any(|t| t.rules.iter().any(|r| matches!(r.check, Check::Exists { parent, .. } if parent == self.table)))
+    }
+
     pub fn key(&self) -> &'static [&'static str] {
         match self.dedup {
             Dedup::Key(key) | Dedup::KeyPreferring { key, .. } => key,
@@ -274,6 +280,10 @@ impl TableSpec {
 }
 
 use olist_model::codes::{ORDER_STATUSES, PAYMENT_TYPES};
+
+/// The table whose rows translate categories: products' English category
+/// comes from it, so it is built (and applied) before them.
+pub const TRANSLATIONS: &str = "category_translation";
 
 /// The silver tables in build order: every parent before its children, the
 /// translation before products.
