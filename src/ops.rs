@@ -20,12 +20,15 @@ static MAX_RECORD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1 << 20);
 /// before it fails with SQLSTATE 55P03 naming the session in its way.
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
-/// `golden360.incremental_limit`: the largest share of silver's bronze rows
-/// that new batches may hold for refresh_silver to apply them in place.
-/// Beyond it (a daily full export re-delivers most rows: each one replaces
-/// its key's winner), rebuilding from all of bronze costs less than
-/// rewriting most rows one by one, and refresh_silver does that.
-static INCREMENTAL_LIMIT: GucSetting<f64> = GucSetting::<f64>::new(0.2);
+/// `golden360.incremental_limit`: how many times the rows silver has seen
+/// new batches may hold for refresh_silver to apply them in place. Applying
+/// in place costs about what a rebuild costs per row, but only for the new
+/// rows (an unchanged re-delivered row costs its comparison); a rebuild
+/// reads all of bronze, history included, and makes gold recompute
+/// everyone. A daily full export re-delivers up to all of it (geolocation
+/// included) on its first day and less after; beyond twice as much, a
+/// rebuild is cheaper and holds less in memory.
+static INCREMENTAL_LIMIT: GucSetting<f64> = GucSetting::<f64>::new(2.0);
 
 /// `golden360.quality_gate`: what a failed quality threshold does to a run.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -90,7 +93,7 @@ pub fn register_settings() {
     );
     GucRegistry::define_float_guc(
         c"golden360.incremental_limit",
-        c"Largest share of silver's bronze rows new batches may hold for refresh_silver to apply them in place.",
+        c"How many times the rows silver has seen new batches may hold for refresh_silver to apply them in place.",
         c"Bigger batches make refresh_silver rebuild silver from all of bronze; 0 always rebuilds.",
         &INCREMENTAL_LIMIT,
         0.0,

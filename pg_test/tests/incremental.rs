@@ -51,9 +51,6 @@ fn every_batch_of_a_sequence_leaves_what_a_rebuild_of_the_same_bronze_leaves() {
     a.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
     b.batch_execute("CALL golden360.rebuild()").unwrap();
     assert_eq!(outcome(&mut a), outcome(&mut b), "the base");
-    // Full exports too go the incremental way here (by default, batches
-    // this big relative to silver make refresh_silver rebuild).
-    a.batch_execute("SET golden360.incremental_limit = 1000").unwrap();
 
     let mut kinds = std::collections::BTreeSet::new();
     for (k, full_export) in [(1, false), (2, false), (3, true), (4, false), (5, false), (6, true), (7, false), (8, false), (9, false)] {
@@ -73,6 +70,15 @@ fn every_batch_of_a_sequence_leaves_what_a_rebuild_of_the_same_bronze_leaves() {
         b.batch_execute("CALL golden360.rebuild()").unwrap();
         assert_eq!(last_modes(&mut a), ("incremental".into(), "incremental".into()), "batch {k}");
         assert_eq!(last_modes(&mut b), ("full".into(), "full".into()));
+        if full_export {
+            // Re-delivered rows equal the stored ones: they keep their
+            // lineage, so only what changed carries the new batch.
+            let batch = count(&mut a, "SELECT max(batch_id) FROM golden360.bronze_batches");
+            let moved = count(&mut a, &format!("SELECT count(*) FROM silver.orders WHERE _batch_id = {batch}"));
+            let orders = count(&mut a, "SELECT count(*) FROM silver.orders");
+            let delivered = count(&mut a, &format!("SELECT count(*) FROM bronze.orders WHERE _batch_id = {batch}"));
+            assert!(delivered > orders / 2 && moved * 10 < orders, "batch {k}: {moved} of {orders} orders moved, {delivered} delivered");
+        }
         let (got, want) = (outcome(&mut a), outcome(&mut b));
         for ((name, g), (_, w)) in got.iter().zip(&want) {
             assert_eq!(g, w, "batch {k}{}: {name} differs from a rebuild", if full_export { " (full export)" } else { "" });
@@ -219,8 +225,18 @@ fn changed_settings_make_the_next_refresh_a_full_one() {
     assert_eq!(last_modes(&mut c).1, "full");
     assert_eq!(count(&mut c, "SELECT count(*) FROM gold.unified_customer_360 WHERE rfm_segment = 'Hibernating'"), 0);
     c.batch_execute("DELETE FROM golden360.refresh_state WHERE layer = 'silver'; CALL golden360.refresh_silver()").unwrap();
-    let silver_mode: String = c.query_one("SELECT mode FROM golden360.silver_runs ORDER BY run_id DESC LIMIT 1", &[]).unwrap().get(0);
-    assert_eq!(silver_mode, "full");
+    let silver_mode = |c: &mut Client| -> String {
+        c.query_one("SELECT mode FROM golden360.silver_runs ORDER BY run_id DESC LIMIT 1", &[]).unwrap().get(0)
+    };
+    assert_eq!(silver_mode(&mut c), "full");
+
+    // golden360.incremental_limit: a full export holds a third or more of
+    // the rows silver has seen; under a limit of 0.1, refresh_silver rebuilds.
+    let export = ScratchDir::new("incremental_settings_export");
+    generate_with(&export.0, SCALE, SEED, &["--batch", "1", "--full-export"]);
+    ingest(&mut c, export.path());
+    c.batch_execute("SET golden360.incremental_limit = 0.1; CALL golden360.refresh_silver()").unwrap();
+    assert_eq!(silver_mode(&mut c), "full");
 }
 
 /// One delta per kind of change, on three people: each changes exactly

@@ -145,6 +145,21 @@ pub(super) struct Rank {
     pub(super) row: i64,
 }
 
+/// Which of a key's valid rows (best first; `content` hashes a row's typed
+/// values) silver stores: the best's content, with the lineage of the
+/// earliest row of the unbroken run at the top that carries that same
+/// content. The content is the latest row's, as the dedup rule says; a
+/// re-delivery of an unchanged row (a daily full export) moves nothing, so
+/// the lineage says where the current content first arrived. Rows of equal
+/// content rank next to each other (equal content, equal preference
+/// columns), and a later batch ranks above every earlier one, so the
+/// incremental refresh, comparing new rows with the stored one, keeps the
+/// same row as a rebuild.
+pub(super) fn lineage_row<T>(best_first: &[T], content: impl Fn(&T) -> u128) -> usize {
+    let top = content(&best_first[0]);
+    best_first.iter().take_while(|r| content(r) == top).count() - 1
+}
+
 /// A typed row's values, a value not of its type read as NULL (only valid
 /// rows are read this way, and they have none).
 pub(super) fn values_of<'v, 'a>(typed: &'v [Result<Value<'a>, ()>]) -> SmallVec<[&'v Value<'a>; MAX_COLUMNS]> {
@@ -299,7 +314,7 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
     // Pass 1: (key, rank, position) of every valid row; one sort then picks
     // each key's best. Both passes see the rows in the same order (same
     // snapshot, no synchronized scan), so pass 2 needs no lookups.
-    let mut candidates: Vec<(u128, Rank, u32)> = Vec::new();
+    let mut candidates: Vec<(u128, Rank, u32, u128)> = Vec::new();
     // Per position: 0 = valid, else 1 + the index of the first failed rule.
     let mut verdicts: Vec<u8> = Vec::new();
     let mut position = 0u32;
@@ -316,15 +331,14 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
         let values = values_of(&typed);
         let prefer = (!plan.prefer.is_empty()).then(|| plan.prefer.iter().map(|&c| values[c].rank()).collect());
         let rank = Rank { prefer, batch: scanned.batch, row: scanned.row_number };
-        candidates.push((plan.key_hash(&values, &mut buf), rank, at));
+        candidates.push((plan.key_hash(&values, &mut buf), rank, at, hash(&values, &mut buf)));
     });
     let bronze_rows = i64::from(position);
     candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
     let mut winners: Vec<(u32, i64, i64)> = Vec::with_capacity(candidates.len());
-    for (i, (key, rank, at)) in candidates.iter().enumerate() {
-        if i == 0 || candidates[i - 1].0 != *key {
-            winners.push((*at, rank.batch, rank.row));
-        }
+    for group in candidates.chunk_by(|a, b| a.0 == b.0) {
+        let (_, rank, at, _) = &group[lineage_row(group, |c| c.3)];
+        winners.push((*at, rank.batch, rank.row));
     }
     drop(candidates);
     winners.sort_unstable_by_key(|w| w.0);
