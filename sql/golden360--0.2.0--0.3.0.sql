@@ -578,8 +578,19 @@ COMMENT ON PROCEDURE golden360.rebuild() IS
     'Rebuild silver from all of bronze and recompute every golden record, in one transaction (what refresh_silver() '
     'and refresh_gold() compute incrementally); readers see the previous silver and gold until it commits';
 
+-- This session's Rust heap against golden360.memory_limit (src/memory.rs).
+CREATE  FUNCTION golden360."rust_memory"() RETURNS TABLE (
+	"in_use_bytes" bigint,  /* i64 */
+	"peak_bytes" bigint,  /* i64 */
+	"limit_bytes" bigint  /* i64 */
+)
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'rust_memory_wrapper';
+
 -- Who may call what (sql/grants.sql): the new routines are the owner's,
--- but for rebuild(), an operator's like the refreshes.
+-- but for rebuild() and rust_memory(), an operator's like the refreshes.
 REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA golden360, golden360_internal FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE golden360.rebuild() TO golden360_operator;
+GRANT EXECUTE ON FUNCTION golden360.rust_memory() TO golden360_operator;
 GRANT SELECT ON golden360.silver_batches, golden360.refresh_state TO golden360_operator, golden360_monitor;

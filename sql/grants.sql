@@ -34,7 +34,7 @@ GRANT EXECUTE ON FUNCTION golden360.pipeline_run_begin(text), golden360.pipeline
                           golden360.schedule_pipeline(text, text), golden360.unschedule_pipeline(),
                           golden360.assert_pg_cron(), golden360.pipeline_job_name(),
                           golden360.assert_absolute_source_dir(text), golden360.golden_id(text, text),
-                          golden360.ltv_segment(numeric)
+                          golden360.ltv_segment(numeric), golden360.rust_memory()
    TO golden360_operator;
 GRANT SELECT ON golden360.pipeline_runs, golden360.silver_runs, golden360.gold_runs, golden360.quality_checks,
                 golden360.quality_thresholds, golden360.rfm_segments, golden360.silver_batches,

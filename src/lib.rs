@@ -12,6 +12,7 @@ mod bronze;
 mod error;
 mod gold;
 mod keys;
+mod memory;
 mod ops;
 mod pg;
 mod silver;
@@ -61,6 +62,10 @@ extension_sql_file!(
 extension_sql_file!("../sql/api.sql", name = "api", requires = ["pipeline"]);
 // Last: who may execute what. Everything not granted there is the owner's.
 extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
+
+/// Every Rust allocation is counted, and bounded by golden360.memory_limit.
+#[global_allocator]
+static ALLOCATOR: memory::Accounting = memory::Accounting;
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -16,6 +16,13 @@ static DATA_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::ne
 /// Superuser-only: it bounds a backend's memory.
 static MAX_RECORD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1 << 20);
 
+/// `golden360.memory_limit` (kB): the most Rust heap one step (an ingest,
+/// a silver or a gold refresh) may hold in a backend before it stops with
+/// SQLSTATE 53200 (`memory.rs`). Superuser-only: it bounds a backend's
+/// memory. The default holds scale 10 (about 1 GB for a full silver build)
+/// with room to spare.
+static MEMORY_LIMIT_KB: GucSetting<i32> = GucSetting::<i32>::new(4 << 20);
+
 /// `golden360.lock_timeout` (ms): how long a refresh waits for any lock
 /// before it fails with SQLSTATE 55P03 naming the session in its way.
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -66,6 +73,10 @@ pub fn lock_timeout_ms() -> i32 {
     LOCK_TIMEOUT_MS.get()
 }
 
+pub fn memory_limit_bytes() -> usize {
+    usize::try_from(MEMORY_LIMIT_KB.get()).unwrap_or(4 << 20).saturating_mul(1024)
+}
+
 pub fn max_record_bytes() -> usize {
     usize::try_from(MAX_RECORD_BYTES.get()).unwrap_or(1 << 20)
 }
@@ -90,6 +101,16 @@ pub fn register_settings() {
         i32::MAX,
         GucContext::Userset,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"golden360.memory_limit",
+        c"Most Rust heap one golden360 step may hold in a backend.",
+        c"A step that needs more stops with SQLSTATE 53200 and keeps nothing; golden360.rust_memory() shows the peak.",
+        &MEMORY_LIMIT_KB,
+        1024,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_KB,
     );
     GucRegistry::define_float_guc(
         c"golden360.incremental_limit",

@@ -348,6 +348,43 @@ fn money_beyond_the_column_is_an_error_and_nothing_is_written() {
     server.check("money overflow");
 }
 
+/// This session's Rust heap: (held now, peak of the last step, limit).
+fn rust_memory(c: &mut Client) -> (i64, i64, i64) {
+    let row = c.query_one("SELECT in_use_bytes, peak_bytes, limit_bytes FROM golden360.rust_memory()", &[]).unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// A step that needs more Rust heap than golden360.memory_limit stops with
+/// 53200 naming the setting, keeps nothing and frees what it held, and the
+/// server stays up (a failed allocation would have aborted the backend and
+/// restarted the cluster). Under the default limit the same steps run, and
+/// rust_memory() reports their peaks.
+#[test]
+fn a_step_beyond_the_memory_limit_stops_cleanly_and_keeps_nothing() {
+    let server = SameServer::now();
+    let (db, _dir) = database_with_sample("sec_memory", 0.05, 78);
+    let mut c = connect(&db);
+    for (step, table) in [("CALL golden360.refresh_silver()", "silver.orders"), ("CALL golden360.refresh_gold()", "gold.unified_customer_360")] {
+        c.batch_execute("SET golden360.memory_limit = '1MB'").unwrap();
+        let error = c.batch_execute(step).expect_err("1 MB is too little for a full build");
+        let db_error = error.as_db_error().unwrap();
+        assert_eq!(db_error.code().code(), "53200", "{step}: {db_error:?}");
+        assert!(db_error.message().contains("golden360.memory_limit (1 MiB)"), "{db_error:?}");
+        assert!(db_error.hint().unwrap().contains("ALTER SYSTEM SET golden360.memory_limit"), "{db_error:?}");
+        assert_eq!(count(&mut c, &format!("SELECT count(*) FROM {table}")), 0, "{step} kept nothing");
+        let (held, _, limit) = rust_memory(&mut c);
+        assert_eq!(limit, 1 << 20);
+        assert!(held < 1 << 20, "{step}: the error freed what the step held ({held} bytes still held)");
+
+        c.batch_execute(&format!("RESET golden360.memory_limit; {step}")).unwrap();
+        let (_, peak, limit) = rust_memory(&mut c);
+        assert_eq!(limit, 4 << 30);
+        assert!(peak > 1 << 20 && peak < 256 << 20, "{step}: peak {peak} bytes");
+        assert!(count(&mut c, &format!("SELECT count(*) FROM {table}")) > 0);
+    }
+    server.check("memory limit");
+}
+
 /// One source directory whose sellers file is swapped, again and again,
 /// between a regular file, a symlink to a file outside golden360.data_dir
 /// and a FIFO, while ingestions run: none reads outside, none hangs.

@@ -76,6 +76,7 @@ pub mod golden360 {
         // everything after runs as the extension's owner, the only role
         // that may write bronze and its audit trail.
         source::require_read_privilege();
+        crate::memory::step_started();
         let caller = Spi::get_one::<String>("SELECT current_user::text").ok().flatten().unwrap_or_default();
         let owner = AsExtensionOwner::enter();
         let dir = source::SourceDir::open(source_dir);

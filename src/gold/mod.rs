@@ -113,6 +113,7 @@ pub mod golden360_internal {
             name!(up_to_run, i64),
         ),
     > {
+        crate::memory::step_started();
         let pending = super::changes::pending();
         let (mode, scope) = if everyone || pending.everyone {
             ("full", super::build::Scope::Everyone)

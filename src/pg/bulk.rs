@@ -263,6 +263,7 @@ impl BulkInsert {
     /// Buffer one row. By-reference datums must stay valid until this call
     /// returns: heap_form_tuple copies them into the batch context.
     pub fn push(&mut self, values: &mut [pg_sys::Datum], nulls: &mut [bool]) {
+        crate::memory::check();
         if let Some(&i) = self.not_null.iter().find(|&&i| nulls[i]) {
             // A bug in golden360, not bad input: rules run before rows get here.
             raise(

@@ -129,7 +129,7 @@ impl HeapScan {
 }
 
 /// Hand the slot's row (decoded up to `last_attr`) to `f`, then free what
-/// reading it allocated and honour a pending cancel.
+/// reading it allocated and honour a pending cancel and golden360.memory_limit.
 ///
 /// # Safety
 /// `slot` holds a row of an open relation; `row_cx` is a live context.
@@ -147,6 +147,7 @@ unsafe fn visit_slot(slot: *mut pg_sys::TupleTableSlot, last_attr: usize, row_cx
         pg_sys::MemoryContextReset(row_cx);
     }
     pg_sys::check_for_interrupts!();
+    crate::memory::check();
 }
 
 /// A condition on one leading column of an index, for `IndexScan`.

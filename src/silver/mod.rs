@@ -135,6 +135,7 @@ pub mod golden360_internal {
             name!(millis, f64),
         ),
     > {
+        crate::memory::step_started();
         let deltas = super::incremental::apply_all(run_id, &batches);
         TableIterator::new(deltas.into_iter().map(|d| {
             (d.table.to_string(), d.bronze_rows, d.silver_rows, d.duplicates, d.quarantined, d.written, d.millis)
@@ -167,6 +168,7 @@ pub mod golden360_internal {
             name!(millis, f64),
         ),
     > {
+        crate::memory::step_started();
         let stats = build::build_all(run_id);
         TableIterator::new(stats.into_iter().map(|s| {
             (s.table.to_string(), s.bronze_rows, s.silver_rows, s.duplicates, s.quarantined, s.millis)
