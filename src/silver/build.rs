@@ -3,9 +3,11 @@
 //! Per table, two scans of the bronze heap, in the same order (one snapshot,
 //! no synchronized scan):
 //! 1. every row is typed and checked; each valid row contributes (dedup key
-//!    as a 128-bit hash, rank, position), and one sort picks each key's best:
-//!    about 64 bytes per valid row while sorting, the only memory that grows
-//!    with the table (1M geolocation rows: ~64 MB, then 20 bytes per winner);
+//!    as a 128-bit hash, rank, position), and one sort picks each key's best
+//!    (with the lineage of `lineage_row`, for which tables not keyed by the
+//!    whole row also keep a content hash per row): about 64 bytes per valid
+//!    row while sorting, the only memory that grows with the table (1M
+//!    geolocation rows: ~64 MB, then 20 bytes per winner);
 //! 2. a row that failed (pass 1 kept a verdict byte per row) goes to
 //!    quarantine with its first failing rule, a winner (the next position on
 //!    the sorted list) is typed again and written to silver, any other valid
@@ -314,7 +316,12 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
     // Pass 1: (key, rank, position) of every valid row; one sort then picks
     // each key's best. Both passes see the rows in the same order (same
     // snapshot, no synchronized scan), so pass 2 needs no lookups.
-    let mut candidates: Vec<(u128, Rank, u32, u128)> = Vec::new();
+    let mut candidates: Vec<(u128, Rank, u32)> = Vec::new();
+    // Per position, the row's content hash, for the lineage rule; where the
+    // key is the whole row (geolocation, the biggest table) the key is the
+    // content, and nothing more is kept.
+    let whole_row = matches!(spec.dedup, Dedup::WholeRow);
+    let mut contents: Vec<u128> = Vec::new();
     // Per position: 0 = valid, else 1 + the index of the first failed rule.
     let mut verdicts: Vec<u8> = Vec::new();
     let mut position = 0u32;
@@ -329,18 +336,24 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
         }
         verdicts.push(0);
         let values = values_of(&typed);
+        if !whole_row {
+            contents.resize(at as usize, 0);
+            contents.push(hash(&values, &mut buf));
+        }
         let prefer = (!plan.prefer.is_empty()).then(|| plan.prefer.iter().map(|&c| values[c].rank()).collect());
         let rank = Rank { prefer, batch: scanned.batch, row: scanned.row_number };
-        candidates.push((plan.key_hash(&values, &mut buf), rank, at, hash(&values, &mut buf)));
+        candidates.push((plan.key_hash(&values, &mut buf), rank, at));
     });
     let bronze_rows = i64::from(position);
     candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
     let mut winners: Vec<(u32, i64, i64)> = Vec::with_capacity(candidates.len());
     for group in candidates.chunk_by(|a, b| a.0 == b.0) {
-        let (_, rank, at, _) = &group[lineage_row(group, |c| c.3)];
+        let content = |c: &(u128, Rank, u32)| if whole_row { c.0 } else { contents[c.2 as usize] };
+        let (_, rank, at) = &group[lineage_row(group, content)];
         winners.push((*at, rank.batch, rank.row));
     }
     drop(candidates);
+    drop(contents);
     winners.sort_unstable_by_key(|w| w.0);
 
     // Pass 2: write winners and quarantine.

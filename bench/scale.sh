@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Scale benchmark (issue 11): the full pipeline (ingest, a full
+# refresh_silver, a full refresh_gold) on a fresh database per scale
+# (SCALES, default "1 10"; add 100 for about 12 GB of CSV), each step in a
+# backend of its own. Per step: its time, the backend's peak RssAnon
+# (sampled from /proc every 20 ms) and the Rust heap's peak
+# (golden360.rust_memory()). The baseline, measured in the same run, is the
+# smallest scale: each larger scale prints its time and memory ratios to it,
+# next to the data ratio (linear time: within 1.1x the data ratio).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/scripts/lib.sh"
+bench_setup
+
+# step SQL: runs SQL in a fresh backend; prints "ms peak_rss_kib rust_peak_kib".
+step() {
+    local sql=$1 pidfile out peak=0 rss t0 t1
+    pidfile=$(mktemp) && out=$(mktemp)
+    t0=$(now_ms)
+    bench_psql -f - >"$out" 2>/dev/null <<EOF &
+SELECT pg_backend_pid() \g $pidfile
+$sql;
+SELECT peak_bytes / 1024 FROM golden360.rust_memory();
+EOF
+    local client=$!
+    while kill -0 "$client" 2>/dev/null; do
+        if [ -s "$pidfile" ]; then
+            rss=$(awk '/^RssAnon:/ {print $2}' "/proc/$(head -n1 "$pidfile")/status" 2>/dev/null || echo 0)
+            [ "${rss:-0}" -gt "$peak" ] && peak=$rss
+        fi
+        sleep 0.02
+    done
+    wait "$client"
+    t1=$(now_ms)
+    echo "$((t1 - t0)) $peak $(tail -n1 "$out")"
+    rm -f "$pidfile" "$out"
+}
+
+declare -A ms=() rss=() rust=()
+scales=(${SCALES:-1 10})
+for scale in "${scales[@]}"; do
+    dir=$(sample_dir "$scale")
+    bench_fresh_db
+    bench_psql -c "CREATE EXTENSION golden360" -c "ALTER DATABASE $BENCH_DB SET golden360.quality_gate = warn"
+    bench_psql -c "CHECKPOINT"
+    for what in ingest silver gold; do
+        sql=$(case $what in
+            ingest) echo "SELECT count(*) FROM golden360.ingest_bronze('$dir')" ;;
+            silver) echo "CALL golden360.refresh_silver()" ;;
+            gold) echo "CALL golden360.refresh_gold()" ;;
+        esac)
+        read -r t r h <<<"$(step "$sql")"
+        ms[$scale.$what]=$t rss[$scale.$what]=$r rust[$scale.$what]=$h
+    done
+done
+
+base=${scales[0]}
+echo
+echo "Full pipeline per scale (baseline: scale $base of the same run); ms, peak RssAnon MiB, peak Rust heap MiB"
+printf '%-6s %-7s %10s %10s %10s %14s %14s\n' scale step ms RssAnon "Rust heap" "time / base" "RssAnon / base"
+for scale in "${scales[@]}"; do
+    for what in ingest silver gold; do
+        k=$scale.$what b=$base.$what
+        printf '%-6s %-7s %10d %10.0f %10.0f %13.2fx %13.2fx\n' "$scale" "$what" "${ms[$k]}" \
+            "$(echo "${rss[$k]} / 1024" | bc -l)" "$(echo "${rust[$k]} / 1024" | bc -l)" \
+            "$(echo "${ms[$k]} / ${ms[$b]}" | bc -l)" "$(echo "${rss[$k]} / ${rss[$b]}" | bc -l)"
+    done
+    total=$((ms[$scale.ingest] + ms[$scale.silver] + ms[$scale.gold]))
+    btotal=$((ms[$base.ingest] + ms[$base.silver] + ms[$base.gold]))
+    printf '%-6s %-7s %10d %10s %10s %13.2fx   (data: %sx)\n' "$scale" total "$total" "" "" \
+        "$(echo "$total / $btotal" | bc -l)" "$(echo "$scale / $base" | bc -l | sed 's/\.0*$//')"
+done
+echo "targets: time per step within 1.1x the data ratio; RssAnon at scale 10 <= 1.2x scale 1; <= 256 MiB at scale 100"
