@@ -98,9 +98,11 @@ fn the_real_olist_data_fails_on_references_and_warn_completes() {
     assert!(orphans > 90_000, "{orphans} orphan items");
 }
 
-/// While a refresh waits for a long-running reader to finish, new readers
-/// are not held up for long, a second refresh fails at once, and readers
-/// see the old silver until the new one is swapped in whole.
+/// While a rebuilding refresh waits for a long-running reader to finish,
+/// new readers are not held up for long, a second refresh fails at once,
+/// and readers see the old silver until the new one is swapped in whole.
+/// (An incremental refresh writes in place under ROW EXCLUSIVE and waits
+/// for no reader; `golden360.incremental_limit = 0` makes this one rebuild.)
 #[test]
 fn a_refresh_runs_alone_does_not_block_readers_and_swaps_atomically() {
     let (db, dir) = database_with_sample("silver_concurrency", 0.02, 5);
@@ -117,7 +119,9 @@ fn a_refresh_runs_alone_does_not_block_readers_and_swaps_atomically() {
     let refresh_db = db.clone();
     let refresh = std::thread::spawn(move || {
         let started = Instant::now();
-        connect(&refresh_db).batch_execute("CALL golden360.refresh_silver()").map(|_| started.elapsed())
+        connect(&refresh_db)
+            .batch_execute("SET golden360.incremental_limit = 0; CALL golden360.refresh_silver()")
+            .map(|_| started.elapsed())
     });
     std::thread::sleep(Duration::from_millis(1500)); // the build is done; the swap waits for long_reader
 
