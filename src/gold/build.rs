@@ -19,10 +19,12 @@ use super::spec::{Bridge, BRIDGE_COLUMNS, C360, CUSTOMER_360_COLUMNS, DIVERSITY,
 use crate::pg::types::{Column, SqlType};
 use crate::error::raise;
 use crate::keys::{Interner, KeyHashState};
-use crate::pg::scan::{varlena_bytes, Key, Row, Selection};
+use crate::pg::context::RowContext;
+use crate::pg::scan::{Key, Row, Selection};
+use crate::pg::snapshot::transaction_started_at;
 use crate::silver::parse::date_of;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgMemoryContexts, PgSqlErrorCode};
+use pgrx::{pg_sys, PgSqlErrorCode};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -95,8 +97,7 @@ pub fn refresh(scope: &Scope) -> Outcome {
     let read = started.elapsed();
     let (gold, outside_scores) = Gold::compute(&silver, &outside);
     let computed = started.elapsed();
-    // SAFETY: reads the transaction's start time; no arguments.
-    let refreshed_at = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    let refreshed_at = transaction_started_at();
     let mut records =
         sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at }, scope.stored(|| scope.people_keys()));
     let synced = started.elapsed();
@@ -891,16 +892,10 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>) -> Synced {
         None => Selection::all("gold", T::TABLE, pg_sys::RowExclusiveLock),
         Some(keys) => Selection::keys("gold", T::TABLE, T::COLUMNS[T::KEY].name, keys, pg_sys::RowExclusiveLock),
     };
-    let rel = scan.relation();
     scan.expect_columns(T::COLUMNS);
-    // SAFETY: `rel` is open for the scan's lifetime.
-    require_privilege(unsafe { (*rel).rd_id }, scan.name(), pg_sys::ACL_DELETE);
-    // SAFETY: as above; the attributes are copied out.
-    let types: Vec<(i16, bool)> = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) }
-        .iter()
-        .map(|a| (a.attlen, a.attbyval))
-        .collect();
-    let mut row_cx = PgMemoryContexts::new("golden360 gold row");
+    require_privilege(scan.relation_oid(), scan.name(), pg_sys::ACL_DELETE);
+    let storage = scan.storage();
+    let mut row_cx = RowContext::new("golden360 gold row");
     let mut buf = RowBuf::new(T::COLUMNS.len());
     let mut kept = vec![false; target.len()];
     let mut doomed: Vec<pg_sys::ItemPointerData> = Vec::new();
@@ -908,16 +903,10 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>) -> Synced {
     scan.for_each(|row| {
         match target.find(row.text(T::KEY)) {
             Some(i) if !kept[i] => {
-                // SAFETY: the row is built and compared inside the row context,
-                // which is reset right after, before the next row.
-                let same = unsafe {
-                    row_cx.switch_to(|_| {
-                        buf.build(|b| target.fill(i, b));
-                        stored_row_equals(&buf, row, &types, T::STAMP)
-                    })
-                };
-                // SAFETY: nothing built in the row context outlives this row.
-                unsafe { row_cx.reset() };
+                let same = row_cx.scoped(|| {
+                    buf.build(|b| target.fill(i, b));
+                    row.holds(&buf, &storage, T::STAMP)
+                });
                 if same {
                     kept[i] = true;
                 } else {
@@ -932,21 +921,17 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>) -> Synced {
             }
         }
     });
-    delete_rows(rel, scan.name(), &mut doomed);
+    delete_rows(scan.relation(), scan.name(), &mut doomed);
     scan.close();
 
     let compared = Instant::now();
     let mut insert = BulkInsert::open_declared("gold", T::TABLE, T::COLUMNS).sorted_index_inserts();
     for i in (0..target.len()).filter(|&i| !kept[i]) {
-        // SAFETY: each row's datums live in the row context until pushed
-        // (the push copies them), then the context is reset.
-        unsafe {
-            row_cx.switch_to(|_| {
-                buf.build(|b| target.fill(i, b));
-                insert.push_row(&mut buf);
-            });
-            row_cx.reset();
-        }
+        // The push copies the row's datums out of the row context.
+        row_cx.scoped(|| {
+            buf.build(|b| target.fill(i, b));
+            insert.push_row(&mut buf);
+        });
     }
     let heap_written = Instant::now();
     let written = insert.finish();
@@ -960,26 +945,3 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>) -> Synced {
     Synced { written, removed, added: written - rewritten }
 }
 
-/// Whether the stored `row` holds `new`'s values, column `skip` aside.
-fn stored_row_equals(new: &RowBuf, row: &Row, types: &[(i16, bool)], skip: Option<usize>) -> bool {
-    let (datums, nulls) = new.values();
-    (0..datums.len()).filter(|&c| Some(c) != skip).all(|c| match (row.is_null(c), nulls[c]) {
-        (true, true) => true,
-        (false, false) => {
-            let (len, by_value) = types[c];
-            if by_value {
-                // Only the type's own bytes: a datum's upper bits may hold a
-                // sign extension or not.
-                let mask = if len >= 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
-                (row.values[c].value() as u64 ^ datums[c].value() as u64) & mask == 0
-            } else if len == -1 {
-                // SAFETY: a non-NULL text datum RowBuf built for this row.
-                row.text(c) == unsafe { varlena_bytes(datums[c]) }
-            } else {
-                // No fixed-length by-reference column in gold.
-                false
-            }
-        }
-        _ => false,
-    })
-}

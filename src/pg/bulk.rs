@@ -249,10 +249,12 @@ impl BulkInsert {
         unsafe { (*self.rel).rd_att }
     }
 
-    /// The memory context values for the current batch may be allocated in
-    /// (freed at the next flush).
-    pub fn batch_context(&self) -> pg_sys::MemoryContext {
-        self.batch_cx
+    /// Run `f` with the current batch's memory context current: what it
+    /// allocates (numerics, jsonb) lives until the next flush, after the row
+    /// it belongs to is formed.
+    pub fn in_batch_context<R>(&self, f: impl FnOnce() -> R) -> R {
+        // SAFETY: the batch context lives as long as the writer.
+        unsafe { super::context::within(self.batch_cx, f) }
     }
 
     /// Buffer the row `row` last built.

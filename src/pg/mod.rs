@@ -8,9 +8,12 @@
 //! - `owner`: running a step as the extension's owner with a safe search_path;
 //! - `scan`: sequential heap scans and btree index scans that read datums in place;
 //! - `bulk`: COPY-style multi-inserts, tuple deletes and row building;
-//! - `snapshot`: seeing the refresh's own writes under the statement's snapshot.
+//! - `context`: memory contexts for one row's datums, and a writer's batch context;
+//! - `snapshot`: seeing the refresh's own writes under the statement's
+//!   snapshot, and the transaction's start time.
 
 pub mod bulk;
+pub mod context;
 pub mod owner;
 pub mod relation;
 pub mod scan;

@@ -470,6 +470,21 @@ impl Selection {
         self.heap().rel
     }
 
+    pub fn relation_oid(&self) -> pg_sys::Oid {
+        // SAFETY: the relation is open while `self` lives.
+        unsafe { (*self.heap().rel).rd_id }
+    }
+
+    /// Each attribute's storage (length, by value), as `Row::holds` needs it.
+    pub fn storage(&self) -> Vec<(i16, bool)> {
+        // SAFETY: the relation is open while `self` lives; the attributes
+        // are copied out.
+        unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*self.heap().rel).rd_att) }
+            .iter()
+            .map(|a| (a.attlen, a.attbyval))
+            .collect()
+    }
+
     /// A size hint: the table's estimated rows, or the number of keys.
     pub fn estimated_rows(&self) -> usize {
         match self {
@@ -560,6 +575,32 @@ pub struct Row<'s> {
 }
 
 impl<'s> Row<'s> {
+    /// Whether this stored row holds the values `built` holds, column `skip`
+    /// aside; `storage` is the table's (`Selection::storage`). By-value
+    /// datums compare their type's own bytes (the upper bits may hold a sign
+    /// extension or not), varlenas their contents.
+    pub fn holds(&self, built: &super::bulk::RowBuf, storage: &[(i16, bool)], skip: Option<usize>) -> bool {
+        let (datums, nulls) = built.values();
+        (0..datums.len()).filter(|&c| Some(c) != skip).all(|c| match (self.is_null(c), nulls[c]) {
+            (true, true) => true,
+            (false, false) => {
+                let (len, by_value) = storage[c];
+                if by_value {
+                    let mask = if len >= 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
+                    (self.values[c].value() as u64 ^ datums[c].value() as u64) & mask == 0
+                } else if len == -1 {
+                    // SAFETY: a non-NULL varlena datum that `built` holds
+                    // until its next build.
+                    self.text(c) == unsafe { varlena_bytes(datums[c]) }
+                } else {
+                    // Fixed-length by-reference columns are not compared.
+                    false
+                }
+            }
+            _ => false,
+        })
+    }
+
     pub fn is_null(&self, i: usize) -> bool {
         self.nulls[i]
     }

@@ -3,6 +3,7 @@
 //! rows written a moment ago). `OwnWritesVisible` pushes a private copy of
 //! the active snapshot, which keeps the statement's view of every other
 //! transaction, and `advance` moves its command id past the writes so far.
+//! Also the transaction's start time, which stamps what a refresh writes.
 
 use pgrx::pg_sys;
 
@@ -27,6 +28,12 @@ impl OwnWritesVisible {
             pg_sys::UpdateActiveSnapshotCommandId();
         }
     }
+}
+
+/// When the current transaction began (what `now()` returns).
+pub fn transaction_started_at() -> pg_sys::TimestampTz {
+    // SAFETY: reads the backend's transaction state; no arguments.
+    unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }
 }
 
 impl Drop for OwnWritesVisible {

@@ -316,14 +316,17 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
     // Pass 1: (key, rank, position) of every valid row; one sort then picks
     // each key's best. Both passes see the rows in the same order (same
     // snapshot, no synchronized scan), so pass 2 needs no lookups.
-    let mut candidates: Vec<(u128, Rank, u32)> = Vec::new();
+    // Sized once from the loader's count: growing by doubling would hold the
+    // old and the new buffer at once (a third more at the peak).
+    let loaded = rows_loaded(spec.table);
+    let mut candidates: Vec<(u128, Rank, u32)> = Vec::with_capacity(loaded);
     // Per position, the row's content hash, for the lineage rule; where the
     // key is the whole row (geolocation, the biggest table) the key is the
     // content, and nothing more is kept.
     let whole_row = matches!(spec.dedup, Dedup::WholeRow);
-    let mut contents: Vec<u128> = Vec::new();
+    let mut contents: Vec<u128> = Vec::with_capacity(if whole_row { 0 } else { loaded });
     // Per position: 0 = valid, else 1 + the index of the first failed rule.
-    let mut verdicts: Vec<u8> = Vec::new();
+    let mut verdicts: Vec<u8> = Vec::with_capacity(loaded);
     let mut position = 0u32;
     scan.for_each(|scanned| {
         let at = position;
@@ -408,6 +411,19 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
         quarantined,
         millis: started.elapsed().as_secs_f64() * 1000.0,
     }
+}
+
+/// The rows bronze.`table` holds, as the loader counted them
+/// (`golden360.bronze_files`): the capacity the build's per-row vectors need.
+fn rows_loaded(table: &str) -> usize {
+    Spi::get_one_with_args::<i64>(
+        "SELECT coalesce(sum(rows), 0)::bigint FROM golden360.bronze_files WHERE table_name = $1",
+        &[table.into()],
+    )
+    .ok()
+    .flatten()
+    .and_then(|n| usize::try_from(n).ok())
+    .unwrap_or(0)
 }
 
 /// The widest silver or bronze table has 9 columns.
@@ -508,25 +524,23 @@ impl SilverWriter {
     pub(super) fn push(&mut self, values: &[&Value], batch: i64, row: i64) {
         let n = self.spec.columns.len();
         // Numerics are allocated where the batch is freed.
-        // SAFETY: the batch context lives until the writer's next flush,
-        // after the row is formed; the switch is undone below.
-        let old = unsafe { pg_sys::MemoryContextSwitchTo(self.insert.batch_context()) };
-        self.row.build(|b| {
-            for (i, v) in values.iter().enumerate() {
-                match v {
-                    Value::Null => b.null(i),
-                    Value::Bytes(_) | Value::Owned(_) => b.text(i, v.bytes().unwrap_or_default()),
-                    Value::Int(x) => b.int4(i, *x),
-                    Value::Timestamp(x) => b.int8(i, *x),
-                    Value::Double(x) => b.float8(i, *x),
-                    Value::Money(cents) => b.numeric(i, *cents, MONEY),
+        let row_buf = &mut self.row;
+        self.insert.in_batch_context(|| {
+            row_buf.build(|b| {
+                for (i, v) in values.iter().enumerate() {
+                    match v {
+                        Value::Null => b.null(i),
+                        Value::Bytes(_) | Value::Owned(_) => b.text(i, v.bytes().unwrap_or_default()),
+                        Value::Int(x) => b.int4(i, *x),
+                        Value::Timestamp(x) => b.int8(i, *x),
+                        Value::Double(x) => b.float8(i, *x),
+                        Value::Money(cents) => b.numeric(i, *cents, MONEY),
+                    }
                 }
-            }
-            b.int8(n, batch);
-            b.int8(n + 1, row);
+                b.int8(n, batch);
+                b.int8(n + 1, row);
+            })
         });
-        // SAFETY: restores the context saved above.
-        unsafe { pg_sys::MemoryContextSwitchTo(old) };
         self.insert.push_row(&mut self.row);
     }
 
@@ -574,11 +588,9 @@ impl QuarantineWriter {
             .zip(record)
             .map(|(name, bytes)| (name.to_string(), serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())))
             .collect();
-        // SAFETY: the datums are made in the batch context, which outlives
-        // the push that copies them into a tuple; the switch is undone.
-        unsafe {
-            let old = pg_sys::MemoryContextSwitchTo(self.insert.batch_context());
-            let mut datums = [
+        // The datums live in the batch context until the push copies them.
+        let mut datums = self.insert.in_batch_context(|| {
+            [
                 pg_sys::Datum::from(run_id),
                 spec.table.into_datum().expect("text"),
                 pg_sys::Datum::from(batch),
@@ -586,10 +598,9 @@ impl QuarantineWriter {
                 rule.name.as_str().into_datum().expect("text"),
                 rule.kind.as_str().into_datum().expect("text"),
                 pgrx::JsonB(serde_json::Value::Object(object)).into_datum().expect("jsonb"),
-            ];
-            pg_sys::MemoryContextSwitchTo(old);
-            self.insert.push(&mut datums, &mut [false; 7]);
-        }
+            ]
+        });
+        self.insert.push(&mut datums, &mut [false; 7]);
     }
 }
 
