@@ -690,40 +690,71 @@ fn the_docker_init_script_passes_values_as_psql_variables() {
     server.check("docker init script");
 }
 
-/// A cancel reaches a refresh mid-build too: silver's and gold's Rust
-/// loops check for interrupts.
-#[test]
-fn cancelling_a_refresh_takes_effect_at_once() {
-    let server = SameServer::now();
-    let (db, _dir) = database_with_sample("sec_cancel_refresh", 0.5, 78);
-    let mut setup = connect(&db);
-    setup.batch_execute("ALTER DATABASE g360_it_sec_cancel_refresh SET golden360.quality_gate = warn").unwrap();
-    connect(&db).batch_execute("CALL golden360.refresh_silver()").unwrap();
-    // Full rebuilds: the longest any step of a refresh runs.
-    for (procedure, build) in
-        [("CALL golden360.rebuild()", "build_silver"), ("SELECT golden360_internal.gold_refresh(true)", "build_gold")]
-    {
-        let mut c = connect(&db);
-        let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-        let sql = procedure.to_string();
-        let refresh = std::thread::spawn(move || {
-            let result = c.batch_execute(&sql);
-            (Instant::now(), result)
-        });
-        // Cancel once the Rust build is running (its wrapper shows in the
-        // backend's query only as the CALL, so wait a little into it).
-        golden360_it::eventually(&format!("{procedure} running"), Duration::from_secs(20), || {
-            let active = count(&mut setup, &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND state = 'active'"));
-            (active > 0).then_some(())
-        });
-        std::thread::sleep(Duration::from_millis(150));
-        let cancelled_at = Instant::now();
-        setup.query("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
-        let (ended_at, result) = refresh.join().unwrap();
-        let latency = ended_at.duration_since(cancelled_at);
-        println!("{procedure} ({build}): cancel took effect after {latency:?}");
-        assert_eq!(sqlstate(result), "57014", "{procedure}");
-        assert!(latency < Duration::from_secs(3), "{procedure}: {latency:?}");
+/// Run `sql` in a session of its own on `db` and cancel it `after` in: the
+/// latency from the cancel to the error, or None when it finished first.
+fn cancelled_after(db: &str, sql: &str, after: Duration) -> Option<Duration> {
+    let mut c = connect(db);
+    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let statement = sql.to_string();
+    let run = std::thread::spawn(move || {
+        let result = c.batch_execute(&statement);
+        (Instant::now(), result)
+    });
+    std::thread::sleep(after);
+    let cancelled_at = Instant::now();
+    connect(db).query("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
+    let (ended_at, result) = run.join().unwrap();
+    if ended_at < cancelled_at {
+        assert!(result.is_ok(), "{sql}: {result:?}");
+        return None;
     }
-    server.check("cancel during refreshes");
+    assert_eq!(sqlstate(result), "57014", "{sql} cancelled after {after:?}");
+    Some(ended_at.duration_since(cancelled_at))
+}
+
+/// A cancel takes effect within 1 s at any point of every step: each
+/// step's full run at scale 1 (ingest, silver rebuild, gold rebuild) is
+/// timed, then cancelled at one, two, four, six and eight tenths of that
+/// time. Nothing is kept: bronze stays empty in the database the ingests
+/// are cancelled in.
+#[test]
+fn a_cancel_takes_effect_within_a_second_at_any_point_of_each_step() {
+    let server = SameServer::now();
+    let (db, dir) = database_with_sample("sec_cancel_steps", 1.0, 78);
+    let ingests = fresh_database("sec_cancel_steps_ingest");
+    let mut setup = connect(&db);
+    setup.batch_execute("ALTER DATABASE g360_it_sec_cancel_steps SET golden360.quality_gate = warn").unwrap();
+    setup.batch_execute("CALL golden360.rebuild()").unwrap();
+    let ingest = format!("SELECT count(*) FROM golden360.ingest_bronze('{}')", dir.path());
+    let steps = [
+        ("ingest", ingests.as_str(), ingest.as_str()),
+        ("silver", db.as_str(), "SELECT golden360_internal.silver_refresh(true)"),
+        ("gold", db.as_str(), "SELECT golden360_internal.gold_refresh(true)"),
+    ];
+    for (step, on, sql) in steps {
+        // The uncancelled time (the faster of two, caches warm), in
+        // transactions rolled back (ingest's database stays empty).
+        let mut c = connect(on);
+        let full = (0..2)
+            .map(|_| {
+                let started = Instant::now();
+                c.batch_execute(&format!("BEGIN; {sql}; ROLLBACK")).unwrap();
+                started.elapsed()
+            })
+            .min()
+            .unwrap();
+        let mut latencies = Vec::new();
+        for tenths in [1, 2, 4, 6, 8] {
+            if let Some(latency) = cancelled_after(on, sql, full * tenths / 10) {
+                latencies.push((tenths, latency));
+            }
+        }
+        println!("{step}: {full:?} uncancelled; cancel latencies at tenths of it: {latencies:?}");
+        assert!(latencies.len() >= 4, "{step}: most points were cancelled: {latencies:?}");
+        for (tenths, latency) in &latencies {
+            assert!(*latency < Duration::from_secs(1), "{step} at {tenths}/10: {latency:?}");
+        }
+    }
+    assert_eq!(count(&mut connect(&ingests), "SELECT count(*) FROM golden360.bronze_batches"), 0, "nothing half-written");
+    server.check("cancel during every step");
 }
