@@ -213,7 +213,7 @@ struct Current {
     rank: Rank,
     /// The hash of its values (lineage excluded), as `Ranked::content`.
     content: u128,
-    link: Option<Vec<u8>>,
+    link: Option<Link>,
 }
 
 /// One index lookup costs about as much as reading this many rows in a
@@ -386,7 +386,7 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
     let (mut new_keys, mut duplicates) = (0i64, 0i64);
     let mut replaced: Vec<pg_sys::ItemPointerData> = Vec::new();
     let mut winners: Vec<usize> = Vec::new();
-    let mut links: Vec<Vec<u8>> = Vec::new();
+    let mut links: Vec<Link> = Vec::new();
     for group in valid.chunk_by(|a, b| a.key == b.key) {
         let current = current.remove(&group[0].key);
         // The new rows that outrank the stored one; the rest are duplicates.
@@ -516,12 +516,16 @@ fn quarantined_for(
     })
 }
 
+/// A link value (an id, or a zip) without an allocation of its own: a full
+/// export looks up every stored row's.
+type Link = SmallVec<[u8; 64]>;
+
 /// A row's link value as the change log's text (the geolocation zip is
 /// an integer).
-fn link_value(value: &Value) -> Option<Vec<u8>> {
+fn link_value(value: &Value) -> Option<Link> {
     match value {
-        Value::Int(v) => Some(v.to_string().into_bytes()),
-        other => other.bytes().map(|b| b.to_vec()),
+        Value::Int(v) => Some(SmallVec::from_slice(v.to_string().as_bytes())),
+        other => other.bytes().map(SmallVec::from_slice),
     }
 }
 
