@@ -2,7 +2,9 @@
 //! generated sample and the real Olist copy, the gate, one refresh at a
 //! time, readers never blocked for long, the swap atomic.
 
-use golden360_it::{connect, count, database_with_sample, fresh_database, generate, generate_with, real_olist_dir, ScratchDir};
+use golden360_it::{
+    connect, count, database_with_sample, eventually, fresh_database, generate, generate_with, outcome, real_olist_dir, ScratchDir,
+};
 use std::time::{Duration, Instant};
 
 fn quarantined(client: &mut postgres::Client, table: &str, reason: &str) -> i64 {
@@ -150,4 +152,33 @@ fn a_refresh_runs_alone_does_not_block_readers_and_swaps_atomically() {
             < new_customers,
         true
     );
+}
+
+/// Silver built with 1 MB of sort memory (its sort spills to temporary
+/// files) under a 16 MB limit on the Rust heap equals silver built with
+/// ample memory: every table, the quarantine and the counts.
+#[test]
+fn a_build_in_little_memory_spills_and_equals_one_in_ample_memory() {
+    let dir = ScratchDir::new("silver_memory");
+    generate(&dir.0, 0.2, 11);
+    let (small, ample) = (fresh_database("silver_memory_small"), fresh_database("silver_memory_ample"));
+    let (mut s, mut a) = (connect(&small), connect(&ample));
+    for c in [&mut s, &mut a] {
+        c.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
+        c.batch_execute("SET golden360.quality_gate = warn").unwrap();
+    }
+    let temp_files = "SELECT temp_files FROM pg_stat_database WHERE datname = current_database()";
+    let before = count(&mut s, temp_files);
+    s.batch_execute("SET maintenance_work_mem = '1MB'; SET golden360.memory_limit = '16MB'; CALL golden360.refresh_silver()")
+        .unwrap();
+    let peak: i64 = s.query_one("SELECT peak_bytes FROM golden360.rust_memory()", &[]).unwrap().get(0);
+    assert!(peak < 16 << 20, "Rust heap peak {peak} bytes");
+    a.batch_execute("CALL golden360.refresh_silver()").unwrap();
+    let silver_rows = count(&mut a, "SELECT sum(silver_rows)::bigint FROM golden360.silver_runs");
+    assert!(silver_rows > 200_000, "{silver_rows} silver rows: enough to outgrow 1 MB");
+    assert_eq!(outcome(&mut s), outcome(&mut a));
+    eventually("the sort's temporary files counted", Duration::from_secs(10), || {
+        s.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+        (count(&mut connect(&small), temp_files) > before).then_some(())
+    });
 }

@@ -8,6 +8,7 @@
 //! - `owner`: running a step as the extension's owner with a safe search_path;
 //! - `scan`: sequential heap scans and btree index scans that read datums in place;
 //! - `bulk`: COPY-style multi-inserts, tuple deletes and row building;
+//! - `sort`: byte strings sorted by tuplesort within `maintenance_work_mem`, spilling beyond it;
 //! - `context`: memory contexts for one row's datums, and a writer's batch context;
 //! - `snapshot`: seeing the refresh's own writes under the statement's
 //!   snapshot, and the transaction's start time.
@@ -18,4 +19,5 @@ pub mod owner;
 pub mod relation;
 pub mod scan;
 pub mod snapshot;
+pub mod sort;
 pub mod types;

@@ -2,16 +2,17 @@
 //!
 //! Per table, two scans of the bronze heap, in the same order (one snapshot,
 //! no synchronized scan):
-//! 1. every row is typed and checked; each valid row contributes (dedup key
-//!    as a 128-bit hash, rank, position), and one sort picks each key's best
-//!    (with the lineage of `lineage_row`, for which tables not keyed by the
-//!    whole row also keep a content hash per row): about 64 bytes per valid
-//!    row while sorting, the only memory that grows with the table (1M
-//!    geolocation rows: ~64 MB, then 20 bytes per winner);
-//! 2. a row that failed (pass 1 kept a verdict byte per row) goes to
-//!    quarantine with its first failing rule, a winner (the next position on
-//!    the sorted list) is typed again and written to silver, any other valid
-//!    row is a duplicate. Writes go through `bulk::BulkInsert`.
+//! 1. every row is typed and checked; each valid row's dedup key (a 128-bit
+//!    hash), rank, position and content hash go into one sort
+//!    (`pg::sort::ByteSort`), which holds `maintenance_work_mem` and spills
+//!    to temporary files beyond it, as CREATE INDEX does; read back best
+//!    first per key, it gives each key's row (`lineage_row`'s rule), marked
+//!    in a bitmap of positions: one bit per bronze row. A row that fails is
+//!    remembered with its first failing rule (a map as big as the
+//!    quarantine);
+//! 2. a failed row goes to quarantine with its rule, a marked row is typed
+//!    again and written to silver, any other valid row is a duplicate.
+//!    Writes go through `bulk::BulkInsert`.
 //!
 //! Keys of parent tables are kept (as hashes) for the children's reference
 //! rules; the translation map for products.
@@ -24,6 +25,7 @@ use crate::error::raise;
 use crate::keys::{key_hash, KeyHashState};
 use olist_model::SOURCE_FILES;
 use crate::pg::scan::{HeapScan, Row};
+use crate::pg::sort::ByteSort;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
 use smallvec::SmallVec;
@@ -160,6 +162,34 @@ pub(super) struct Rank {
 pub(super) fn lineage_row<T>(best_first: &[T], content: impl Fn(&T) -> u128) -> usize {
     let top = content(&best_first[0]);
     best_first.iter().take_while(|r| content(r) == top).count() - 1
+}
+
+impl Rank {
+    /// Append an encoding whose byte order (memcmp, as the spilling sort
+    /// compares) is this rank's order reversed: best first. Preference
+    /// values: present before NULL (NULLs last), each greater first (integers
+    /// with the sign flipped and every bit inverted; text inverted byte by
+    /// byte with 0xFF after it, which no inverted byte of text equals, since
+    /// text holds no NUL); then batch and row, greater first.
+    pub(super) fn encode_best_first(&self, out: &mut Vec<u8>) {
+        let descending = |v: i64| !((v as u64) ^ (1 << 63));
+        for value in self.prefer.iter().flatten() {
+            match value {
+                Some(RankValue::Int(v)) => {
+                    out.push(0);
+                    out.extend_from_slice(&descending(*v).to_be_bytes());
+                }
+                Some(RankValue::Bytes(b)) => {
+                    out.push(0);
+                    out.extend(b.iter().map(|byte| !byte));
+                    out.push(0xFF);
+                }
+                None => out.push(1),
+            }
+        }
+        out.extend_from_slice(&descending(self.batch).to_be_bytes());
+        out.extend_from_slice(&descending(self.row).to_be_bytes());
+    }
 }
 
 /// A typed row's values, a value not of its type read as NULL (only valid
@@ -313,20 +343,16 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
     let record_names = scan.record_names;
     let mut buf = Vec::new();
 
-    // Pass 1: (key, rank, position) of every valid row; one sort then picks
-    // each key's best. Both passes see the rows in the same order (same
-    // snapshot, no synchronized scan), so pass 2 needs no lookups.
-    // Sized once from the loader's count: growing by doubling would hold the
-    // old and the new buffer at once (a third more at the peak).
-    let loaded = rows_loaded(spec.table);
-    let mut candidates: Vec<(u128, Rank, u32)> = Vec::with_capacity(loaded);
-    // Per position, the row's content hash, for the lineage rule; where the
-    // key is the whole row (geolocation, the biggest table) the key is the
-    // content, and nothing more is kept.
+    // Pass 1: every valid row's (key, rank, position, content, lineage)
+    // goes into a sort that spills beyond maintenance_work_mem; a row that
+    // fails a rule is remembered with its rule. Both passes see the rows in
+    // the same order (same snapshot, no synchronized scan), so pass 2 needs
+    // no lookups. Where the key is the whole row (geolocation, the biggest
+    // table) the key is the content.
     let whole_row = matches!(spec.dedup, Dedup::WholeRow);
-    let mut contents: Vec<u128> = Vec::with_capacity(if whole_row { 0 } else { loaded });
-    // Per position: 0 = valid, else 1 + the index of the first failed rule.
-    let mut verdicts: Vec<u8> = Vec::with_capacity(loaded);
+    let mut sort = ByteSort::new();
+    let mut failed: HashMap<u32, u8, KeyHashState> = HashMap::default();
+    let mut record = Vec::with_capacity(128);
     let mut position = 0u32;
     scan.for_each(|scanned| {
         let at = position;
@@ -334,55 +360,79 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
         let raw = &scanned.fields[..];
         let typed = plan.type_row(raw, context);
         if let Some(rule) = plan.first_failure(raw, &typed, context, &mut buf) {
-            verdicts.push(rule as u8 + 1);
+            failed.insert(at, rule as u8);
             return;
         }
-        verdicts.push(0);
         let values = values_of(&typed);
-        if !whole_row {
-            contents.resize(at as usize, 0);
-            contents.push(hash(&values, &mut buf));
-        }
         let prefer = (!plan.prefer.is_empty()).then(|| plan.prefer.iter().map(|&c| values[c].rank()).collect());
         let rank = Rank { prefer, batch: scanned.batch, row: scanned.row_number };
-        candidates.push((plan.key_hash(&values, &mut buf), rank, at));
+        let key = plan.key_hash(&values, &mut buf);
+        let content = if whole_row { key } else { hash(&values, &mut buf) };
+        record.clear();
+        record.extend_from_slice(&key.to_be_bytes());
+        rank.encode_best_first(&mut record);
+        record.extend_from_slice(&at.to_be_bytes());
+        record.extend_from_slice(&content.to_le_bytes());
+        sort.put(&record);
     });
     let bronze_rows = i64::from(position);
-    candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
-    let mut winners: Vec<(u32, i64, i64)> = Vec::with_capacity(candidates.len());
-    for group in candidates.chunk_by(|a, b| a.0 == b.0) {
-        let content = |c: &(u128, Rank, u32)| if whole_row { c.0 } else { contents[c.2 as usize] };
-        let (_, rank, at) = &group[lineage_row(group, content)];
-        winners.push((*at, rank.batch, rank.row));
+
+    // Each key's rows come best first; the one silver keeps is the last of
+    // the unbroken run at the top with the best's content (`lineage_row`).
+    let mut winners = vec![0u64; (position as usize).div_ceil(64)];
+    let mut winner_count = 0usize;
+    let mut group: Option<(u128, u128, u32, bool)> = None; // key, top content, kept position, run unbroken
+    let mut mark = |kept: u32| {
+        winners[kept as usize / 64] |= 1 << (kept % 64);
+        winner_count += 1;
+    };
+    sort.sorted(|sorted| {
+        let n = sorted.len();
+        let key = u128::from_be_bytes(sorted[..16].try_into().unwrap_or_default());
+        let at = u32::from_be_bytes(sorted[n - 20..n - 16].try_into().unwrap_or_default());
+        let content = u128::from_le_bytes(sorted[n - 16..].try_into().unwrap_or_default());
+        match &mut group {
+            Some((k, top, kept, unbroken)) if *k == key => {
+                if *unbroken && content == *top {
+                    *kept = at;
+                } else {
+                    *unbroken = false;
+                }
+            }
+            _ => {
+                if let Some((_, _, kept, _)) = group {
+                    mark(kept);
+                }
+                group = Some((key, content, at, true));
+            }
+        }
+    });
+    if let Some((_, _, kept, _)) = group {
+        mark(kept);
     }
-    drop(candidates);
-    drop(contents);
-    winners.sort_unstable_by_key(|w| w.0);
+    let is_winner = |at: u32| winners[at as usize / 64] & (1 << (at % 64)) != 0;
 
     // Pass 2: write winners and quarantine.
     let mut writer = SilverWriter::open(SHADOW, spec);
     let mut keys: HashSet<u128, KeyHashState> = HashSet::default();
     let keeps_keys = spec.is_parent();
     let (mut duplicates, mut quarantined) = (0i64, 0i64);
-    let mut next_winner = winners.iter().peekable();
+    let mut written_winners = 0usize;
     let mut position = 0u32;
     scan.for_each(|scanned| {
         let at = position;
         position += 1;
-        if let Some(&verdict) = verdicts.get(at as usize).filter(|&&v| v != 0) {
-            let rule = &plan.rules[usize::from(verdict - 1)];
+        if let Some(&rule) = failed.get(&at) {
+            let rule = &plan.rules[usize::from(rule)];
             quarantine.push(context.run_id, spec, rule, scanned.batch, scanned.row_number, &scanned.record(), record_names);
             quarantined += 1;
             return;
         }
-        let Some(&&(_, batch, row)) = next_winner.peek().filter(|w| w.0 == at) else {
+        if at >= bronze_rows as u32 || !is_winner(at) {
             duplicates += 1;
             return;
-        };
-        next_winner.next();
-        if (batch, row) != (scanned.batch, scanned.row_number) {
-            scan_order_changed(spec);
         }
+        written_winners += 1;
         let typed = plan.type_row(&scanned.fields[..], context);
         let values = values_of(&typed);
         if keeps_keys {
@@ -395,7 +445,7 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
         }
         writer.push(&values, scanned.batch, scanned.row_number);
     });
-    if position as usize != verdicts.len() || next_winner.next().is_some() {
+    if i64::from(position) != bronze_rows || written_winners != winner_count {
         scan_order_changed(spec);
     }
     let silver_rows = writer.finish();
@@ -411,19 +461,6 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
         quarantined,
         millis: started.elapsed().as_secs_f64() * 1000.0,
     }
-}
-
-/// The rows bronze.`table` holds, as the loader counted them
-/// (`golden360.bronze_files`): the capacity the build's per-row vectors need.
-fn rows_loaded(table: &str) -> usize {
-    Spi::get_one_with_args::<i64>(
-        "SELECT coalesce(sum(rows), 0)::bigint FROM golden360.bronze_files WHERE table_name = $1",
-        &[table.into()],
-    )
-    .ok()
-    .flatten()
-    .and_then(|n| usize::try_from(n).ok())
-    .unwrap_or(0)
 }
 
 /// The widest silver or bronze table has 9 columns.
@@ -617,5 +654,31 @@ mod tests {
         }
         assert!(Value::Null.rank() < Value::Timestamp(i64::MIN).rank(), "NULL ranks lowest: DESC, NULLs last");
         assert!(Value::Timestamp(1).rank() < Value::Timestamp(2).rank());
+    }
+
+    /// The spilling sort orders ranks by their encodings' bytes: that order
+    /// must be the ranks' own, reversed.
+    #[test]
+    fn rank_encodings_sort_best_first() {
+        let texts: [&[u8]; 5] = [b"", b"a", b"ab", b"b", b"\xc3\xa9"];
+        let mut ranks = Vec::new();
+        for t in [None, Some(-5i64), Some(0), Some(7), Some(i64::MAX), Some(i64::MIN)] {
+            for text in texts.iter().map(|b| Some(RankValue::Bytes(b.to_vec()))).chain([None]) {
+                for (batch, row) in [(1, 1), (1, 2), (2, 1)] {
+                    let prefer = Some(vec![t.map(RankValue::Int), text.clone()].into_boxed_slice());
+                    ranks.push(Rank { prefer, batch, row });
+                }
+            }
+        }
+        let mut by_rank = ranks.clone();
+        by_rank.sort_by(|a, b| b.cmp(a));
+        let encode = |r: &Rank| {
+            let mut out = Vec::new();
+            r.encode_best_first(&mut out);
+            out
+        };
+        let mut by_bytes = ranks;
+        by_bytes.sort_by_key(encode);
+        assert_eq!(by_rank, by_bytes);
     }
 }

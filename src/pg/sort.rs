@@ -1,0 +1,101 @@
+//! Sorting that spills: byte strings in memcmp order, sorted by
+//! PostgreSQL's tuplesort (bytea `<`, with abbreviated keys), within
+//! `maintenance_work_mem` as CREATE INDEX is, spilling to temporary files
+//! beyond it. Its memory is PostgreSQL's, in contexts that
+//! `pg_backend_memory_contexts` shows, and it checks for cancels as it
+//! sorts and merges.
+
+use pgrx::pg_sys;
+
+/// Rows copied out of tuplesort are freed after this many.
+const ROWS_PER_RESET: usize = 1024;
+
+pub struct ByteSort {
+    state: *mut pg_sys::Tuplesortstate,
+    /// Where each byte string is built for the put, and where the sorted
+    /// copies land while they are read.
+    cx: pg_sys::MemoryContext,
+}
+
+impl ByteSort {
+    /// A sort bounded by `maintenance_work_mem`.
+    pub fn new() -> ByteSort {
+        // SAFETY: a datum sort of bytea by its `<` operator (no collation),
+        // begun in the current context, which outlives this value (the
+        // step's); ended in `sorted` or, on an error, by the abort. The
+        // context made here is deleted with it.
+        unsafe {
+            let state = pg_sys::tuplesort_begin_datum(
+                pg_sys::BYTEAOID,
+                pg_sys::Oid::from(pg_sys::ByteaLessOperator),
+                pg_sys::InvalidOid,
+                false,
+                pg_sys::maintenance_work_mem,
+                std::ptr::null_mut(),
+                pg_sys::TUPLESORT_NONE as i32,
+            );
+            let cx = pg_sys::AllocSetContextCreateExtended(
+                pg_sys::CurrentMemoryContext,
+                c"golden360 sorted row".as_ptr(),
+                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+            );
+            ByteSort { state, cx }
+        }
+    }
+
+    pub fn put(&mut self, bytes: &[u8]) {
+        // SAFETY: the bytea is built in `cx`, copied by putdatum into the
+        // sort's own memory, and freed by the reset right after.
+        unsafe {
+            super::context::within(self.cx, || {
+                let bytea = pgrx::rust_byte_slice_to_bytea(bytes);
+                pg_sys::tuplesort_putdatum(self.state, pg_sys::Datum::from(bytea.as_ptr()), false);
+            });
+            pg_sys::MemoryContextReset(self.cx);
+        }
+    }
+
+    /// Sort, and hand each byte string to `f` in order.
+    pub fn sorted(mut self, mut f: impl FnMut(&[u8])) {
+        // SAFETY: the sort is live until tuplesort_end below; each datum
+        // returned is a fresh bytea copy made in `cx` (PostgreSQL 15's
+        // getdatum copies by-reference values into the current context),
+        // read before `cx` is reset.
+        unsafe {
+            pg_sys::tuplesort_performsort(self.state);
+            super::context::within(self.cx, || {
+                let (mut value, mut is_null) = (pg_sys::Datum::from(0), false);
+                let mut n = 0usize;
+                while pg_sys::tuplesort_getdatum(self.state, true, &mut value, &mut is_null, std::ptr::null_mut()) {
+                    if !is_null {
+                        f(super::scan::varlena_bytes(value));
+                    }
+                    n += 1;
+                    if n % ROWS_PER_RESET == 0 {
+                        pg_sys::MemoryContextReset(self.cx);
+                    }
+                }
+            });
+            pg_sys::tuplesort_end(self.state);
+            self.state = std::ptr::null_mut();
+        }
+    }
+}
+
+impl Drop for ByteSort {
+    fn drop(&mut self) {
+        // On an error the transaction's abort frees the sort's memory and
+        // temporary files; otherwise end what `sorted` did not.
+        if !std::thread::panicking() {
+            // SAFETY: a sort not yet ended, and the context made in `new`.
+            unsafe {
+                if !self.state.is_null() {
+                    pg_sys::tuplesort_end(self.state);
+                }
+                pg_sys::MemoryContextDelete(self.cx);
+            }
+        }
+    }
+}
