@@ -12,13 +12,15 @@ const ROWS_PER_RESET: usize = 1024;
 
 pub struct ByteSort {
     state: *mut pg_sys::Tuplesortstate,
-    /// Where each byte string is built for the put, and where the sorted
-    /// copies land while they are read.
+    /// Where the sorted copies land while they are read.
     cx: pg_sys::MemoryContext,
+    /// The bytea being put.
+    buf: Vec<u8>,
 }
 
 impl ByteSort {
     /// A sort bounded by `maintenance_work_mem`.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> ByteSort {
         // SAFETY: a datum sort of bytea by its `<` operator (no collation),
         // begun in the current context, which outlives this value (the
@@ -41,19 +43,22 @@ impl ByteSort {
                 pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
                 pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
             );
-            ByteSort { state, cx }
+            ByteSort { state, cx, buf: Vec::new() }
         }
     }
 
     pub fn put(&mut self, bytes: &[u8]) {
-        // SAFETY: the bytea is built in `cx`, copied by putdatum into the
-        // sort's own memory, and freed by the reset right after.
+        // The bytea is built in a reused buffer: putdatum copies it into the
+        // sort's own memory.
+        self.buf.clear();
+        self.buf.extend_from_slice(&[0; pg_sys::VARHDRSZ]);
+        self.buf.extend_from_slice(bytes);
+        // SAFETY: `buf` starts with room for a 4-byte varlena header (the
+        // allocator aligns it), set here to the bytea's length; the datum
+        // is only read by putdatum, which copies it.
         unsafe {
-            super::context::within(self.cx, || {
-                let bytea = pgrx::rust_byte_slice_to_bytea(bytes);
-                pg_sys::tuplesort_putdatum(self.state, pg_sys::Datum::from(bytea.as_ptr()), false);
-            });
-            pg_sys::MemoryContextReset(self.cx);
+            pgrx::set_varsize_4b(self.buf.as_mut_ptr().cast(), self.buf.len() as i32);
+            pg_sys::tuplesort_putdatum(self.state, pg_sys::Datum::from(self.buf.as_ptr()), false);
         }
     }
 
@@ -82,6 +87,13 @@ impl ByteSort {
             self.state = std::ptr::null_mut();
         }
     }
+}
+
+/// `maintenance_work_mem` in bytes: what a build may hold for one sort,
+/// in PostgreSQL's tuplesort or, where it fits, in Rust.
+pub fn sort_budget_bytes() -> usize {
+    // SAFETY: reads a GUC variable of this backend.
+    usize::try_from(unsafe { pg_sys::maintenance_work_mem }).unwrap_or(0).saturating_mul(1024)
 }
 
 impl Drop for ByteSort {

@@ -3,13 +3,14 @@
 //! Per table, two scans of the bronze heap, in the same order (one snapshot,
 //! no synchronized scan):
 //! 1. every row is typed and checked; each valid row's dedup key (a 128-bit
-//!    hash), rank, position and content hash go into one sort
-//!    (`pg::sort::ByteSort`), which holds `maintenance_work_mem` and spills
-//!    to temporary files beyond it, as CREATE INDEX does; read back best
-//!    first per key, it gives each key's row (`lineage_row`'s rule), marked
-//!    in a bitmap of positions: one bit per bronze row. A row that fails is
-//!    remembered with its first failing rule (a map as big as the
-//!    quarantine);
+//!    hash), rank, position and content hash go into one sort (`KeySort`):
+//!    in Rust when the table's records fit `maintenance_work_mem`, else
+//!    PostgreSQL's tuplesort (`pg::sort::ByteSort`), which holds that much
+//!    and spills to temporary files beyond it, as CREATE INDEX does. Read
+//!    back best first per key, it gives each key's row (`lineage_row`'s
+//!    rule), marked in a bitmap of positions: one bit per bronze row. A row
+//!    that fails is remembered with its first failing rule (a map as big as
+//!    the quarantine);
 //! 2. a failed row goes to quarantine with its rule, a marked row is typed
 //!    again and written to silver, any other valid row is a duplicate.
 //!    Writes go through `bulk::BulkInsert`.
@@ -25,7 +26,7 @@ use crate::error::raise;
 use crate::keys::{key_hash, KeyHashState};
 use olist_model::SOURCE_FILES;
 use crate::pg::scan::{HeapScan, Row};
-use crate::pg::sort::ByteSort;
+use crate::pg::sort::{sort_budget_bytes, ByteSort};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
 use smallvec::SmallVec;
@@ -350,9 +351,8 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
     // no lookups. Where the key is the whole row (geolocation, the biggest
     // table) the key is the content.
     let whole_row = matches!(spec.dedup, Dedup::WholeRow);
-    let mut sort = ByteSort::new();
+    let mut sort = KeySort::for_rows(rows_loaded(spec.table));
     let mut failed: HashMap<u32, u8, KeyHashState> = HashMap::default();
-    let mut record = Vec::with_capacity(128);
     let mut position = 0u32;
     scan.for_each(|scanned| {
         let at = position;
@@ -368,12 +368,7 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
         let rank = Rank { prefer, batch: scanned.batch, row: scanned.row_number };
         let key = plan.key_hash(&values, &mut buf);
         let content = if whole_row { key } else { hash(&values, &mut buf) };
-        record.clear();
-        record.extend_from_slice(&key.to_be_bytes());
-        rank.encode_best_first(&mut record);
-        record.extend_from_slice(&at.to_be_bytes());
-        record.extend_from_slice(&content.to_le_bytes());
-        sort.put(&record);
+        sort.put(SortRecord { key, rank, at, content });
     });
     let bronze_rows = i64::from(position);
 
@@ -386,25 +381,19 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
         winners[kept as usize / 64] |= 1 << (kept % 64);
         winner_count += 1;
     };
-    sort.sorted(|sorted| {
-        let n = sorted.len();
-        let key = u128::from_be_bytes(sorted[..16].try_into().unwrap_or_default());
-        let at = u32::from_be_bytes(sorted[n - 20..n - 16].try_into().unwrap_or_default());
-        let content = u128::from_le_bytes(sorted[n - 16..].try_into().unwrap_or_default());
-        match &mut group {
-            Some((k, top, kept, unbroken)) if *k == key => {
-                if *unbroken && content == *top {
-                    *kept = at;
-                } else {
-                    *unbroken = false;
-                }
+    sort.sorted(|key, at, content| match &mut group {
+        Some((k, top, kept, unbroken)) if *k == key => {
+            if *unbroken && content == *top {
+                *kept = at;
+            } else {
+                *unbroken = false;
             }
-            _ => {
-                if let Some((_, _, kept, _)) = group {
-                    mark(kept);
-                }
-                group = Some((key, content, at, true));
+        }
+        _ => {
+            if let Some((_, _, kept, _)) = group {
+                mark(kept);
             }
+            group = Some((key, content, at, true));
         }
     });
     if let Some((_, _, kept, _)) = group {
@@ -461,6 +450,84 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
         quarantined,
         millis: started.elapsed().as_secs_f64() * 1000.0,
     }
+}
+
+/// A valid row in the sort that picks each key's row.
+struct SortRecord {
+    key: u128,
+    rank: Rank,
+    at: u32,
+    content: u128,
+}
+
+/// The sort that picks each key's row, handing the records back by key,
+/// best first. In Rust when the table's records fit both
+/// `maintenance_work_mem` and half of `golden360.memory_limit` (fast, and
+/// within the same bounds); otherwise PostgreSQL's tuplesort, which holds
+/// `maintenance_work_mem` and spills beyond it. The two give the same order:
+/// a record's bytes are its key (big-endian) and its rank best first
+/// (`Rank::encode_best_first`), then its position and content.
+enum KeySort {
+    InMemory(Vec<SortRecord>),
+    Spilling { sort: ByteSort, buf: Vec<u8> },
+}
+
+impl KeySort {
+    fn for_rows(rows: usize) -> KeySort {
+        let bytes = rows.saturating_mul(std::mem::size_of::<SortRecord>());
+        if bytes <= sort_budget_bytes().min(crate::ops::memory_limit_bytes() / 2) {
+            KeySort::InMemory(Vec::with_capacity(rows))
+        } else {
+            KeySort::Spilling { sort: ByteSort::new(), buf: Vec::with_capacity(128) }
+        }
+    }
+
+    fn put(&mut self, record: SortRecord) {
+        match self {
+            KeySort::InMemory(records) => records.push(record),
+            KeySort::Spilling { sort, buf } => {
+                buf.clear();
+                buf.extend_from_slice(&record.key.to_be_bytes());
+                record.rank.encode_best_first(buf);
+                buf.extend_from_slice(&record.at.to_be_bytes());
+                buf.extend_from_slice(&record.content.to_le_bytes());
+                sort.put(buf);
+            }
+        }
+    }
+
+    /// `f(key, position, content)` for every record, by key, best first.
+    fn sorted(self, mut f: impl FnMut(u128, u32, u128)) {
+        match self {
+            KeySort::InMemory(mut records) => {
+                records.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| b.rank.cmp(&a.rank)));
+                for r in &records {
+                    f(r.key, r.at, r.content);
+                }
+            }
+            KeySort::Spilling { sort, .. } => sort.sorted(|bytes| {
+                let n = bytes.len();
+                let field = |from: usize, to: usize| bytes.get(from..to).unwrap_or_default();
+                let key = u128::from_be_bytes(field(0, 16).try_into().unwrap_or_default());
+                let at = u32::from_be_bytes(field(n.saturating_sub(20), n.saturating_sub(16)).try_into().unwrap_or_default());
+                let content = u128::from_le_bytes(field(n.saturating_sub(16), n).try_into().unwrap_or_default());
+                f(key, at, content)
+            }),
+        }
+    }
+}
+
+/// The rows bronze.`table` holds, as the loader counted them
+/// (`golden360.bronze_files`): what the sort will hold.
+fn rows_loaded(table: &str) -> usize {
+    Spi::get_one_with_args::<i64>(
+        "SELECT coalesce(sum(rows), 0)::bigint FROM golden360.bronze_files WHERE table_name = $1",
+        &[table.into()],
+    )
+    .ok()
+    .flatten()
+    .and_then(|n| usize::try_from(n).ok())
+    .unwrap_or(usize::MAX)
 }
 
 /// The widest silver or bronze table has 9 columns.
