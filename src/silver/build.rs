@@ -376,29 +376,25 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
     // the unbroken run at the top with the best's content (`lineage_row`).
     let mut winners = vec![0u64; (position as usize).div_ceil(64)];
     let mut winner_count = 0usize;
-    let mut group: Option<(u128, u128, u32, bool)> = None; // key, top content, kept position, run unbroken
-    let mut mark = |kept: u32| {
-        winners[kept as usize / 64] |= 1 << (kept % 64);
-        winner_count += 1;
+    // One key's (position, content), best first.
+    let mut group: Vec<(u32, u128)> = Vec::new();
+    let mut group_key: Option<u128> = None;
+    let mut keep = |group: &mut Vec<(u32, u128)>| {
+        if !group.is_empty() {
+            let kept = group[lineage_row(group, |g| g.1)].0;
+            winners[kept as usize / 64] |= 1 << (kept % 64);
+            winner_count += 1;
+            group.clear();
+        }
     };
-    sort.sorted(|key, at, content| match &mut group {
-        Some((k, top, kept, unbroken)) if *k == key => {
-            if *unbroken && content == *top {
-                *kept = at;
-            } else {
-                *unbroken = false;
-            }
+    sort.sorted(|key, at, content| {
+        if group_key != Some(key) {
+            keep(&mut group);
+            group_key = Some(key);
         }
-        _ => {
-            if let Some((_, _, kept, _)) = group {
-                mark(kept);
-            }
-            group = Some((key, content, at, true));
-        }
+        group.push((at, content));
     });
-    if let Some((_, _, kept, _)) = group {
-        mark(kept);
-    }
+    keep(&mut group);
     let is_winner = |at: u32| winners[at as usize / 64] & (1 << (at % 64)) != 0;
 
     // Pass 2: write winners and quarantine.
