@@ -132,8 +132,14 @@ pub mod golden360_internal {
     fn gold_cross_checks(
         everyone: bool,
     ) -> TableIterator<'static, (name!(check_name, &'static str), name!(passed, i64), name!(failed, i64))> {
-        let pending = super::changes::pending();
-        let people = (!everyone && !pending.everyone).then_some(pending.people);
+        // A full check needs no change log; an incremental one checks the
+        // people build_gold computed from it.
+        let people = if everyone {
+            None
+        } else {
+            let pending = super::changes::pending();
+            (!pending.everyone).then_some(pending.people)
+        };
         TableIterator::new(super::checks::run(people.as_deref()).into_iter().map(|c| (c.name, c.passed, c.failed)))
     }
 }
