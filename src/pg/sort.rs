@@ -78,7 +78,7 @@ impl ByteSort {
                         f(super::scan::varlena_bytes(value));
                     }
                     n += 1;
-                    if n % ROWS_PER_RESET == 0 {
+                    if n.is_multiple_of(ROWS_PER_RESET) {
                         pg_sys::MemoryContextReset(self.cx);
                     }
                 }
