@@ -578,6 +578,103 @@ COMMENT ON PROCEDURE golden360.rebuild() IS
     'Rebuild silver from all of bronze and recompute every golden record, in one transaction (what refresh_silver() '
     'and refresh_gold() compute incrementally); readers see the previous silver and gold until it commits';
 
+-- Refreshes cancel an autovacuum in their way, as PostgreSQL does for
+-- a lock wait longer than deadlock_timeout (sql/silver.sql).
+-- The table lock modes that conflict with taking `mode` (PostgreSQL's
+-- conflict table, for the modes golden360 takes).
+CREATE FUNCTION golden360_internal.conflicting_lock_modes(mode text) RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+SELECT CASE upper(mode)
+    WHEN 'ACCESS SHARE' THEN ARRAY['AccessExclusiveLock']
+    WHEN 'ROW EXCLUSIVE' THEN ARRAY['ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']
+    WHEN 'SHARE' THEN ARRAY['RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                            'AccessExclusiveLock']
+    WHEN 'SHARE ROW EXCLUSIVE' THEN ARRAY['RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock',
+                                          'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']
+    ELSE ARRAY['AccessShareLock', 'RowShareLock', 'RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock',
+               'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'] END
+$$;
+
+CREATE OR REPLACE FUNCTION golden360_internal.lock_holders(tables regclass[], mode text) RETURNS text
+LANGUAGE sql STABLE AS $$
+SELECT coalesce(
+    string_agg(DISTINCT format('pid %s (user %s, %s%s) holds %s on %s; its last query: %s',
+                               a.pid, a.usename, a.state,
+                               CASE WHEN a.state LIKE 'idle in transaction%'
+                                    THEN format(' since %s', to_char(a.state_change, 'YYYY-MM-DD HH24:MI:SS TZ')) ELSE '' END,
+                               l.mode, l.relation::regclass, left(a.query, 200)), E'\n'),
+    'no session holds a conflicting lock any more')
+  FROM pg_catalog.pg_locks l
+  JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+   AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+   AND l.relation = ANY (tables)
+   AND l.mode = ANY (golden360_internal.conflicting_lock_modes(mode))
+$$;
+
+-- Cancel the autovacuum workers whose locks on `tables` conflict with
+-- `wanted`, as PostgreSQL itself does for a lock wait longer than
+-- deadlock_timeout: lock_tables' short attempts never wait that long, so
+-- without this a vacuum of a big silver table would make a refresh fail.
+-- A vacuum that prevents wraparound is left to finish. Returns how many
+-- were asked to stop.
+CREATE FUNCTION golden360_internal.cancel_autovacuum_in_the_way(tables regclass[], wanted text) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    worker integer;
+    cancelled integer := 0;
+BEGIN
+    FOR worker IN
+        SELECT DISTINCT a.pid
+          FROM pg_catalog.pg_locks l
+          JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'relation' AND l.granted AND a.backend_type = 'autovacuum worker'
+           AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+           AND l.relation = ANY (tables)
+           AND l.mode = ANY (golden360_internal.conflicting_lock_modes(wanted))
+           AND a.query LIKE 'autovacuum:%' AND a.query NOT LIKE '%to prevent wraparound%'
+    LOOP
+        BEGIN
+            IF pg_catalog.pg_cancel_backend(worker) THEN
+                cancelled := cancelled + 1;
+            END IF;
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL; -- an owner that may not signal it waits for it, as before
+        END;
+    END LOOP;
+    RETURN cancelled;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION golden360_internal.lock_tables(tables regclass[], mode text, what text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + golden360_internal.lock_timeout_ms() * interval '1 ms';
+    list text := (SELECT string_agg(t::text, ', ') FROM unnest(tables) t);
+BEGIN
+    LOOP
+        BEGIN
+            -- Rolled back with the attempt when it fails.
+            PERFORM set_config('lock_timeout', '100ms', true);
+            EXECUTE format('LOCK TABLE %s IN %s MODE', list, mode);
+            PERFORM set_config('lock_timeout', golden360_internal.lock_timeout_ms()::text, true);
+            RETURN;
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM golden360_internal.cancel_autovacuum_in_the_way(tables, mode);
+            IF clock_timestamp() >= deadline THEN
+                RAISE EXCEPTION '% could not lock % within golden360.lock_timeout (%)', what, list,
+                                current_setting('golden360.lock_timeout')
+                    USING ERRCODE = 'lock_not_available',
+                          DETAIL = golden360_internal.lock_holders(tables, mode),
+                          HINT = 'Nothing was changed. Let the blocking session finish, or end it with '
+                              || 'pg_cancel_backend(pid) (pg_terminate_backend(pid) for an idle transaction); '
+                              || 'golden360.lock_timeout sets how long a refresh waits.';
+            END IF;
+        END;
+    END LOOP;
+END
+$$;
+
 -- This session's Rust heap against golden360.memory_limit (src/memory.rs).
 CREATE  FUNCTION golden360."rust_memory"() RETURNS TABLE (
 	"in_use_bytes" bigint,  /* i64 */

@@ -191,6 +191,21 @@ $$;
 
 -- Who holds a lock on these tables that conflicts with `mode`, and what
 -- they are doing: the DETAIL of a refresh that could not get its lock.
+-- The table lock modes that conflict with taking `mode` (PostgreSQL's
+-- conflict table, for the modes golden360 takes).
+CREATE FUNCTION golden360_internal.conflicting_lock_modes(mode text) RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+SELECT CASE upper(mode)
+    WHEN 'ACCESS SHARE' THEN ARRAY['AccessExclusiveLock']
+    WHEN 'ROW EXCLUSIVE' THEN ARRAY['ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']
+    WHEN 'SHARE' THEN ARRAY['RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                            'AccessExclusiveLock']
+    WHEN 'SHARE ROW EXCLUSIVE' THEN ARRAY['RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock',
+                                          'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']
+    ELSE ARRAY['AccessShareLock', 'RowShareLock', 'RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock',
+               'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'] END
+$$;
+
 CREATE FUNCTION golden360_internal.lock_holders(tables regclass[], mode text) RETURNS text
 LANGUAGE sql STABLE AS $$
 SELECT coalesce(
@@ -205,15 +220,41 @@ SELECT coalesce(
  WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
    AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
    AND l.relation = ANY (tables)
-   AND l.mode = ANY (CASE upper(mode)
-        WHEN 'ACCESS SHARE' THEN ARRAY['AccessExclusiveLock']
-        WHEN 'ROW EXCLUSIVE' THEN ARRAY['ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']
-        WHEN 'SHARE' THEN ARRAY['RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
-                                'AccessExclusiveLock']
-        WHEN 'SHARE ROW EXCLUSIVE' THEN ARRAY['RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock',
-                                              'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']
-        ELSE ARRAY['AccessShareLock', 'RowShareLock', 'RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock',
-                   'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'] END)
+   AND l.mode = ANY (golden360_internal.conflicting_lock_modes(mode))
+$$;
+
+-- Cancel the autovacuum workers whose locks on `tables` conflict with
+-- `wanted`, as PostgreSQL itself does for a lock wait longer than
+-- deadlock_timeout: lock_tables' short attempts never wait that long, so
+-- without this a vacuum of a big silver table would make a refresh fail.
+-- A vacuum that prevents wraparound is left to finish. Returns how many
+-- were asked to stop.
+CREATE FUNCTION golden360_internal.cancel_autovacuum_in_the_way(tables regclass[], wanted text) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    worker integer;
+    cancelled integer := 0;
+BEGIN
+    FOR worker IN
+        SELECT DISTINCT a.pid
+          FROM pg_catalog.pg_locks l
+          JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'relation' AND l.granted AND a.backend_type = 'autovacuum worker'
+           AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+           AND l.relation = ANY (tables)
+           AND l.mode = ANY (golden360_internal.conflicting_lock_modes(wanted))
+           AND a.query LIKE 'autovacuum:%' AND a.query NOT LIKE '%to prevent wraparound%'
+    LOOP
+        BEGIN
+            IF pg_catalog.pg_cancel_backend(worker) THEN
+                cancelled := cancelled + 1;
+            END IF;
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL; -- an owner that may not signal it waits for it, as before
+        END;
+    END LOOP;
+    RETURN cancelled;
+END
 $$;
 
 -- Lock `tables` in `mode`, waiting at most golden360.lock_timeout; then
@@ -233,6 +274,7 @@ BEGIN
             PERFORM set_config('lock_timeout', golden360_internal.lock_timeout_ms()::text, true);
             RETURN;
         EXCEPTION WHEN lock_not_available THEN
+            PERFORM golden360_internal.cancel_autovacuum_in_the_way(tables, mode);
             IF clock_timestamp() >= deadline THEN
                 RAISE EXCEPTION '% could not lock % within golden360.lock_timeout (%)', what, list,
                                 current_setting('golden360.lock_timeout')

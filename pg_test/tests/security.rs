@@ -242,6 +242,65 @@ fn advisory_locks_held_by_anyone_block_nothing() {
     server.check("advisory locks");
 }
 
+/// Sets autovacuum_naptime to 1 s for the cluster until dropped.
+struct QuickAutovacuum(String);
+
+impl QuickAutovacuum {
+    fn on(db: &str) -> QuickAutovacuum {
+        let mut c = connect(db);
+        c.batch_execute("ALTER SYSTEM SET autovacuum_naptime = '1s'").unwrap();
+        c.batch_execute("SELECT pg_reload_conf()").unwrap();
+        QuickAutovacuum(db.to_string())
+    }
+}
+
+impl Drop for QuickAutovacuum {
+    fn drop(&mut self) {
+        let mut c = connect(&self.0);
+        let _ = c.batch_execute("ALTER SYSTEM RESET autovacuum_naptime");
+        let _ = c.batch_execute("SELECT pg_reload_conf()");
+    }
+}
+
+/// An autovacuum holding a silver table that a refresh must lock is
+/// cancelled, as PostgreSQL cancels one that blocks a lock wait longer than
+/// deadlock_timeout, and the refresh runs at once. (The refresh's lock
+/// attempts are short so that they never queue readers; they never waited
+/// that long, so a vacuum of a big table failed the refresh with 55P03.)
+#[test]
+fn an_autovacuum_in_the_way_of_a_refresh_is_cancelled() {
+    let server = SameServer::now();
+    let (db, _dir) = database_with_sample("sec_autovacuum", 0.05, 79);
+    let mut c = connect(&db);
+    c.batch_execute("SET golden360.quality_gate = warn; CALL golden360.refresh_silver()").unwrap();
+    // A vacuum that crawls (a 100 ms nap after every page) over a table
+    // made of dead tuples.
+    c.batch_execute(
+        "ALTER TABLE silver.order_payments SET (autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1,
+                                                autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0);
+         UPDATE silver.order_payments SET payment_value = payment_value",
+    )
+    .unwrap();
+    let quick = QuickAutovacuum::on(&db);
+    let worker: i32 = golden360_it::eventually("an autovacuum of silver.order_payments", Duration::from_secs(60), || {
+        c.query_opt(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND query LIKE '%silver.order_payments%'",
+            &[],
+        )
+        .unwrap()
+        .map(|r| r.get(0))
+    });
+    drop(quick);
+    let started = Instant::now();
+    c.batch_execute("CALL golden360.refresh_gold()").unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "the refresh waited {took:?} (lock_timeout is 10 s)");
+    assert!(count(&mut c, "SELECT count(*) FROM gold.unified_customer_360") > 0);
+    let still: i64 = count(&mut c, &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {worker} AND query LIKE '%order_payments%'"));
+    assert_eq!(still, 0, "the autovacuum was cancelled");
+    server.check("autovacuum in the way");
+}
+
 /// A reader idle in a transaction does not hold an incremental refresh up;
 /// it holds a rebuild's swap: the rebuild waits golden360.lock_timeout, then
 /// fails naming the reader; silver is as it was.
