@@ -368,7 +368,7 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
         let rank = Rank { prefer, batch: scanned.batch, row: scanned.row_number };
         let key = plan.key_hash(&values, &mut buf);
         let content = if whole_row { key } else { hash(&values, &mut buf) };
-        sort.put(SortRecord { key, rank, at, content });
+        sort.put(Ranked { key, rank, at, content });
     });
     let bronze_rows = i64::from(position);
 
@@ -448,12 +448,20 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
     }
 }
 
-/// A valid row in the sort that picks each key's row.
-struct SortRecord {
-    key: u128,
-    rank: Rank,
-    at: u32,
-    content: u128,
+/// A valid row competing for its key: its dedup key, rank, position (in
+/// the bronze scan, or among an incremental refresh's new rows) and content
+/// (the hash of its typed values).
+pub(super) struct Ranked {
+    pub(super) key: u128,
+    pub(super) rank: Rank,
+    pub(super) at: u32,
+    pub(super) content: u128,
+}
+
+/// Sort `rows` by key, each key's rows best first: the order both builds
+/// read them in (the spilling sort's bytes give the same order).
+pub(super) fn sort_by_key_best_first(rows: &mut [Ranked]) {
+    rows.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| b.rank.cmp(&a.rank)));
 }
 
 /// The sort that picks each key's row, handing the records back by key,
@@ -464,13 +472,13 @@ struct SortRecord {
 /// a record's bytes are its key (big-endian) and its rank best first
 /// (`Rank::encode_best_first`), then its position and content.
 enum KeySort {
-    InMemory(Vec<SortRecord>),
+    InMemory(Vec<Ranked>),
     Spilling { sort: ByteSort, buf: Vec<u8> },
 }
 
 impl KeySort {
     fn for_rows(rows: usize) -> KeySort {
-        let bytes = rows.saturating_mul(std::mem::size_of::<SortRecord>());
+        let bytes = rows.saturating_mul(std::mem::size_of::<Ranked>());
         if bytes <= sort_budget_bytes().min(crate::ops::memory_limit_bytes() / 2) {
             KeySort::InMemory(Vec::with_capacity(rows))
         } else {
@@ -478,7 +486,7 @@ impl KeySort {
         }
     }
 
-    fn put(&mut self, record: SortRecord) {
+    fn put(&mut self, record: Ranked) {
         match self {
             KeySort::InMemory(records) => records.push(record),
             KeySort::Spilling { sort, buf } => {
@@ -496,7 +504,7 @@ impl KeySort {
     fn sorted(self, mut f: impl FnMut(u128, u32, u128)) {
         match self {
             KeySort::InMemory(mut records) => {
-                records.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| b.rank.cmp(&a.rank)));
+                sort_by_key_best_first(&mut records);
                 for r in &records {
                     f(r.key, r.at, r.content);
                 }

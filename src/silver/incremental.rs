@@ -20,7 +20,10 @@
 //! `golden360_internal.silver_changes`, which is how gold finds the people
 //! to recompute.
 
-use super::build::{hash, lineage_row, values_of, Context, Plan, QuarantineWriter, Rank, SilverWriter, Value, MAX_COLUMNS};
+use super::build::{
+    hash, lineage_row, sort_by_key_best_first, values_of, Context, Plan, QuarantineWriter, Rank, Ranked, SilverWriter, Value,
+    MAX_COLUMNS,
+};
 use super::spec::{Check, TableSpec, Ty, TABLES, TRANSLATIONS};
 use crate::keys::KeyHashState;
 use crate::pg::bulk::{delete_rows, BulkInsert, RowBuf};
@@ -198,15 +201,6 @@ fn bound<'a>(value: &'a Value) -> Option<Bound<'a>> {
     }
 }
 
-/// A valid new row: its dedup key, rank, position among the refresh's rows
-/// and content (the hash of its typed values).
-struct Ranked {
-    key: u128,
-    rank: Rank,
-    at: usize,
-    content: u128,
-}
-
 /// The current silver row of a key, as far as the refresh needs it.
 struct Current {
     tid: pg_sys::ItemPointerData,
@@ -268,7 +262,7 @@ fn current_rows(
     } else {
         let lookup_columns: Vec<usize> = spec.lookup().iter().map(|c| spec.column(c)).collect();
         for group in valid.chunk_by(|a, b| a.key == b.key) {
-            let values = values_of(&typed[group[0].at]);
+            let values = values_of(&typed[group[0].at as usize]);
             let bounds: Vec<Bound> = lookup_columns.iter().filter_map(|&c| bound(values[c])).collect();
             live.for_each(&bounds, &mut visit);
         }
@@ -368,13 +362,13 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
                 valid.push(Ranked {
                     key: plan.key_hash(&values, &mut buf),
                     rank: rank_of(&plan, &values, batch, row),
-                    at: i,
+                    at: i as u32,
                     content: hash(&values, &mut buf),
                 });
             }
         }
     }
-    valid.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| b.rank.cmp(&a.rank)));
+    sort_by_key_best_first(&mut valid);
     let checked = started.elapsed();
 
     // 4. Per key, the best new rows against the current silver row.
@@ -402,7 +396,7 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
             duplicates += group.len() as i64;
             continue;
         }
-        let winner = group[keep].at;
+        let winner = group[keep].at as usize;
         let values = values_of(&typed[winner]);
         let new_link = link.and_then(|l| link_value(values[l]));
         match current {
