@@ -61,13 +61,49 @@ pub fn connect(dbname: &str) -> Client {
 }
 
 /// A brand-new database `g360_it_<name>` with the extension installed.
-pub fn fresh_database(name: &str) -> String {
+pub fn fresh_database(name: &str) -> TestDatabase {
     let dbname = format!("g360_it_{name}");
     let mut admin = connect("postgres");
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")).unwrap();
     admin.batch_execute(&format!("CREATE DATABASE {dbname}")).unwrap();
     connect(&dbname).batch_execute("CREATE EXTENSION golden360").unwrap();
-    dbname
+    TestDatabase(dbname)
+}
+
+/// The name of a test's database, dropped with it when the test passes: a
+/// suite that kept all of them filled the disk of a small CI machine. A
+/// failed test's database stays, to be looked at.
+pub struct TestDatabase(String);
+
+impl TestDatabase {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TestDatabase {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TestDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept database {} of a failed test", self.0);
+            return;
+        }
+        if let Ok(mut admin) = config("postgres").connect(NoTls) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
+        }
+    }
 }
 
 /// A scratch directory the postgres OS user can read, removed on drop.
@@ -130,7 +166,7 @@ pub fn count(client: &mut Client, sql: &str) -> i64 {
 
 /// A fresh database with the generated sample (scale, seed) ingested into
 /// bronze; returns the database name and the sample's directory.
-pub fn database_with_sample(name: &str, scale: f64, seed: u64) -> (String, ScratchDir) {
+pub fn database_with_sample(name: &str, scale: f64, seed: u64) -> (TestDatabase, ScratchDir) {
     let db = fresh_database(name);
     let dir = ScratchDir::new(name);
     generate(&dir.0, scale, seed);

@@ -10,7 +10,9 @@
 # State lives in $G360_RUN (default: /var/tmp/golden360-<hash of this
 # checkout's path>, which the postgres OS user can reach wherever the
 # checkout is); the port is $G360_PGPORT (default 5436), so it never collides
-# with a system cluster.
+# with a system cluster. $G360_MAX_WAL_SIZE (default 4GB, so a benchmark's
+# load is not paced by checkpoints) bounds pg_wal: the test suite asks for
+# less, to fit a small CI disk.
 #
 # No other OS user can reach the cluster: it listens on no TCP address, only
 # on a Unix socket in $G360_RUN/socket, a directory of mode 0700 owned by
@@ -53,7 +55,7 @@ max_connections = 200
 shared_buffers = 512MB
 work_mem = 64MB
 maintenance_work_mem = 512MB
-max_wal_size = 4GB
+max_wal_size = ${G360_MAX_WAL_SIZE:-4GB}
 # Structured logs: one JSON object per line in pgdata/log/postgresql.json.
 logging_collector = on
 log_destination = 'jsonlog'

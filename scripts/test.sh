@@ -30,7 +30,8 @@ stage() {
     # pg_regress: one line per test, "ok" or "FAILED", then its time.
     p=$((p + $(grep -Ec "^test .* \.\.\. +ok +[0-9]+ ms$" "$logs/$name.log")))
     f=$((f + $(grep -Ec "^test .* \.\.\. +FAILED +[0-9]+ ms$" "$logs/$name.log")))
-    echo "    $p passed, $f failed (log: $logs/$name.log)"
+    # Free disk after each stage: a full disk fails a build far from its cause.
+    echo "    $p passed, $f failed (log: $logs/$name.log; disk free: $(df -h --output=avail "$here" | tail -n 1 | tr -d ' '))"
     passed=$((passed + p)) failed=$((failed + f))
     if [ "$rc" != 0 ]; then
         broken+=("$name")
@@ -60,7 +61,7 @@ RUST_TEST_THREADS=1 stage in-database cargo pgrx test pg15 --runas postgres --pg
 integration() {
     "$here/scripts/install-extension.sh" || return 1
     # A cluster of its own, apart from the demo's: tests drop databases and roles.
-    export G360_RUN="$(G360_RUN= run_dir)-test" G360_PGPORT=5437
+    export G360_RUN="$(G360_RUN= run_dir)-test" G360_PGPORT=5437 G360_MAX_WAL_SIZE=256MB
     "$here/scripts/cluster.sh" start || return 1
     eval "$("$here/scripts/cluster.sh" env)"
     cargo build -q --release -p olist-gen || return 1

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 const OBJECT: (&str, &str) = ("Accept", "application/vnd.pgrst.object+json");
 
-/// One database for the whole file: the pipeline run once on a sample.
+/// One database for the whole file: the pipeline run once on a sample (a
+/// static, so never dropped: it outlives the tests that share it).
 fn database() -> &'static str {
-    static DB: OnceLock<String> = OnceLock::new();
+    static DB: OnceLock<golden360_it::TestDatabase> = OnceLock::new();
     DB.get_or_init(|| {
         let db = fresh_database("api");
         let dir = ScratchDir::new("api");
@@ -18,6 +19,7 @@ fn database() -> &'static str {
         connect(&db).batch_execute(&format!("CALL golden360.run_pipeline('{}')", dir.path())).unwrap();
         db
     })
+    .as_str()
 }
 
 fn bearer(token: &str) -> String {

@@ -50,7 +50,7 @@ fn concurrent_ingestions_load_each_file_once() {
     let barrier = Arc::new(Barrier::new(2));
     let sessions: Vec<_> = (0..2)
         .map(|_| {
-            let (db, dir, barrier) = (db.clone(), dir.clone(), barrier.clone());
+            let (db, dir, barrier) = (db.to_string(), dir.clone(), barrier.clone());
             std::thread::spawn(move || {
                 let mut client = connect(&db);
                 barrier.wait();
@@ -127,7 +127,8 @@ fn a_failed_ingestion_leaves_nothing_behind() {
 /// DROP EXTENSION removes every schema and function it created.
 #[test]
 fn drop_extension_leaves_nothing_behind() {
-    let mut client = connect(&fresh_database("drop"));
+    let db = fresh_database("drop");
+    let mut client = connect(&db);
     client.batch_execute("DROP EXTENSION golden360 CASCADE").unwrap();
     let leftovers: i64 = client
         .query_one(

@@ -43,7 +43,7 @@ fn a_refresh_does_not_wait_for_readers_and_swaps_atomically() {
     long_reader.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").unwrap();
     assert_eq!(count(&mut long_reader, "SELECT count(*) FROM gold.unified_customer_360"), old_people);
 
-    let refresh_db = db.clone();
+    let refresh_db = db.to_string();
     let refresh = std::thread::spawn(move || {
         let started = Instant::now();
         connect(&refresh_db).batch_execute("CALL golden360.refresh_gold()").map(|_| started.elapsed())
@@ -84,7 +84,7 @@ fn the_first_refresh_and_its_index_builds_do_not_wait_for_readers() {
     long_reader.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").unwrap();
     assert_eq!(count(&mut long_reader, "SELECT count(*) FROM gold.unified_customer_360"), 0);
 
-    let refresh_db = db.clone();
+    let refresh_db = db.to_string();
     let refresh = std::thread::spawn(move || {
         connect(&refresh_db).batch_execute("SET lock_timeout = '5s'; CALL golden360.refresh_gold()")
     });

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-fn database_with_a_run(name: &str) -> String {
+fn database_with_a_run(name: &str) -> golden360_it::TestDatabase {
     let db = fresh_database(name);
     let dir = ScratchDir::new(name);
     generate(&dir.0, 0.02, 61);
@@ -196,7 +196,7 @@ fn a_pipeline_run_can_be_followed_in_the_json_log() {
         let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&text[from.min(text.len())..])
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .filter(|l: &serde_json::Value| l["dbname"] == db.as_str() && l["application_name"] == application_name.as_str())
+            .filter(|l: &serde_json::Value| l["dbname"] == &*db && l["application_name"] == application_name.as_str())
             .collect();
         lines.iter().any(|l| l["message"].as_str().unwrap_or_default().ends_with(": succeeded")).then_some(lines)
     });

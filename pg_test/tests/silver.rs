@@ -118,7 +118,7 @@ fn a_refresh_runs_alone_does_not_block_readers_and_swaps_atomically() {
     let mut long_reader = connect(&db);
     long_reader.batch_execute("BEGIN; SELECT count(*) FROM silver.customers").unwrap();
 
-    let refresh_db = db.clone();
+    let refresh_db = db.to_string();
     let refresh = std::thread::spawn(move || {
         let started = Instant::now();
         connect(&refresh_db)
