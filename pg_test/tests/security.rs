@@ -780,14 +780,20 @@ fn cancelled_after(db: &str, sql: &str, after: Duration) -> Option<Duration> {
 }
 
 /// A cancel takes effect within 1 s at any point of every step: each
-/// step's full run at scale 1 (ingest, silver rebuild, gold rebuild) is
-/// timed, then cancelled at one, two, four, six and eight tenths of that
-/// time. Nothing is kept: bronze stays empty in the database the ingests
-/// are cancelled in.
+/// step's full run (ingest, silver rebuild, gold rebuild) is timed, then
+/// cancelled at one, two, four, six and eight tenths of that time. Nothing
+/// is kept: bronze stays empty in the database the ingests are cancelled in.
+///
+/// The sample is scale 0.3, not 1: scale 1's cancelled ingests alone took
+/// 2 GB of disk (each leaves its dead rows behind). An uninterruptible
+/// stretch grows with the data, so the bound shrinks with it: 0.3 s here
+/// stands for the 1 s promised at scale 1.
 #[test]
 fn a_cancel_takes_effect_within_a_second_at_any_point_of_each_step() {
+    const SCALE: f64 = 0.3;
+    let bound = Duration::from_secs_f64(SCALE);
     let server = SameServer::now();
-    let (db, dir) = database_with_sample("sec_cancel_steps", 1.0, 78);
+    let (db, dir) = database_with_sample("sec_cancel_steps", SCALE, 78);
     let ingests = fresh_database("sec_cancel_steps_ingest");
     let mut setup = connect(&db);
     setup.batch_execute("ALTER DATABASE g360_it_sec_cancel_steps SET golden360.quality_gate = warn").unwrap();
@@ -819,7 +825,7 @@ fn a_cancel_takes_effect_within_a_second_at_any_point_of_each_step() {
         println!("{step}: {full:?} uncancelled; cancel latencies at tenths of it: {latencies:?}");
         assert!(latencies.len() >= 4, "{step}: most points were cancelled: {latencies:?}");
         for (tenths, latency) in &latencies {
-            assert!(*latency < Duration::from_secs(1), "{step} at {tenths}/10: {latency:?}");
+            assert!(*latency < bound, "{step} at {tenths}/10: {latency:?} (bound {bound:?})");
         }
     }
     assert_eq!(count(&mut connect(&ingests), "SELECT count(*) FROM golden360.bronze_batches"), 0, "nothing half-written");
