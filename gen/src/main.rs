@@ -2,6 +2,8 @@
 //! with documented dirt so that silver has real work to do.
 //!
 //!     olist-gen --out DIR [--scale 1] [--seed 360] [--type-dirt]
+//!     olist-gen --list-files   (file, table and header columns, tab-separated,
+//!                               for scripts that load the files themselves)
 //!
 //! Every entity (customer, order, product, ...) draws from its own random
 //! stream seeded by (seed, kind, index). A file is written in one pass over
@@ -815,7 +817,8 @@ struct Args {
     batch: Option<(u64, Shape)>,
 }
 
-const USAGE: &str = "usage: olist-gen --out DIR [--scale 1] [--seed 360] [--type-dirt] [--batch K [--full-export]]";
+const USAGE: &str =
+    "usage: olist-gen --out DIR [--scale 1] [--seed 360] [--type-dirt] [--batch K [--full-export]] | olist-gen --list-files";
 
 fn parse_args() -> Result<Args, String> {
     let mut out = None;
@@ -890,6 +893,12 @@ fn generate(args: &Args) -> std::io::Result<Out> {
 mod batch;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--list-files") {
+        for source in &olist::SOURCE_FILES {
+            println!("{}\t{}\t{}", source.file_name, source.table, source.columns.join(","));
+        }
+        return ExitCode::SUCCESS;
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

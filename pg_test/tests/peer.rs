@@ -1,0 +1,122 @@
+//! The extension against an independent computation: the SPEC's silver and
+//! gold as plain SQL (`bench/peer/sql`, the benchmark's peer), run on the
+//! same files in a schema of the same database, must give the same silver
+//! tables, the same quarantine (row and rule) and the same golden records
+//! and bridge, row for row.
+
+use golden360_it::{connect, count, fresh_database, generate_with, project_dir, real_olist_dir, ScratchDir};
+use olist_model::SOURCE_FILES;
+use postgres::Client;
+use std::path::Path;
+
+/// The peer's SQL, read from the benchmark's copy (one text for both).
+fn peer_sql(name: &str) -> String {
+    let path = project_dir().join("bench/peer/sql").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Run the plain-SQL pipeline on `dir` into schema `peer`.
+fn run_peer(c: &mut Client, dir: &Path) {
+    c.batch_execute("DROP SCHEMA IF EXISTS peer CASCADE; CREATE SCHEMA peer; SET search_path = peer").unwrap();
+    c.batch_execute(&peer_sql("prelude.postgres.sql")).unwrap();
+    for file in &SOURCE_FILES {
+        let columns = file.columns.join(", ");
+        let typed = file.columns.iter().map(|c| format!("{c} text")).collect::<Vec<_>>().join(", ");
+        let path = dir.join(file.file_name);
+        c.batch_execute(&format!(
+            "CREATE TABLE raw_{t} (rn bigserial, {typed}); COPY raw_{t} ({columns}) FROM '{p}' WITH (FORMAT csv, HEADER true)",
+            t = file.table,
+            p = path.display()
+        ))
+        .unwrap();
+    }
+    c.batch_execute(&peer_sql("medallion.sql")).unwrap_or_else(|e| panic!("the peer's SQL: {e}"));
+    c.batch_execute("RESET search_path").unwrap();
+}
+
+/// Rows of `ours` not in `theirs` and the other way round (with
+/// multiplicity), over the peer table's columns; doubles compared to 1e-9,
+/// as the extension sums coordinates in fixed point.
+fn differences(c: &mut Client, ours: &str, theirs: &str) -> i64 {
+    let (schema, table) = theirs.split_once('.').unwrap();
+    let columns: Vec<String> = c
+        .query(
+            "SELECT CASE WHEN data_type = 'double precision' AND table_name LIKE 'g\\_%'
+                         THEN format('round(%I::numeric, 9) AS %I', column_name, column_name)
+                         ELSE quote_ident(column_name) END
+               FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+            &[&schema, &table],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!columns.is_empty(), "{theirs} has columns");
+    let list = columns.join(", ");
+    let diff = |a: &str, b: &str| format!("(SELECT {list} FROM {a} EXCEPT ALL SELECT {list} FROM {b})");
+    let sql = format!("SELECT count(*) FROM ({} UNION ALL {}) d", diff(ours, theirs), diff(theirs, ours));
+    let n = count(c, &sql);
+    if n > 0 {
+        let sample: Vec<String> = c
+            .query(&format!("SELECT 'ours: ' || d::text FROM {} d LIMIT 3", diff(ours, theirs)), &[])
+            .unwrap()
+            .iter()
+            .chain(c.query(&format!("SELECT 'peer: ' || d::text FROM {} d LIMIT 3", diff(theirs, ours)), &[]).unwrap().iter())
+            .map(|r| r.get(0))
+            .collect();
+        eprintln!("{ours} vs {theirs}: {n} rows differ, e.g.\n  {}", sample.join("\n  "));
+    }
+    n
+}
+
+/// Everything the two computed, compared: returns the comparisons that differ.
+fn compare(c: &mut Client) -> Vec<String> {
+    let mut differ = Vec::new();
+    let mut check = |c: &mut Client, ours: &str, theirs: &str| {
+        if differences(c, ours, theirs) > 0 {
+            differ.push(format!("{ours} vs {theirs}"));
+        }
+    };
+    for file in &SOURCE_FILES {
+        check(c, &format!("silver.{}", file.table), &format!("peer.s_{}", file.table));
+    }
+    c.batch_execute(
+        "CREATE VIEW peer.ours_quarantine AS SELECT table_name, row_number AS rn, reason FROM silver.quarantine;
+         CREATE VIEW peer.ours_duplicates AS SELECT table_name, duplicates FROM golden360.silver_runs
+                                              WHERE run_id = (SELECT max(run_id) FROM golden360.silver_runs);
+         CREATE VIEW peer.peer_duplicates AS SELECT table_name, valid_rows - silver_rows AS duplicates FROM peer.s_counts;",
+    )
+    .unwrap();
+    check(c, "peer.ours_quarantine", "peer.s_quarantine");
+    check(c, "peer.ours_duplicates", "peer.peer_duplicates");
+    check(c, "gold.unified_customer_360", "peer.g_customer_360");
+    check(c, "gold.identity_bridge", "peer.g_bridge");
+    differ
+}
+
+fn assert_same_as_the_peer(c: &mut Client, dir: &Path, what: &str) {
+    c.batch_execute("SET golden360.quality_gate = warn").unwrap();
+    c.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.to_str().unwrap()]).unwrap();
+    c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    run_peer(c, dir);
+    let people = count(c, "SELECT count(*) FROM peer.g_customer_360");
+    assert!(people > 1000, "{what}: the peer computed {people} golden records");
+    let differ = compare(c);
+    assert!(differ.is_empty(), "{what}: the extension and the plain-SQL peer differ in {differ:?} (rows on stderr)");
+}
+
+/// On a generated sample with every kind of dirt, type dirt included.
+#[test]
+fn silver_and_gold_equal_the_plain_sql_peer_on_a_dirty_sample() {
+    let db = fresh_database("peer_sample");
+    let dir = ScratchDir::new("peer_sample");
+    generate_with(&dir.0, 0.05, 91, &["--type-dirt"]);
+    assert_same_as_the_peer(&mut connect(&db), &dir.0, "a dirty sample");
+}
+
+/// On the real Olist copy.
+#[test]
+fn silver_and_gold_equal_the_plain_sql_peer_on_the_real_data() {
+    let db = fresh_database("peer_real");
+    assert_same_as_the_peer(&mut connect(&db), &real_olist_dir(), "the real data");
+}
