@@ -28,11 +28,7 @@ bench_psql -c "CREATE EXTENSION golden360" -c "SET golden360.quality_gate = warn
 # The peer's login: the reader's rights, as PostgREST has them per request.
 bench_psql -c "DO \$\$ BEGIN CREATE ROLE g360_bench_peer LOGIN IN ROLE golden360_reader; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$"
 
-venv=$(run_dir)/bench-venv
-if [ ! -x "$venv/bin/uvicorn" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q fastapi==0.115.6 'uvicorn[standard]==0.34.0' asyncpg==0.30.0 pyjwt==2.10.1
-fi
+venv=$(bench_venv)
 eval "$("$here/scripts/cluster.sh" env)"
 "$here/scripts/api.sh" start >/dev/null
 scratch=$(mktemp -d)

@@ -7,6 +7,12 @@
 # (golden360.rust_memory()). The baseline, measured in the same run, is the
 # smallest scale: each larger scale prints its time and memory ratios to it,
 # next to the data ratio (linear time: within 1.1x the data ratio).
+#
+# Then the peers, on the same files in the same run (PEERS=0 skips them):
+# the SPEC's silver and gold as plain SQL (bench/peer/sql), on DuckDB
+# (2 threads, a file database) and on this PostgreSQL (a database of its
+# own). Each loads the files, builds silver and gold; their gold is
+# compared with the extension's by counts and exact sums.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
@@ -36,7 +42,10 @@ EOF
     rm -f "$pidfile" "$out"
 }
 
-declare -A ms=() rss=() rust=()
+declare -A ms=() rss=() rust=() peer_ms=() same=()
+json_field() { python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin)['$1'], sort_keys=True))"; }
+[ "${PEERS:-1}" != 0 ] && venv=$(bench_venv) && export G360_OLIST_GEN=$here/target/release/olist-gen
+eval "$("$here/scripts/cluster.sh" env)"
 scales=(${SCALES:-1 10})
 for scale in "${scales[@]}"; do
     dir=$(sample_dir "$scale")
@@ -52,6 +61,19 @@ for scale in "${scales[@]}"; do
         read -r t r h <<<"$(step "$sql")"
         ms[$scale.$what]=$t rss[$scale.$what]=$r rust[$scale.$what]=$h
     done
+    if [ "${PEERS:-1}" != 0 ]; then
+        ours=$(python3 "$here/bench/peer/sql_peer.py" extension "$BENCH_DB" | json_field fingerprint)
+        for peer in duckdb postgres; do
+            result=$(case $peer in
+                duckdb) "$venv/bin/python" "$here/bench/peer/sql_peer.py" duckdb "$dir" "$(run_dir)/peer.duckdb" 2 ;;
+                postgres) python3 "$here/bench/peer/sql_peer.py" postgres "$dir" "${BENCH_DB}_peer" ;;
+            esac)
+            peer_ms[$scale.$peer]=$(echo "$result" | json_field ms | python3 -c 'import json,sys; print(sum(json.load(sys.stdin).values()))')
+            [ "$(echo "$result" | json_field fingerprint)" = "$ours" ] && same[$scale.$peer]=yes || same[$scale.$peer]=NO
+        done
+        rm -f "$(run_dir)/peer.duckdb"
+        "$here/scripts/cluster.sh" psql -Atqc "DROP DATABASE IF EXISTS ${BENCH_DB}_peer WITH (FORCE)"
+    fi
 done
 
 base=${scales[0]}
@@ -71,3 +93,14 @@ for scale in "${scales[@]}"; do
         "$(echo "$total / $btotal" | bc -l)" "$(echo "$scale / $base" | bc -l | sed 's/\.0*$//')"
 done
 echo "targets: time per step within 1.1x the data ratio; RssAnon at scale 10 <= 1.2x scale 1; <= 256 MiB at scale 100"
+if [ "${PEERS:-1}" != 0 ]; then
+    echo
+    echo "Peers on the same files (ms: load + silver + gold; same gold: counts and exact sums equal the extension's)"
+    printf '%-6s %12s %12s %12s %16s %16s %10s\n' scale golden360 DuckDB "plain SQL" "DuckDB / ours" "plain SQL / ours" "same gold"
+    for scale in "${scales[@]}"; do
+        total=$((ms[$scale.ingest] + ms[$scale.silver] + ms[$scale.gold]))
+        printf '%-6s %12d %12d %12d %15.2fx %15.2fx %10s\n' "$scale" "$total" "${peer_ms[$scale.duckdb]}" \
+            "${peer_ms[$scale.postgres]}" "$(echo "${peer_ms[$scale.duckdb]} / $total" | bc -l)" \
+            "$(echo "${peer_ms[$scale.postgres]} / $total" | bc -l)" "${same[$scale.duckdb]}/${same[$scale.postgres]}"
+    done
+fi

@@ -44,6 +44,17 @@ bench_psql() { "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/cluster.sh" psql -
 bench_fresh_db() {
     "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/cluster.sh" psql -Atqc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB"
 }
+# The benchmarks' peers from PyPI, pinned, in one venv made once: prints
+# its directory.
+bench_venv() {
+    local venv
+    venv=$(G360_RUN= run_dir)/bench-venv
+    if [ ! -x "$venv/bin/uvicorn" ] || [ ! -d "$venv/lib/python3"*/site-packages/duckdb ]; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q fastapi==0.115.6 'uvicorn[standard]==0.34.0' asyncpg==0.30.0 pyjwt==2.10.1 duckdb==2.0.1 >&2
+    fi
+    echo "$venv"
+}
 now_ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
