@@ -65,8 +65,8 @@ for scale in "${scales[@]}"; do
         ours=$(python3 "$here/bench/peer/sql_peer.py" extension "$BENCH_DB" | json_field fingerprint)
         for peer in duckdb postgres; do
             result=$(case $peer in
-                duckdb) "$venv/bin/python" "$here/bench/peer/sql_peer.py" duckdb "$dir" "$(run_dir)/peer.duckdb" 2 ;;
-                postgres) python3 "$here/bench/peer/sql_peer.py" postgres "$dir" "${BENCH_DB}_peer" ;;
+                duckdb) PEER_THREADS=2 "$venv/bin/python" "$here/bench/peer/sql_peer.py" duckdb "$(run_dir)/peer.duckdb" "$dir" ;;
+                postgres) python3 "$here/bench/peer/sql_peer.py" postgres "${BENCH_DB}_peer" "$dir" ;;
             esac)
             peer_ms[$scale.$peer]=$(echo "$result" | json_field ms | python3 -c 'import json,sys; print(sum(json.load(sys.stdin).values()))')
             [ "$(echo "$result" | json_field fingerprint)" = "$ours" ] && same[$scale.$peer]=yes || same[$scale.$peer]=NO

@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """The SPEC's pipeline as plain SQL, on PostgreSQL or DuckDB: issue 11's peers.
 
-    sql_peer.py postgres DIR DB     (PG* variables name the server; DB is
-                                     dropped and created, collation C)
-    sql_peer.py duckdb DIR FILE [THREADS]
-    sql_peer.py extension DB        (the fingerprint of the extension's gold)
+    sql_peer.py postgres DB DIR [DIR ...]   (PG* variables name the server;
+                                             DB is dropped and created, collation C)
+    sql_peer.py duckdb FILE DIR [DIR ...]   ($PEER_THREADS threads, default 2)
+    sql_peer.py extension DB                (the fingerprint of the extension's gold)
 
-Loads the nine files of DIR (names, tables and columns from
-`olist-gen --list-files`; $G360_OLIST_GEN names the binary), runs
-sql/prelude.<engine>.sql and the phases of sql/medallion.sql, and prints one
-JSON line: each phase's milliseconds and gold's fingerprint (counts and exact
-sums), which bench/scale.sh compares with the extension's.
+Loads the files of each DIR, a batch each in the order given (names, tables
+and columns from `olist-gen --list-files`; $G360_OLIST_GEN names the
+binary; a file a batch lacks is skipped, as allow_partial does), runs
+sql/prelude.<engine>.sql and the phases of sql/medallion.sql, and prints
+one JSON line: each phase's milliseconds and gold's fingerprint (counts and
+exact sums), which bench/scale.sh compares with the extension's.
 """
+import hashlib
 import json
 import os
 import subprocess
@@ -33,6 +35,22 @@ def phases():
         elif name is not None:
             out[-1][1].append(line)
     return [(n, "".join(body)) for n, body in out]
+
+
+def batches(directories):
+    """Per batch (1, 2, ...), the files it lands: (batch, file name, path).
+    A file whose bytes an earlier batch already landed is skipped, as
+    bronze's SHA-256 idempotency skips it, and so is a file a batch lacks."""
+    seen = set()
+    for batch, directory in enumerate(directories, 1):
+        for file, _, _ in source_files():
+            path = Path(directory, file).resolve()
+            if not path.exists():
+                continue
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest not in seen:
+                seen.add(digest)
+                yield batch, file, path
 
 
 def source_files():
@@ -60,12 +78,17 @@ class Postgres:
         self.psql(f"""CREATE DATABASE "{self.db}" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'""",
                   db=self.admin_db)
 
-    def load(self, directory):
+    def load(self, directories):
         sql = []
+        landed = list(batches(directories))
         for file, table, cols in source_files():
-            sql.append(f"CREATE TABLE raw_{table} (rn bigserial, {', '.join(c + ' text' for c in cols)});")
-            path = str(Path(directory, file).resolve()).replace("'", "''")
-            sql.append(f"COPY raw_{table} ({', '.join(cols)}) FROM '{path}' WITH (FORMAT csv, HEADER true);")
+            sql.append(f"CREATE TABLE raw_{table} (batch integer, rn bigserial, {', '.join(c + ' text' for c in cols)});")
+            for batch, path in ((b, p) for b, f, p in landed if f == file):
+                # rn counts from 1 in every file, as bronze's _row_number does.
+                sql.append(f"ALTER TABLE raw_{table} ALTER batch SET DEFAULT {batch};")
+                sql.append(f"SELECT setval(pg_get_serial_sequence('raw_{table}', 'rn'), 1, false);")
+                quoted = str(path).replace("'", "''")
+                sql.append(f"COPY raw_{table} ({', '.join(cols)}) FROM '{quoted}' WITH (FORMAT csv, HEADER true);")
         self.psql("\n".join(sql))
 
     def run(self, sql):
@@ -87,15 +110,22 @@ class DuckDB:
     def create(self):
         pass
 
-    def load(self, directory):
+    def load(self, directories):
+        landed = list(batches(directories))
         for file, table, cols in source_files():
             columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in cols) + "}"
-            path = str(Path(directory, file).resolve()).replace("'", "''")
-            # Insertion order is file order (preserve_insertion_order is on),
-            # so rowid is the row's position in its file.
-            self.con.execute(f"CREATE TABLE raw_{table}_rows AS SELECT * FROM read_csv('{path}', header = true, "
-                             f"columns = {columns}, quote = '\"', escape = '\"', auto_detect = false)")
-            self.con.execute(f"CREATE VIEW raw_{table} AS SELECT rowid AS rn, * FROM raw_{table}_rows")
+            parts = []
+            for batch, path in ((b, p) for b, f, p in landed if f == file):
+                quoted = str(path).replace("'", "''")
+                # Insertion order is file order (preserve_insertion_order is
+                # on), so rowid is the row's position in its file.
+                self.con.execute(f"CREATE TABLE raw_{table}_{batch} AS SELECT * FROM read_csv('{quoted}', header = true, "
+                                 f"columns = {columns}, quote = '\"', escape = '\"', auto_detect = false)")
+                parts.append(f"SELECT {batch} AS batch, rowid + 1 AS rn, * FROM raw_{table}_{batch}")
+            if not parts:  # no batch has the file: an empty table of its columns
+                parts = [f"SELECT NULL::INTEGER AS batch, NULL::BIGINT AS rn, "
+                         f"{', '.join('NULL::VARCHAR AS ' + c for c in cols)} WHERE false"]
+            self.con.execute(f"CREATE VIEW raw_{table} AS " + " UNION ALL ".join(parts))
 
     def run(self, sql):
         self.con.execute(sql)
@@ -121,17 +151,17 @@ def main():
                                   .replace("FROM g_bridge", "FROM gold.identity_bridge")
         print(json.dumps({"fingerprint": fingerprint(engine, sql)}))
         return
-    directory = sys.argv[2]
-    if kind == "postgres":
-        engine = Postgres(sys.argv[3])
-    elif kind == "duckdb":
-        engine = DuckDB(sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else os.cpu_count())
+    if kind == "postgres" and len(sys.argv) > 3:
+        engine = Postgres(sys.argv[2])
+    elif kind == "duckdb" and len(sys.argv) > 3:
+        engine = DuckDB(sys.argv[2], os.environ.get("PEER_THREADS", "2"))
     else:
         sys.exit(__doc__)
+    directories = sys.argv[3:]
     engine.create()
     engine.run((HERE / f"prelude.{kind}.sql").read_text())
     started = time.monotonic()
-    engine.load(directory)
+    engine.load(directories)
     times["load"] = round((time.monotonic() - started) * 1000)
     for name in ("silver", "gold"):
         started = time.monotonic()

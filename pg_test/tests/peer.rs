@@ -4,7 +4,7 @@
 //! tables, the same quarantine (row and rule) and the same golden records
 //! and bridge, row for row.
 
-use golden360_it::{connect, count, fresh_database, generate_with, project_dir, real_olist_dir, ScratchDir};
+use golden360_it::{connect, count, fresh_database, generate, generate_with, project_dir, real_olist_dir, sha256sum, ScratchDir};
 use olist_model::SOURCE_FILES;
 use postgres::Client;
 use std::path::Path;
@@ -15,20 +15,33 @@ fn peer_sql(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Run the plain-SQL pipeline on `dir` into schema `peer`.
-fn run_peer(c: &mut Client, dir: &Path) {
+/// Run the plain-SQL pipeline on `batches` (directories, in delivery
+/// order) into schema `peer`. A file whose bytes an earlier batch landed
+/// is skipped, as bronze skips it by SHA-256, and so is a missing one.
+fn run_peer(c: &mut Client, batches: &[&Path]) {
     c.batch_execute("DROP SCHEMA IF EXISTS peer CASCADE; CREATE SCHEMA peer; SET search_path = peer").unwrap();
     c.batch_execute(&peer_sql("prelude.postgres.sql")).unwrap();
+    let mut landed = std::collections::HashSet::new();
     for file in &SOURCE_FILES {
         let columns = file.columns.join(", ");
         let typed = file.columns.iter().map(|c| format!("{c} text")).collect::<Vec<_>>().join(", ");
-        let path = dir.join(file.file_name);
-        c.batch_execute(&format!(
-            "CREATE TABLE raw_{t} (rn bigserial, {typed}); COPY raw_{t} ({columns}) FROM '{p}' WITH (FORMAT csv, HEADER true)",
-            t = file.table,
-            p = path.display()
-        ))
-        .unwrap();
+        c.batch_execute(&format!("CREATE TABLE raw_{} (batch integer, rn bigserial, {typed})", file.table)).unwrap();
+        for (batch, dir) in batches.iter().enumerate() {
+            let path = dir.join(file.file_name);
+            if !path.exists() || !landed.insert(sha256sum(&path)) {
+                continue;
+            }
+            // rn counts from 1 in every file, as bronze's _row_number does.
+            c.batch_execute(&format!(
+                "ALTER TABLE raw_{t} ALTER batch SET DEFAULT {b};
+                 SELECT setval(pg_get_serial_sequence('raw_{t}', 'rn'), 1, false);
+                 COPY raw_{t} ({columns}) FROM '{p}' WITH (FORMAT csv, HEADER true)",
+                t = file.table,
+                b = batch + 1,
+                p = path.display()
+            ))
+            .unwrap();
+        }
     }
     c.batch_execute(&peer_sql("medallion.sql")).unwrap_or_else(|e| panic!("the peer's SQL: {e}"));
     c.batch_execute("RESET search_path").unwrap();
@@ -81,7 +94,11 @@ fn compare(c: &mut Client) -> Vec<String> {
         check(c, &format!("silver.{}", file.table), &format!("peer.s_{}", file.table));
     }
     c.batch_execute(
-        "CREATE VIEW peer.ours_quarantine AS SELECT table_name, row_number AS rn, reason FROM silver.quarantine;
+        "CREATE VIEW peer.ours_quarantine AS
+             SELECT q.table_name, b.batch, q.row_number AS rn, q.reason
+               FROM silver.quarantine q
+               JOIN (SELECT batch_id, row_number() OVER (ORDER BY batch_id) AS batch FROM golden360.bronze_batches) b
+                 USING (batch_id);
          CREATE VIEW peer.ours_duplicates AS SELECT table_name, duplicates FROM golden360.silver_runs
                                               WHERE run_id = (SELECT max(run_id) FROM golden360.silver_runs);
          CREATE VIEW peer.peer_duplicates AS SELECT table_name, valid_rows - silver_rows AS duplicates FROM peer.s_counts;",
@@ -94,11 +111,14 @@ fn compare(c: &mut Client) -> Vec<String> {
     differ
 }
 
-fn assert_same_as_the_peer(c: &mut Client, dir: &Path, what: &str) {
+/// Ingest `dir` as the next batch and refresh (incrementally after the
+/// first), then compare with the peer run on all the batches so far.
+fn assert_same_as_the_peer(c: &mut Client, batches: &[&Path], what: &str) {
     c.batch_execute("SET golden360.quality_gate = warn").unwrap();
-    c.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.to_str().unwrap()]).unwrap();
+    let dir = batches.last().unwrap().to_str().unwrap();
+    c.query("SELECT * FROM golden360.ingest_bronze($1, true)", &[&dir]).unwrap();
     c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
-    run_peer(c, dir);
+    run_peer(c, batches);
     let people = count(c, "SELECT count(*) FROM peer.g_customer_360");
     assert!(people > 1000, "{what}: the peer computed {people} golden records");
     let differ = compare(c);
@@ -111,12 +131,52 @@ fn silver_and_gold_equal_the_plain_sql_peer_on_a_dirty_sample() {
     let db = fresh_database("peer_sample");
     let dir = ScratchDir::new("peer_sample");
     generate_with(&dir.0, 0.05, 91, &["--type-dirt"]);
-    assert_same_as_the_peer(&mut connect(&db), &dir.0, "a dirty sample");
+    assert_same_as_the_peer(&mut connect(&db), &[&dir.0], "a dirty sample");
 }
 
 /// On the real Olist copy.
 #[test]
 fn silver_and_gold_equal_the_plain_sql_peer_on_the_real_data() {
     let db = fresh_database("peer_real");
-    assert_same_as_the_peer(&mut connect(&db), &real_olist_dir(), "the real data");
+    assert_same_as_the_peer(&mut connect(&db), &[&real_olist_dir()], "the real data");
+}
+
+/// After each batch of a sequence applied incrementally (deltas of every
+/// kind of change, and full exports whose unchanged files bronze skips),
+/// the extension equals the peer computing everything afresh from all the
+/// batches: the incremental path against a computation that shares none of
+/// its code.
+#[test]
+fn every_incremental_refresh_of_a_sequence_equals_the_plain_sql_peer_on_all_batches() {
+    let db = fresh_database("peer_sequence");
+    let mut c = connect(&db);
+    let base = ScratchDir::new("peer_sequence_base");
+    generate(&base.0, 0.03, 93);
+    let mut dirs = vec![base];
+    let paths = |dirs: &[ScratchDir]| dirs.iter().map(|d| d.0.clone()).collect::<Vec<_>>();
+    let check = |c: &mut Client, dirs: &[ScratchDir], what: &str| {
+        let paths = paths(dirs);
+        assert_same_as_the_peer(c, &paths.iter().map(|p| p.as_path()).collect::<Vec<_>>(), what);
+    };
+    check(&mut c, &dirs, "the base");
+    for (k, full_export) in [(1, false), (2, false), (3, true), (4, false), (5, false), (6, false), (7, true)] {
+        let dir = ScratchDir::new(&format!("peer_sequence_{k}"));
+        let k_text = k.to_string();
+        let mut flags = vec!["--batch", k_text.as_str()];
+        if full_export {
+            flags.push("--full-export");
+        }
+        generate_with(&dir.0, 0.03, 93, &flags);
+        dirs.push(dir);
+        check(&mut c, &dirs, &format!("batch {k}"));
+    }
+    let (silver, gold): (String, String) = c
+        .query_one(
+            "SELECT (SELECT mode FROM golden360.silver_runs ORDER BY run_id DESC LIMIT 1),
+                    (SELECT mode FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1)",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((silver.as_str(), gold.as_str()), ("incremental", "incremental"), "the last refreshes were incremental");
 }

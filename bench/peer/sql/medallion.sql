@@ -4,8 +4,9 @@
 --
 -- One text for PostgreSQL and DuckDB: what differs between them is in the
 -- helpers of prelude.<engine>.sql. Input: raw_<table>, every field as text
--- plus rn, the row's position in its file (one batch: a first load, so the
--- latest batch is the only one and the last row in the file wins). Output:
+-- plus batch (1, 2, ... in the order the batches were delivered) and rn,
+-- the row's position in its file: the latest batch wins, then the last row
+-- in the file, among the valid rows. Output:
 -- s_<table> (silver), s_quarantine, s_duplicates, g_customer_360, g_bridge.
 -- Text order is byte order: PostgreSQL runs this in a database whose
 -- collation is C, DuckDB's default is binary.
@@ -18,7 +19,7 @@
 
 -- customers
 CREATE TABLE t_customers AS
-SELECT rn, id_or_null(customer_id) AS customer_id, id_or_null(customer_unique_id) AS customer_unique_id,
+SELECT batch, rn, id_or_null(customer_id) AS customer_id, id_or_null(customer_unique_id) AS customer_unique_id,
        blank_null(customer_zip_code_prefix) AS zip, place(customer_city) AS customer_city,
        place(customer_state) AS customer_state
   FROM raw_customers;
@@ -32,13 +33,13 @@ CREATE TABLE s_customers AS
 SELECT customer_id, customer_unique_id,
        CASE WHEN zip IS NOT NULL THEN to_int(coalesce(nullif(ltrim(zip, '0'), ''), '0')) END AS customer_zip,
        customer_city, customer_state
-  FROM (SELECT *, row_number() OVER (PARTITION BY customer_id ORDER BY rn DESC) AS pick
+  FROM (SELECT *, row_number() OVER (PARTITION BY customer_id ORDER BY batch DESC, rn DESC) AS pick
           FROM c_customers WHERE reason IS NULL) v
  WHERE pick = 1;
 
 -- orders
 CREATE TABLE t_orders AS
-SELECT rn, id_or_null(order_id) AS order_id, id_or_null(customer_id) AS customer_id,
+SELECT batch, rn, id_or_null(order_id) AS order_id, id_or_null(customer_id) AS customer_id,
        lower(blank_null(order_status)) AS order_status,
        blank_null(order_purchase_timestamp) AS purchase, blank_null(order_approved_at) AS approved,
        blank_null(order_delivered_carrier_date) AS carrier, blank_null(order_delivered_customer_date) AS delivered,
@@ -65,13 +66,13 @@ SELECT order_id, customer_id, order_status, to_timestamp_of(purchase) AS order_p
        to_timestamp_of(approved) AS order_approved_at, to_timestamp_of(carrier) AS order_delivered_carrier_date,
        to_timestamp_of(delivered) AS order_delivered_customer_date,
        to_timestamp_of(estimated) AS order_estimated_delivery_date
-  FROM (SELECT *, row_number() OVER (PARTITION BY order_id ORDER BY rn DESC) AS pick
+  FROM (SELECT *, row_number() OVER (PARTITION BY order_id ORDER BY batch DESC, rn DESC) AS pick
           FROM c_orders WHERE reason IS NULL) v
  WHERE pick = 1;
 
 -- order_items
 CREATE TABLE t_order_items AS
-SELECT rn, id_or_null(order_id) AS order_id, blank_null(order_item_id) AS item, id_or_null(product_id) AS product_id,
+SELECT batch, rn, id_or_null(order_id) AS order_id, blank_null(order_item_id) AS item, id_or_null(product_id) AS product_id,
        id_or_null(seller_id) AS seller_id, blank_null(shipping_limit_date) AS shipping,
        blank_null(price) AS price, blank_null(freight_value) AS freight
   FROM raw_order_items;
@@ -93,13 +94,13 @@ CREATE TABLE s_order_items AS
 SELECT order_id, to_int(item) AS order_item_id, product_id, seller_id, to_timestamp_of(shipping) AS shipping_limit_date,
        CAST(money_cents(price) * 0.01 AS DECIMAL(10, 2)) AS price,
        CAST(money_cents(freight) * 0.01 AS DECIMAL(10, 2)) AS freight_value
-  FROM (SELECT *, row_number() OVER (PARTITION BY order_id, to_int(item) ORDER BY rn DESC) AS pick
+  FROM (SELECT *, row_number() OVER (PARTITION BY order_id, to_int(item) ORDER BY batch DESC, rn DESC) AS pick
           FROM c_order_items WHERE reason IS NULL) v
  WHERE pick = 1;
 
 -- order_payments
 CREATE TABLE t_order_payments AS
-SELECT rn, id_or_null(order_id) AS order_id, blank_null(payment_sequential) AS seq,
+SELECT batch, rn, id_or_null(order_id) AS order_id, blank_null(payment_sequential) AS seq,
        lower(blank_null(payment_type)) AS payment_type, blank_null(payment_installments) AS installments,
        blank_null(payment_value) AS payment_value
   FROM raw_order_payments;
@@ -121,13 +122,13 @@ SELECT *, CASE WHEN order_id IS NULL THEN 'order_id_present'
 CREATE TABLE s_order_payments AS
 SELECT order_id, to_int(seq) AS payment_sequential, payment_type, to_int(installments) AS payment_installments,
        CAST(money_cents(payment_value) * 0.01 AS DECIMAL(10, 2)) AS payment_value
-  FROM (SELECT *, row_number() OVER (PARTITION BY order_id, to_int(seq) ORDER BY rn DESC) AS pick
+  FROM (SELECT *, row_number() OVER (PARTITION BY order_id, to_int(seq) ORDER BY batch DESC, rn DESC) AS pick
           FROM c_order_payments WHERE reason IS NULL) v
  WHERE pick = 1;
 
 -- order_reviews: the latest by answer, then creation, then review_id
 CREATE TABLE t_order_reviews AS
-SELECT rn, id_or_null(order_id) AS order_id, id_or_null(review_id) AS review_id, blank_null(review_score) AS score,
+SELECT batch, rn, id_or_null(order_id) AS order_id, id_or_null(review_id) AS review_id, blank_null(review_score) AS score,
        CASE WHEN blank_null(review_comment_title) IS NOT NULL THEN review_comment_title END AS review_comment_title,
        CASE WHEN blank_null(review_comment_message) IS NOT NULL THEN review_comment_message
             ELSE 'No comment provided' END AS review_comment_message,
@@ -149,13 +150,13 @@ SELECT order_id, review_id, review_score, review_comment_title, review_comment_m
                to_timestamp_of(created) AS review_creation_date, to_timestamp_of(answered) AS review_answer_timestamp,
                row_number() OVER (PARTITION BY order_id
                                   ORDER BY to_timestamp_of(answered) DESC NULLS LAST, to_timestamp_of(created) DESC NULLS LAST,
-                                           review_id DESC NULLS LAST, rn DESC) AS pick
+                                           review_id DESC NULLS LAST, batch DESC, rn DESC) AS pick
           FROM c_order_reviews WHERE reason IS NULL) v
  WHERE pick = 1;
 
 -- category_translation: names lose their byte-order marks
 CREATE TABLE t_category_translation AS
-SELECT rn, blank_null(regexp_replace(product_category_name, '^(' || chr(65279) || ')+', '')) AS name,
+SELECT batch, rn, blank_null(regexp_replace(product_category_name, '^(' || chr(65279) || ')+', '')) AS name,
        blank_null(regexp_replace(product_category_name_english, '^(' || chr(65279) || ')+', '')) AS english
   FROM raw_category_translation;
 CREATE TABLE c_category_translation AS
@@ -164,13 +165,13 @@ SELECT *, CASE WHEN name IS NULL THEN 'product_category_name_present'
   FROM t_category_translation;
 CREATE TABLE s_category_translation AS
 SELECT name AS product_category_name, english AS product_category_name_english
-  FROM (SELECT *, row_number() OVER (PARTITION BY name ORDER BY rn DESC) AS pick
+  FROM (SELECT *, row_number() OVER (PARTITION BY name ORDER BY batch DESC, rn DESC) AS pick
           FROM c_category_translation WHERE reason IS NULL) v
  WHERE pick = 1;
 
 -- products: the English category, else the Portuguese name
 CREATE TABLE t_products AS
-SELECT rn, id_or_null(product_id) AS product_id, blank_null(product_category_name) AS category,
+SELECT batch, rn, id_or_null(product_id) AS product_id, blank_null(product_category_name) AS category,
        blank_null(product_name_lenght) AS name_length, blank_null(product_description_lenght) AS description_length,
        blank_null(product_photos_qty) AS photos, blank_null(product_weight_g) AS weight,
        blank_null(product_length_cm) AS length_cm, blank_null(product_height_cm) AS height_cm,
@@ -192,14 +193,14 @@ SELECT product_id, category AS product_category_name, coalesce(t.product_categor
        to_int(name_length) AS product_name_lenght, to_int(description_length) AS product_description_lenght,
        to_int(photos) AS product_photos_qty, to_int(weight) AS product_weight_g, to_int(length_cm) AS product_length_cm,
        to_int(height_cm) AS product_height_cm, to_int(width_cm) AS product_width_cm
-  FROM (SELECT *, row_number() OVER (PARTITION BY product_id ORDER BY rn DESC) AS pick
+  FROM (SELECT *, row_number() OVER (PARTITION BY product_id ORDER BY batch DESC, rn DESC) AS pick
           FROM c_products WHERE reason IS NULL) v
   LEFT JOIN s_category_translation t ON t.product_category_name = v.category
  WHERE pick = 1;
 
 -- sellers
 CREATE TABLE t_sellers AS
-SELECT rn, id_or_null(seller_id) AS seller_id, blank_null(seller_zip_code_prefix) AS zip,
+SELECT batch, rn, id_or_null(seller_id) AS seller_id, blank_null(seller_zip_code_prefix) AS zip,
        place(seller_city) AS seller_city, place(seller_state) AS seller_state
   FROM raw_sellers;
 CREATE TABLE c_sellers AS
@@ -210,13 +211,13 @@ SELECT *, CASE WHEN seller_id IS NULL THEN 'seller_id_present'
 CREATE TABLE s_sellers AS
 SELECT seller_id, CASE WHEN zip IS NOT NULL THEN to_int(coalesce(nullif(ltrim(zip, '0'), ''), '0')) END AS seller_zip,
        seller_city, seller_state
-  FROM (SELECT *, row_number() OVER (PARTITION BY seller_id ORDER BY rn DESC) AS pick
+  FROM (SELECT *, row_number() OVER (PARTITION BY seller_id ORDER BY batch DESC, rn DESC) AS pick
           FROM c_sellers WHERE reason IS NULL) v
  WHERE pick = 1;
 
 -- geolocation: exact duplicates removed
 CREATE TABLE t_geolocation AS
-SELECT rn, blank_null(geolocation_zip_code_prefix) AS zip, blank_null(geolocation_lat) AS lat,
+SELECT batch, rn, blank_null(geolocation_zip_code_prefix) AS zip, blank_null(geolocation_lat) AS lat,
        blank_null(geolocation_lng) AS lng,
        CASE WHEN blank_null(geolocation_city) IS NOT NULL THEN geolocation_city END AS city,
        CASE WHEN blank_null(geolocation_state) IS NOT NULL THEN geolocation_state END AS state
@@ -239,15 +240,15 @@ SELECT DISTINCT to_int(coalesce(nullif(ltrim(zip, '0'), ''), '0')) AS zip, to_do
 
 -- What silver set aside: quarantined rows, and duplicates per table.
 CREATE TABLE s_quarantine AS
-          SELECT 'customers' AS table_name, rn, reason FROM c_customers WHERE reason IS NOT NULL
-UNION ALL SELECT 'orders', rn, reason FROM c_orders WHERE reason IS NOT NULL
-UNION ALL SELECT 'order_items', rn, reason FROM c_order_items WHERE reason IS NOT NULL
-UNION ALL SELECT 'order_payments', rn, reason FROM c_order_payments WHERE reason IS NOT NULL
-UNION ALL SELECT 'order_reviews', rn, reason FROM c_order_reviews WHERE reason IS NOT NULL
-UNION ALL SELECT 'category_translation', rn, reason FROM c_category_translation WHERE reason IS NOT NULL
-UNION ALL SELECT 'products', rn, reason FROM c_products WHERE reason IS NOT NULL
-UNION ALL SELECT 'sellers', rn, reason FROM c_sellers WHERE reason IS NOT NULL
-UNION ALL SELECT 'geolocation', rn, reason FROM c_geolocation WHERE reason IS NOT NULL;
+          SELECT 'customers' AS table_name, batch, rn, reason FROM c_customers WHERE reason IS NOT NULL
+UNION ALL SELECT 'orders', batch, rn, reason FROM c_orders WHERE reason IS NOT NULL
+UNION ALL SELECT 'order_items', batch, rn, reason FROM c_order_items WHERE reason IS NOT NULL
+UNION ALL SELECT 'order_payments', batch, rn, reason FROM c_order_payments WHERE reason IS NOT NULL
+UNION ALL SELECT 'order_reviews', batch, rn, reason FROM c_order_reviews WHERE reason IS NOT NULL
+UNION ALL SELECT 'category_translation', batch, rn, reason FROM c_category_translation WHERE reason IS NOT NULL
+UNION ALL SELECT 'products', batch, rn, reason FROM c_products WHERE reason IS NOT NULL
+UNION ALL SELECT 'sellers', batch, rn, reason FROM c_sellers WHERE reason IS NOT NULL
+UNION ALL SELECT 'geolocation', batch, rn, reason FROM c_geolocation WHERE reason IS NOT NULL;
 CREATE TABLE s_counts AS
           SELECT 'customers' AS table_name, (SELECT count(*) FROM s_customers) AS silver_rows,
                  (SELECT count(*) FROM c_customers WHERE reason IS NULL) AS valid_rows
