@@ -11,24 +11,27 @@
 -- Text order is byte order: PostgreSQL runs this in a database whose
 -- collation is C, DuckDB's default is binary.
 --
--- Each silver table: typed columns and the first failing rule (presence,
--- type, value, reference, as silver/spec.rs lists them), then among the
--- valid rows the winner per key.
+-- Each silver table: c_<table>, every row with its fields cleaned and the
+-- first rule it fails (presence, type, value, reference, as silver/spec.rs
+-- lists them), then s_<table>, the winner per key among the valid rows.
+-- (OFFSET 0 keeps each cleaned field computed once: PostgreSQL would
+-- otherwise inline it into every rule that reads it.)
 
 -- phase: silver
 
 -- customers
-CREATE TABLE t_customers AS
-SELECT batch, rn, id_or_null(customer_id) AS customer_id, id_or_null(customer_unique_id) AS customer_unique_id,
-       blank_null(customer_zip_code_prefix) AS zip, place(customer_city) AS customer_city,
-       place(customer_state) AS customer_state
-  FROM raw_customers;
 CREATE TABLE c_customers AS
 SELECT *, CASE WHEN customer_id IS NULL THEN 'customer_id_present'
                WHEN customer_unique_id IS NULL THEN 'customer_unique_id_present'
                WHEN zip IS NOT NULL AND NOT (full_match(zip, '[0-9]+') AND length(ltrim(zip, '0')) <= 9) THEN 'customer_zip_type'
           END AS reason
-  FROM t_customers;
+  FROM (
+        SELECT batch, rn, id_or_null(customer_id) AS customer_id, id_or_null(customer_unique_id) AS customer_unique_id,
+               blank_null(customer_zip_code_prefix) AS zip, place(customer_city) AS customer_city,
+               place(customer_state) AS customer_state
+          FROM raw_customers
+         OFFSET 0
+  ) t;
 CREATE TABLE s_customers AS
 SELECT customer_id, customer_unique_id,
        CASE WHEN zip IS NOT NULL THEN to_int(coalesce(nullif(ltrim(zip, '0'), ''), '0')) END AS customer_zip,
@@ -38,13 +41,6 @@ SELECT customer_id, customer_unique_id,
  WHERE pick = 1;
 
 -- orders
-CREATE TABLE t_orders AS
-SELECT batch, rn, id_or_null(order_id) AS order_id, id_or_null(customer_id) AS customer_id,
-       lower(blank_null(order_status)) AS order_status,
-       blank_null(order_purchase_timestamp) AS purchase, blank_null(order_approved_at) AS approved,
-       blank_null(order_delivered_carrier_date) AS carrier, blank_null(order_delivered_customer_date) AS delivered,
-       blank_null(order_estimated_delivery_date) AS estimated
-  FROM raw_orders;
 CREATE TABLE c_orders AS
 SELECT *, CASE WHEN order_id IS NULL THEN 'order_id_present'
                WHEN customer_id IS NULL THEN 'customer_id_present'
@@ -60,7 +56,15 @@ SELECT *, CASE WHEN order_id IS NULL THEN 'order_id_present'
                WHEN to_timestamp_of(delivered) < to_timestamp_of(purchase) THEN 'delivery_not_before_purchase'
                WHEN customer_id NOT IN (SELECT customer_id FROM s_customers) THEN 'customer_exists'
           END AS reason
-  FROM t_orders;
+  FROM (
+        SELECT batch, rn, id_or_null(order_id) AS order_id, id_or_null(customer_id) AS customer_id,
+               lower(blank_null(order_status)) AS order_status,
+               blank_null(order_purchase_timestamp) AS purchase, blank_null(order_approved_at) AS approved,
+               blank_null(order_delivered_carrier_date) AS carrier, blank_null(order_delivered_customer_date) AS delivered,
+               blank_null(order_estimated_delivery_date) AS estimated
+          FROM raw_orders
+         OFFSET 0
+  ) t;
 CREATE TABLE s_orders AS
 SELECT order_id, customer_id, order_status, to_timestamp_of(purchase) AS order_purchase_timestamp,
        to_timestamp_of(approved) AS order_approved_at, to_timestamp_of(carrier) AS order_delivered_carrier_date,
@@ -71,11 +75,6 @@ SELECT order_id, customer_id, order_status, to_timestamp_of(purchase) AS order_p
  WHERE pick = 1;
 
 -- order_items
-CREATE TABLE t_order_items AS
-SELECT batch, rn, id_or_null(order_id) AS order_id, blank_null(order_item_id) AS item, id_or_null(product_id) AS product_id,
-       id_or_null(seller_id) AS seller_id, blank_null(shipping_limit_date) AS shipping,
-       blank_null(price) AS price, blank_null(freight_value) AS freight
-  FROM raw_order_items;
 CREATE TABLE c_order_items AS
 SELECT *, CASE WHEN order_id IS NULL THEN 'order_id_present'
                WHEN item IS NULL THEN 'order_item_id_present'
@@ -89,7 +88,13 @@ SELECT *, CASE WHEN order_id IS NULL THEN 'order_id_present'
                WHEN money_cents(freight) < 0 THEN 'freight_not_negative'
                WHEN order_id NOT IN (SELECT order_id FROM s_orders) THEN 'order_exists'
           END AS reason
-  FROM t_order_items;
+  FROM (
+        SELECT batch, rn, id_or_null(order_id) AS order_id, blank_null(order_item_id) AS item, id_or_null(product_id) AS product_id,
+               id_or_null(seller_id) AS seller_id, blank_null(shipping_limit_date) AS shipping,
+               blank_null(price) AS price, blank_null(freight_value) AS freight
+          FROM raw_order_items
+         OFFSET 0
+  ) t;
 CREATE TABLE s_order_items AS
 SELECT order_id, to_int(item) AS order_item_id, product_id, seller_id, to_timestamp_of(shipping) AS shipping_limit_date,
        CAST(money_cents(price) * 0.01 AS DECIMAL(10, 2)) AS price,
@@ -99,11 +104,6 @@ SELECT order_id, to_int(item) AS order_item_id, product_id, seller_id, to_timest
  WHERE pick = 1;
 
 -- order_payments
-CREATE TABLE t_order_payments AS
-SELECT batch, rn, id_or_null(order_id) AS order_id, blank_null(payment_sequential) AS seq,
-       lower(blank_null(payment_type)) AS payment_type, blank_null(payment_installments) AS installments,
-       blank_null(payment_value) AS payment_value
-  FROM raw_order_payments;
 CREATE TABLE c_order_payments AS
 SELECT *, CASE WHEN order_id IS NULL THEN 'order_id_present'
                WHEN seq IS NULL THEN 'payment_sequential_present'
@@ -118,7 +118,13 @@ SELECT *, CASE WHEN order_id IS NULL THEN 'order_id_present'
                WHEN to_int(installments) < 0 THEN 'installments_not_negative'
                WHEN order_id NOT IN (SELECT order_id FROM s_orders) THEN 'order_exists'
           END AS reason
-  FROM t_order_payments;
+  FROM (
+        SELECT batch, rn, id_or_null(order_id) AS order_id, blank_null(payment_sequential) AS seq,
+               lower(blank_null(payment_type)) AS payment_type, blank_null(payment_installments) AS installments,
+               blank_null(payment_value) AS payment_value
+          FROM raw_order_payments
+         OFFSET 0
+  ) t;
 CREATE TABLE s_order_payments AS
 SELECT order_id, to_int(seq) AS payment_sequential, payment_type, to_int(installments) AS payment_installments,
        CAST(money_cents(payment_value) * 0.01 AS DECIMAL(10, 2)) AS payment_value
@@ -127,13 +133,6 @@ SELECT order_id, to_int(seq) AS payment_sequential, payment_type, to_int(install
  WHERE pick = 1;
 
 -- order_reviews: the latest by answer, then creation, then review_id
-CREATE TABLE t_order_reviews AS
-SELECT batch, rn, id_or_null(order_id) AS order_id, id_or_null(review_id) AS review_id, blank_null(review_score) AS score,
-       CASE WHEN blank_null(review_comment_title) IS NOT NULL THEN review_comment_title END AS review_comment_title,
-       CASE WHEN blank_null(review_comment_message) IS NOT NULL THEN review_comment_message
-            ELSE 'No comment provided' END AS review_comment_message,
-       blank_null(review_creation_date) AS created, blank_null(review_answer_timestamp) AS answered
-  FROM raw_order_reviews;
 CREATE TABLE c_order_reviews AS
 SELECT *, CASE WHEN order_id IS NULL THEN 'order_id_present'
                WHEN score IS NULL THEN 'review_score_present'
@@ -142,7 +141,15 @@ SELECT *, CASE WHEN order_id IS NULL THEN 'order_id_present'
                WHEN answered IS NOT NULL AND NOT is_timestamp(answered) THEN 'review_answer_timestamp_type'
                WHEN to_int(score) NOT BETWEEN 1 AND 5 THEN 'review_score_in_range'
           END AS reason
-  FROM t_order_reviews;
+  FROM (
+        SELECT batch, rn, id_or_null(order_id) AS order_id, id_or_null(review_id) AS review_id, blank_null(review_score) AS score,
+               CASE WHEN blank_null(review_comment_title) IS NOT NULL THEN review_comment_title END AS review_comment_title,
+               CASE WHEN blank_null(review_comment_message) IS NOT NULL THEN review_comment_message
+                    ELSE 'No comment provided' END AS review_comment_message,
+               blank_null(review_creation_date) AS created, blank_null(review_answer_timestamp) AS answered
+          FROM raw_order_reviews
+         OFFSET 0
+  ) t;
 CREATE TABLE s_order_reviews AS
 SELECT order_id, review_id, review_score, review_comment_title, review_comment_message,
        review_creation_date, review_answer_timestamp
@@ -155,14 +162,15 @@ SELECT order_id, review_id, review_score, review_comment_title, review_comment_m
  WHERE pick = 1;
 
 -- category_translation: names lose their byte-order marks
-CREATE TABLE t_category_translation AS
-SELECT batch, rn, blank_null(regexp_replace(product_category_name, '^(' || chr(65279) || ')+', '')) AS name,
-       blank_null(regexp_replace(product_category_name_english, '^(' || chr(65279) || ')+', '')) AS english
-  FROM raw_category_translation;
 CREATE TABLE c_category_translation AS
 SELECT *, CASE WHEN name IS NULL THEN 'product_category_name_present'
                WHEN english IS NULL THEN 'product_category_name_english_present' END AS reason
-  FROM t_category_translation;
+  FROM (
+        SELECT batch, rn, blank_null(regexp_replace(product_category_name, '^(' || chr(65279) || ')+', '')) AS name,
+               blank_null(regexp_replace(product_category_name_english, '^(' || chr(65279) || ')+', '')) AS english
+          FROM raw_category_translation
+         OFFSET 0
+  ) t;
 CREATE TABLE s_category_translation AS
 SELECT name AS product_category_name, english AS product_category_name_english
   FROM (SELECT *, row_number() OVER (PARTITION BY name ORDER BY batch DESC, rn DESC) AS pick
@@ -170,13 +178,6 @@ SELECT name AS product_category_name, english AS product_category_name_english
  WHERE pick = 1;
 
 -- products: the English category, else the Portuguese name
-CREATE TABLE t_products AS
-SELECT batch, rn, id_or_null(product_id) AS product_id, blank_null(product_category_name) AS category,
-       blank_null(product_name_lenght) AS name_length, blank_null(product_description_lenght) AS description_length,
-       blank_null(product_photos_qty) AS photos, blank_null(product_weight_g) AS weight,
-       blank_null(product_length_cm) AS length_cm, blank_null(product_height_cm) AS height_cm,
-       blank_null(product_width_cm) AS width_cm
-  FROM raw_products;
 CREATE TABLE c_products AS
 SELECT *, CASE WHEN product_id IS NULL THEN 'product_id_present'
                WHEN name_length IS NOT NULL AND NOT full_match(name_length, '[+-]?[0-9]{1,9}') THEN 'product_name_lenght_type'
@@ -187,7 +188,15 @@ SELECT *, CASE WHEN product_id IS NULL THEN 'product_id_present'
                WHEN height_cm IS NOT NULL AND NOT full_match(height_cm, '[+-]?[0-9]{1,9}') THEN 'product_height_cm_type'
                WHEN width_cm IS NOT NULL AND NOT full_match(width_cm, '[+-]?[0-9]{1,9}') THEN 'product_width_cm_type'
           END AS reason
-  FROM t_products;
+  FROM (
+        SELECT batch, rn, id_or_null(product_id) AS product_id, blank_null(product_category_name) AS category,
+               blank_null(product_name_lenght) AS name_length, blank_null(product_description_lenght) AS description_length,
+               blank_null(product_photos_qty) AS photos, blank_null(product_weight_g) AS weight,
+               blank_null(product_length_cm) AS length_cm, blank_null(product_height_cm) AS height_cm,
+               blank_null(product_width_cm) AS width_cm
+          FROM raw_products
+         OFFSET 0
+  ) t;
 CREATE TABLE s_products AS
 SELECT product_id, category AS product_category_name, coalesce(t.product_category_name_english, category) AS product_category,
        to_int(name_length) AS product_name_lenght, to_int(description_length) AS product_description_lenght,
@@ -199,15 +208,16 @@ SELECT product_id, category AS product_category_name, coalesce(t.product_categor
  WHERE pick = 1;
 
 -- sellers
-CREATE TABLE t_sellers AS
-SELECT batch, rn, id_or_null(seller_id) AS seller_id, blank_null(seller_zip_code_prefix) AS zip,
-       place(seller_city) AS seller_city, place(seller_state) AS seller_state
-  FROM raw_sellers;
 CREATE TABLE c_sellers AS
 SELECT *, CASE WHEN seller_id IS NULL THEN 'seller_id_present'
                WHEN zip IS NOT NULL AND NOT (full_match(zip, '[0-9]+') AND length(ltrim(zip, '0')) <= 9) THEN 'seller_zip_type'
           END AS reason
-  FROM t_sellers;
+  FROM (
+        SELECT batch, rn, id_or_null(seller_id) AS seller_id, blank_null(seller_zip_code_prefix) AS zip,
+               place(seller_city) AS seller_city, place(seller_state) AS seller_state
+          FROM raw_sellers
+         OFFSET 0
+  ) t;
 CREATE TABLE s_sellers AS
 SELECT seller_id, CASE WHEN zip IS NOT NULL THEN to_int(coalesce(nullif(ltrim(zip, '0'), ''), '0')) END AS seller_zip,
        seller_city, seller_state
@@ -216,12 +226,6 @@ SELECT seller_id, CASE WHEN zip IS NOT NULL THEN to_int(coalesce(nullif(ltrim(zi
  WHERE pick = 1;
 
 -- geolocation: exact duplicates removed
-CREATE TABLE t_geolocation AS
-SELECT batch, rn, blank_null(geolocation_zip_code_prefix) AS zip, blank_null(geolocation_lat) AS lat,
-       blank_null(geolocation_lng) AS lng,
-       CASE WHEN blank_null(geolocation_city) IS NOT NULL THEN geolocation_city END AS city,
-       CASE WHEN blank_null(geolocation_state) IS NOT NULL THEN geolocation_state END AS state
-  FROM raw_geolocation;
 CREATE TABLE c_geolocation AS
 SELECT *, CASE WHEN zip IS NULL THEN 'zip_present'
                WHEN lat IS NULL THEN 'lat_present'
@@ -232,7 +236,14 @@ SELECT *, CASE WHEN zip IS NULL THEN 'zip_present'
                WHEN to_double(lat) NOT BETWEEN -33.75 AND 5.30 THEN 'lat_inside_brazil'
                WHEN to_double(lng) NOT BETWEEN -74.00 AND -34.70 THEN 'lng_inside_brazil'
           END AS reason
-  FROM t_geolocation;
+  FROM (
+        SELECT batch, rn, blank_null(geolocation_zip_code_prefix) AS zip, blank_null(geolocation_lat) AS lat,
+               blank_null(geolocation_lng) AS lng,
+               CASE WHEN blank_null(geolocation_city) IS NOT NULL THEN geolocation_city END AS city,
+               CASE WHEN blank_null(geolocation_state) IS NOT NULL THEN geolocation_state END AS state
+          FROM raw_geolocation
+         OFFSET 0
+  ) t;
 CREATE TABLE s_geolocation AS
 SELECT DISTINCT to_int(coalesce(nullif(ltrim(zip, '0'), ''), '0')) AS zip, to_double(lat) AS lat, to_double(lng) AS lng,
        city, state
