@@ -333,3 +333,38 @@ fn each_kind_of_change_rewrites_only_the_people_it_touches() {
     c.batch_execute("CALL golden360.rebuild()").unwrap();
     assert_eq!(outcome(&mut c), incremental, "a rebuild of the same bronze");
 }
+
+/// An incremental refresh ranks the people it recomputed among everyone
+/// else for RFM. With 1 MB of sort memory that ranking goes through
+/// PostgreSQL's tuplesort (temporary files) instead of Rust memory that
+/// grows with the number of people, and gold still equals a rebuild.
+#[test]
+fn an_incremental_rfm_ranking_in_little_memory_spills_and_equals_a_rebuild() {
+    let base = ScratchDir::new("incremental_rank_base");
+    generate(&base.0, 0.2, 41);
+    let delta = ScratchDir::new("incremental_rank_delta");
+    generate_with(&delta.0, 0.2, 41, &["--batch", "1"]);
+    let (small, rebuilt) = (fresh_database("incremental_rank_small"), fresh_database("incremental_rank_rebuilt"));
+    let (mut s, mut r) = (connect(&small), connect(&rebuilt));
+    for c in [&mut s, &mut r] {
+        c.batch_execute("SET golden360.quality_gate = warn").unwrap();
+        ingest(c, base.path());
+    }
+    s.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    ingest(&mut s, delta.path());
+    s.batch_execute("CALL golden360.refresh_silver()").unwrap();
+    let people = count(&mut s, "SELECT count(*) FROM gold.unified_customer_360 WHERE order_count > 0");
+    assert!(people > 15_000, "{people} ranked people: enough to outgrow 1 MB three times over");
+    let temp_files = "SELECT temp_files FROM pg_stat_database WHERE datname = current_database()";
+    s.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+    let before = count(&mut connect(&small), temp_files);
+    s.batch_execute("SET maintenance_work_mem = '1MB'; CALL golden360.refresh_gold(); RESET maintenance_work_mem").unwrap();
+    assert_eq!(last_modes(&mut s), ("incremental".into(), "incremental".into()));
+    golden360_it::eventually("the ranking's temporary files counted", std::time::Duration::from_secs(10), || {
+        s.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+        (count(&mut connect(&small), temp_files) > before).then_some(())
+    });
+    ingest(&mut r, delta.path());
+    r.batch_execute("CALL golden360.rebuild()").unwrap();
+    assert_eq!(outcome(&mut s), outcome(&mut r));
+}

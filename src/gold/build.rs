@@ -9,8 +9,9 @@
 //! only, through indexes). Both run the same per-person code, so an
 //! incremental record is a full rebuild's by construction. RFM scores are
 //! ranks over everyone: an incremental refresh ranks the people it
-//! recomputed among everyone else's stored values, one narrow scan of gold,
-//! and rewrites the others whose scores moved.
+//! recomputed among everyone else's stored values (one scan of gold into
+//! sorts that spill beyond their budget, so its memory stays bounded) and
+//! rewrites the others whose scores moved.
 
 use super::golden360::golden_id_digest;
 use crate::pg::bulk::{decimal, delete_rows, BulkInsert, RowBuf};
@@ -22,6 +23,7 @@ use crate::keys::{Interner, KeyHashState};
 use crate::pg::context::RowContext;
 use crate::pg::scan::{Key, Row, Selection};
 use crate::pg::snapshot::transaction_started_at;
+use crate::pg::sort::{SortRecord, Sorter};
 use crate::silver::parse::date_of;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -90,27 +92,21 @@ pub fn refresh(scope: &Scope) -> Outcome {
     let segments = RfmMap::load();
     let silver = Silver::read(scope);
     let silver_read = started.elapsed();
-    let outside = match scope {
-        Scope::Everyone => Vec::new(),
-        Scope::People { people, .. } => Outside::read(people),
-    };
-    let read = started.elapsed();
-    let (gold, outside_scores) = Gold::compute(&silver, &outside);
+    let (gold, moved) = Gold::compute(&silver, scope);
     let computed = started.elapsed();
     let refreshed_at = transaction_started_at();
     let mut records =
         sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at }, scope.stored(|| scope.people_keys()));
     let synced = started.elapsed();
-    records.written += rescore(&outside, &outside_scores, &segments);
+    records.written += rescore(&moved, &segments);
     let rescored = started.elapsed();
     let customer_keys = || (0..silver.customers.len() as u32).map(|c| Key::Text(silver.customers.get(c).to_vec())).collect();
     let bridge = sync(&BridgeRows::new(&silver, &gold), scope.stored(customer_keys));
     pgrx::debug1!(
-        "golden360 gold: read silver {:.0} ms and others' RFM keys {:.0} ms, computed {:.0} ms, wrote {:.0} ms \
+        "golden360 gold: read silver {:.0} ms, computed {:.0} ms (RFM ranks among everyone included), wrote {:.0} ms \
          (records {:.0} ms, RFM rescores {:.0} ms)",
         silver_read.as_secs_f64() * 1e3,
-        (read - silver_read).as_secs_f64() * 1e3,
-        (computed - read).as_secs_f64() * 1e3,
+        (computed - silver_read).as_secs_f64() * 1e3,
         (started.elapsed() - computed).as_secs_f64() * 1e3,
         (synced - computed).as_secs_f64() * 1e3,
         (rescored - synced).as_secs_f64() * 1e3
@@ -566,9 +562,10 @@ struct Gold {
 }
 
 impl Gold {
-    /// The records of the people in `silver`, RFM-ranked among them and
-    /// the `outside` people; also the outside people's new scores.
-    fn compute(silver: &Silver, outside: &[Outside]) -> (Gold, Vec<[i16; 3]>) {
+    /// The records of the people in `silver`, RFM-ranked among everyone
+    /// (for an incremental scope, with the others as gold holds them); also
+    /// the others whose scores moved.
+    fn compute(silver: &Silver, scope: &Scope) -> (Gold, Vec<Moved>) {
         let id = |c: u32| silver.customers.get(c);
         let mut sorted: Vec<(u32, &[u8], u32)> =
             silver.customer.iter().enumerate().map(|(c, row)| (row.person, id(c as u32), c as u32)).collect();
@@ -593,104 +590,186 @@ impl Gold {
                 rfm: None,
             });
         }
-        let outside_scores = score_rfm(&mut records, &silver.tally, outside);
+        let moved = score_rfm(&mut records, &silver.tally, scope);
         records.sort_unstable_by_key(|r| r.golden_id);
         let mut record_of = vec![0u32; records.len()];
         for (i, r) in records.iter().enumerate() {
             record_of[r.person as usize] = i as u32;
         }
-        (Gold { records, customers_by_person, record_of }, outside_scores)
+        (Gold { records, customers_by_person, record_of }, moved)
     }
 }
 
 /// RFM: three independent ntile(5) over the people with a counted order,
 /// ascending by last order date, order count and spend, ties by golden_id
-/// in byte order. The ranking covers `records` and `outside` (people not
-/// recomputed, as gold holds them); returns the outside people's scores.
-fn score_rfm(records: &mut [Record], tally: &[Tally], outside: &[Outside]) -> Vec<[i16; 3]> {
+/// in byte order. The ranking covers `records` and, for an incremental
+/// scope, everyone else with a counted order as gold holds them (read in
+/// one scan, straight into the sorts); returns those others whose scores
+/// moved, the only ones kept. The sorts are `Sorter`s, so the ranking's
+/// memory is bounded whatever the number of people.
+fn score_rfm(records: &mut [Record], tally: &[Tally], scope: &Scope) -> Vec<Moved> {
     let scored: Vec<usize> = (0..records.len()).filter(|&i| tally[records[i].person as usize].order_count > 0).collect();
-    let n = scored.len() + outside.len();
-    let mut scores = vec![[0i16; 3]; records.len()];
-    let mut outside_scores = vec![[0i16; 3]; outside.len()];
     // A NULL last_order_date (counted orders without a purchase time) sorts
     // last, as in PostgreSQL's ascending order.
     let keys: [fn(&Tally) -> i64; 3] = [|t| t.last.map_or(i64::MAX, |at| i64::from(date_of(at))), |t| i64::from(t.order_count), |t| t.spend];
-    // (key, golden_id, index; indexes from records.len() on are outside people)
-    let mut order: Vec<(i64, [u8; 32], u32)> = Vec::with_capacity(n);
-    for (dimension, key) in keys.iter().enumerate() {
-        order.clear();
-        order.extend(scored.iter().map(|&i| (key(&tally[records[i].person as usize]), records[i].golden_id, i as u32)));
-        order.extend(outside.iter().enumerate().map(|(j, o)| (o.keys[dimension], o.golden_id, (records.len() + j) as u32)));
-        order.sort_unstable();
-        for (position, &(_, _, i)) in order.iter().enumerate() {
-            let score = ntile(position, n, 5);
-            match (i as usize).checked_sub(records.len()) {
-                None => scores[i as usize][dimension] = score,
-                Some(j) => outside_scores[j][dimension] = score,
-            }
+    let others = match scope {
+        Scope::Everyone => None,
+        Scope::People { people, .. } => Some((people, Selection::all("gold", "unified_customer_360", SHARE))),
+    };
+    let expected = scored.len() + others.as_ref().map_or(0, |(_, scan)| scan.estimated_rows());
+    let mut sorts: [Sorter<Ranking>; 3] = std::array::from_fn(|_| Sorter::for_records(expected, 3));
+    for &i in &scored {
+        for (dimension, key) in keys.iter().enumerate() {
+            let key = key(&tally[records[i].person as usize]);
+            sorts[dimension].put(Ranking { key, golden_id: records[i].golden_id, who: Who::Recomputed(i as u32) });
         }
+    }
+    let mut n = scored.len();
+    if let Some((people, scan)) = others {
+        n += rank_the_others(people, scan, &mut sorts);
+    }
+    let mut scores = vec![[0i16; 3]; records.len()];
+    let mut moved: HashMap<[u8; 32], [i16; 3], KeyHashState> = HashMap::default();
+    for (dimension, sort) in sorts.into_iter().enumerate() {
+        let mut position = 0;
+        sort.sorted(|ranking| {
+            let score = ntile(position, n, 5);
+            position += 1;
+            match ranking.who {
+                Who::Recomputed(i) => scores[i as usize][dimension] = score,
+                // A stored NULL moves in its own dimension's pass, so every
+                // score of a moved person is set by the end.
+                Who::Other(stored) if stored[dimension] != Some(score) => {
+                    moved.entry(ranking.golden_id).or_insert(stored.map(|s| s.unwrap_or(0)))[dimension] = score;
+                }
+                Who::Other(_) => {}
+            }
+        });
     }
     for i in scored {
         records[i].rfm = Some(scores[i]);
     }
-    outside_scores
+    moved.into_iter().map(|(golden_id, scores)| Moved { golden_id, scores }).collect()
 }
 
-/// A scored person an incremental refresh does not recompute: the RFM
-/// keys and scores gold holds for them.
-struct Outside {
+/// Everyone gold holds with a counted order but `people`, into the sorts,
+/// with their stored scores; returns how many.
+fn rank_the_others(people: &[Vec<u8>], mut scan: Selection, sorts: &mut [Sorter<Ranking>; 3]) -> usize {
+    let skip: std::collections::HashSet<&[u8]> = people.iter().map(|p| p.as_slice()).collect();
+    let [golden_id, person] = ["golden_id", "customer_unique_id"].map(|c| scan.attr(c, Text));
+    let [orders, last, spend] =
+        [("order_count", Integer), ("last_order_date", SqlType::Date), ("total_spend", SPEND)].map(|(c, ty)| scan.attr(c, ty));
+    let score_attrs = ["recency_score", "frequency_score", "monetary_score"].map(|c| scan.attr(c, SqlType::SmallInt));
+    let mut n = 0;
+    scan.for_each(|row| {
+        let count = row.int4(orders).unwrap_or(0);
+        if count == 0 || skip.contains(row.text(person)) {
+            return;
+        }
+        let mut id = [0u8; 32];
+        if hex::decode_to_slice(row.text(golden_id), &mut id).is_err() {
+            raise(
+                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                format!("gold.unified_customer_360 holds a golden_id that is not 64 hex digits: {:?}",
+                        String::from_utf8_lossy(row.text(golden_id))),
+                None,
+                "Rebuild gold: CALL golden360.rebuild();",
+            );
+        }
+        let keys = [row.int4(last).map_or(i64::MAX, i64::from), i64::from(count), row.cents(spend).unwrap_or(0)];
+        let stored = score_attrs.map(|a| row.int2(a));
+        for (dimension, key) in keys.into_iter().enumerate() {
+            sorts[dimension].put(Ranking { key, golden_id: id, who: Who::Other(stored) });
+        }
+        n += 1;
+    });
+    scan.close();
+    n
+}
+
+/// One person's place in one RFM dimension: ordered by key, then golden_id.
+#[derive(Clone, Copy)]
+struct Ranking {
+    key: i64,
     golden_id: [u8; 32],
-    /// Last order date (days; i64::MAX when NULL), order count, spend in cents.
-    keys: [i64; 3],
-    stored: [Option<i16>; 3],
+    who: Who,
 }
 
-impl Outside {
-    /// Everyone in gold with a counted order but `people`.
-    fn read(people: &[Vec<u8>]) -> Vec<Outside> {
-        let skip: std::collections::HashSet<&[u8]> = people.iter().map(|p| p.as_slice()).collect();
-        let mut scan = Selection::all("gold", "unified_customer_360", SHARE);
-        let [golden_id, person] = ["golden_id", "customer_unique_id"].map(|c| scan.attr(c, Text));
-        let [orders, last, spend] =
-            [("order_count", Integer), ("last_order_date", SqlType::Date), ("total_spend", SPEND)].map(|(c, ty)| scan.attr(c, ty));
-        let score_attrs = ["recency_score", "frequency_score", "monetary_score"].map(|c| scan.attr(c, SqlType::SmallInt));
-        let mut outside = Vec::with_capacity(scan.estimated_rows());
-        scan.for_each(|row| {
-            let count = row.int4(orders).unwrap_or(0);
-            if count == 0 || skip.contains(row.text(person)) {
-                return;
+#[derive(Clone, Copy)]
+enum Who {
+    /// A person this refresh computed: the index into the records.
+    Recomputed(u32),
+    /// Anyone else, with the scores gold holds for them.
+    Other([Option<i16>; 3]),
+}
+
+/// A stored score that is NULL in a spilled record.
+const NO_SCORE: i16 = i16::MIN;
+
+/// Bytes: the key (big-endian, sign bit flipped, so memcmp orders it as a
+/// number), the golden_id, then who (a tag and 6 bytes).
+impl SortRecord for Ranking {
+    type Read = Ranking;
+
+    fn encode(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&((self.key as u64) ^ (1 << 63)).to_be_bytes());
+        buf.extend_from_slice(&self.golden_id);
+        match self.who {
+            Who::Recomputed(i) => {
+                buf.push(0);
+                buf.extend_from_slice(&i.to_le_bytes());
+                buf.extend_from_slice(&[0, 0]);
             }
-            let mut id = [0u8; 32];
-            if hex::decode_to_slice(row.text(golden_id), &mut id).is_err() {
-                raise(
-                    PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-                    format!("gold.unified_customer_360 holds a golden_id that is not 64 hex digits: {:?}",
-                            String::from_utf8_lossy(row.text(golden_id))),
-                    None,
-                    "Rebuild gold: CALL golden360.rebuild();",
-                );
+            Who::Other(stored) => {
+                buf.push(1);
+                for s in stored {
+                    buf.extend_from_slice(&s.unwrap_or(NO_SCORE).to_le_bytes());
+                }
             }
-            outside.push(Outside {
-                golden_id: id,
-                keys: [row.int4(last).map_or(i64::MAX, i64::from), i64::from(count), row.cents(spend).unwrap_or(0)],
-                stored: score_attrs.map(|a| row.int2(a)),
-            });
-        });
-        scan.close();
-        outside
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Ranking {
+        let field = |from: usize, to: usize| bytes.get(from..to).unwrap_or_default();
+        let key = (u64::from_be_bytes(field(0, 8).try_into().unwrap_or_default()) ^ (1 << 63)) as i64;
+        let golden_id: [u8; 32] = field(8, 40).try_into().unwrap_or_default();
+        let payload = field(41, 47);
+        let who = if field(40, 41) == [0] {
+            Who::Recomputed(u32::from_le_bytes(payload.get(0..4).unwrap_or_default().try_into().unwrap_or_default()))
+        } else {
+            let score = |k: usize| {
+                let s = i16::from_le_bytes(payload.get(2 * k..2 * k + 2).unwrap_or_default().try_into().unwrap_or_default());
+                (s != NO_SCORE).then_some(s)
+            };
+            Who::Other([score(0), score(1), score(2)])
+        };
+        Ranking { key, golden_id, who }
+    }
+
+    fn read(&self) -> Ranking {
+        *self
+    }
+
+    fn sort(rankings: &mut [Ranking]) {
+        rankings.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| a.golden_id.cmp(&b.golden_id)));
     }
 }
 
-/// Rewrite the RFM scores and segment of the outside people whose scores
-/// moved; returns how many.
-fn rescore(outside: &[Outside], scores: &[[i16; 3]], segments: &RfmMap) -> i64 {
-    let moved: Vec<usize> = (0..outside.len()).filter(|&j| outside[j].stored != scores[j].map(Some)).collect();
+/// A person not recomputed whose RFM scores moved: the new scores.
+struct Moved {
+    golden_id: [u8; 32],
+    scores: [i16; 3],
+}
+
+/// Rewrite the RFM scores and segment of the people whose scores moved;
+/// returns how many.
+fn rescore(moved: &[Moved], segments: &RfmMap) -> i64 {
     if moved.is_empty() {
         return 0;
     }
-    let ids: Vec<String> = moved.iter().map(|&j| hex::encode(outside[j].golden_id)).collect();
-    let column = |d: usize| -> Vec<i16> { moved.iter().map(|&j| scores[j][d]).collect() };
-    let labels: Vec<String> = moved.iter().map(|&j| segments.segment(scores[j]).to_string()).collect();
+    let ids: Vec<String> = moved.iter().map(|m| hex::encode(m.golden_id)).collect();
+    let column = |d: usize| -> Vec<i16> { moved.iter().map(|m| m.scores[d]).collect() };
+    let labels: Vec<String> = moved.iter().map(|m| segments.segment(m.scores).to_string()).collect();
     Spi::run_with_args(
         "SELECT golden360_internal.rescore_rfm($1, $2, $3, $4, $5)",
         &[ids.into(), column(0).into(), column(1).into(), column(2).into(), labels.into()],
@@ -945,3 +1024,42 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>) -> Synced {
     Synced { written, removed, added: written - rewritten }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ranking's bytes sort as the ranking does (key as a signed number,
+    /// then golden_id), and read back as they were put.
+    #[test]
+    fn rankings_sort_by_their_bytes_and_read_back() {
+        let mut rankings = Vec::new();
+        for (n, key) in [i64::MIN, -3, 0, 1, 17_532, i64::MAX].into_iter().enumerate() {
+            for id in [[0u8; 32], [7u8; 32], [255u8; 32]] {
+                let who = if n % 2 == 0 { Who::Recomputed(n as u32 * 1000 + 7) } else { Who::Other([Some(1), None, Some(5)]) };
+                rankings.push(Ranking { key, golden_id: id, who });
+            }
+        }
+        rankings.reverse();
+        let encode = |r: &Ranking| {
+            let mut out = Vec::new();
+            r.encode(&mut out);
+            out
+        };
+        let mut by_bytes = rankings.clone();
+        by_bytes.sort_by_key(encode);
+        let mut by_value = rankings;
+        Ranking::sort(&mut by_value);
+        let fields = |r: &Ranking| {
+            let who = match r.who {
+                Who::Recomputed(i) => (0, i64::from(i), [None; 3]),
+                Who::Other(s) => (1, 0, s),
+            };
+            (r.key, r.golden_id, who)
+        };
+        assert_eq!(by_bytes.iter().map(fields).collect::<Vec<_>>(), by_value.iter().map(fields).collect::<Vec<_>>());
+        for r in &by_value {
+            assert_eq!(fields(&Ranking::decode(&encode(r))), fields(r));
+        }
+    }
+}

@@ -96,6 +96,66 @@ pub fn sort_budget_bytes() -> usize {
     usize::try_from(unsafe { pg_sys::maintenance_work_mem }).unwrap_or(0).saturating_mul(1024)
 }
 
+/// A record a `Sorter` orders: the same order in memory as its bytes give.
+pub trait SortRecord: Sized {
+    /// What reading a sorted record yields (a record may carry more than
+    /// its bytes need to give back, e.g. a rank used only to order).
+    type Read;
+    /// Appends the record's bytes, whose memcmp order is the record order.
+    fn encode(&self, buf: &mut Vec<u8>);
+    /// The record read back from its bytes.
+    fn decode(bytes: &[u8]) -> Self::Read;
+    /// The record read back from memory.
+    fn read(&self) -> Self::Read;
+    /// Sorts records in memory, in the order of their bytes.
+    fn sort(records: &mut [Self]);
+}
+
+/// Records sorted in Rust while they fit both `maintenance_work_mem` and
+/// half of `golden360.memory_limit` (fast, and within the same bounds);
+/// otherwise through PostgreSQL's tuplesort (`ByteSort`), which holds that
+/// much and spills to temporary files beyond it. The two give the same
+/// order; the choice is made up front, from the number of records expected.
+pub enum Sorter<T> {
+    InMemory(Vec<T>),
+    Spilling { sort: ByteSort, buf: Vec<u8> },
+}
+
+impl<T: SortRecord> Sorter<T> {
+    /// A sorter for about `records` records, one of `concurrent` sorters
+    /// that share the budget while they are filled together.
+    pub fn for_records(records: usize, concurrent: usize) -> Sorter<T> {
+        let bytes = records.saturating_mul(std::mem::size_of::<T>()).saturating_mul(concurrent.max(1));
+        if bytes <= sort_budget_bytes().min(crate::ops::memory_limit_bytes() / 2) {
+            Sorter::InMemory(Vec::with_capacity(records))
+        } else {
+            Sorter::Spilling { sort: ByteSort::new(), buf: Vec::with_capacity(128) }
+        }
+    }
+
+    pub fn put(&mut self, record: T) {
+        match self {
+            Sorter::InMemory(records) => records.push(record),
+            Sorter::Spilling { sort, buf } => {
+                buf.clear();
+                record.encode(buf);
+                sort.put(buf);
+            }
+        }
+    }
+
+    /// Hand every record to `f`, in order.
+    pub fn sorted(self, mut f: impl FnMut(T::Read)) {
+        match self {
+            Sorter::InMemory(mut records) => {
+                T::sort(&mut records);
+                records.iter().for_each(|r| f(r.read()));
+            }
+            Sorter::Spilling { sort, .. } => sort.sorted(|bytes| f(T::decode(bytes))),
+        }
+    }
+}
+
 impl Drop for ByteSort {
     fn drop(&mut self) {
         // On an error the transaction's abort frees the sort's memory and

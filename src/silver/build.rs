@@ -3,7 +3,7 @@
 //! Per table, two scans of the bronze heap, in the same order (one snapshot,
 //! no synchronized scan):
 //! 1. every row is typed and checked; each valid row's dedup key (a 128-bit
-//!    hash), rank, position and content hash go into one sort (`KeySort`):
+//!    hash), rank, position and content hash go into one sort (`Sorter`):
 //!    in Rust when the table's records fit `maintenance_work_mem`, else
 //!    PostgreSQL's tuplesort (`pg::sort::ByteSort`), which holds that much
 //!    and spills to temporary files beyond it, as CREATE INDEX does. Read
@@ -26,7 +26,7 @@ use crate::error::raise;
 use crate::keys::{key_hash, KeyHashState};
 use olist_model::SOURCE_FILES;
 use crate::pg::scan::{HeapScan, Row};
-use crate::pg::sort::{sort_budget_bytes, ByteSort};
+use crate::pg::sort::{SortRecord, Sorter};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
 use smallvec::SmallVec;
@@ -351,7 +351,7 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
     // no lookups. Where the key is the whole row (geolocation, the biggest
     // table) the key is the content.
     let whole_row = matches!(spec.dedup, Dedup::WholeRow);
-    let mut sort = KeySort::for_rows(rows_loaded(spec.table));
+    let mut sort = Sorter::<Ranked>::for_records(rows_loaded(spec.table), 1);
     let mut failed: HashMap<u32, u8, KeyHashState> = HashMap::default();
     let mut position = 0u32;
     scan.for_each(|scanned| {
@@ -387,7 +387,7 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
             group.clear();
         }
     };
-    sort.sorted(|key, at, content| {
+    sort.sorted(|(key, at, content)| {
         if group_key != Some(key) {
             keep(&mut group);
             group_key = Some(key);
@@ -464,60 +464,36 @@ pub(super) fn sort_by_key_best_first(rows: &mut [Ranked]) {
     rows.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| b.rank.cmp(&a.rank)));
 }
 
-/// The sort that picks each key's row, handing the records back by key,
-/// best first. In Rust when the table's records fit both
-/// `maintenance_work_mem` and half of `golden360.memory_limit` (fast, and
-/// within the same bounds); otherwise PostgreSQL's tuplesort, which holds
-/// `maintenance_work_mem` and spills beyond it. The two give the same order:
-/// a record's bytes are its key (big-endian) and its rank best first
-/// (`Rank::encode_best_first`), then its position and content.
-enum KeySort {
-    InMemory(Vec<Ranked>),
-    Spilling { sort: ByteSort, buf: Vec<u8> },
-}
+/// The sort that picks each key's row hands the records back by key, best
+/// first (`pg::sort::Sorter`: in Rust or spilling). A record's bytes are its
+/// key (big-endian) and its rank best first (`Rank::encode_best_first`),
+/// then its position and content: reading one gives (key, position,
+/// content).
+impl SortRecord for Ranked {
+    type Read = (u128, u32, u128);
 
-impl KeySort {
-    fn for_rows(rows: usize) -> KeySort {
-        let bytes = rows.saturating_mul(std::mem::size_of::<Ranked>());
-        if bytes <= sort_budget_bytes().min(crate::ops::memory_limit_bytes() / 2) {
-            KeySort::InMemory(Vec::with_capacity(rows))
-        } else {
-            KeySort::Spilling { sort: ByteSort::new(), buf: Vec::with_capacity(128) }
-        }
+    fn encode(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&self.key.to_be_bytes());
+        self.rank.encode_best_first(buf);
+        buf.extend_from_slice(&self.at.to_be_bytes());
+        buf.extend_from_slice(&self.content.to_le_bytes());
     }
 
-    fn put(&mut self, record: Ranked) {
-        match self {
-            KeySort::InMemory(records) => records.push(record),
-            KeySort::Spilling { sort, buf } => {
-                buf.clear();
-                buf.extend_from_slice(&record.key.to_be_bytes());
-                record.rank.encode_best_first(buf);
-                buf.extend_from_slice(&record.at.to_be_bytes());
-                buf.extend_from_slice(&record.content.to_le_bytes());
-                sort.put(buf);
-            }
-        }
+    fn decode(bytes: &[u8]) -> (u128, u32, u128) {
+        let n = bytes.len();
+        let field = |from: usize, to: usize| bytes.get(from..to).unwrap_or_default();
+        let key = u128::from_be_bytes(field(0, 16).try_into().unwrap_or_default());
+        let at = u32::from_be_bytes(field(n.saturating_sub(20), n.saturating_sub(16)).try_into().unwrap_or_default());
+        let content = u128::from_le_bytes(field(n.saturating_sub(16), n).try_into().unwrap_or_default());
+        (key, at, content)
     }
 
-    /// `f(key, position, content)` for every record, by key, best first.
-    fn sorted(self, mut f: impl FnMut(u128, u32, u128)) {
-        match self {
-            KeySort::InMemory(mut records) => {
-                sort_by_key_best_first(&mut records);
-                for r in &records {
-                    f(r.key, r.at, r.content);
-                }
-            }
-            KeySort::Spilling { sort, .. } => sort.sorted(|bytes| {
-                let n = bytes.len();
-                let field = |from: usize, to: usize| bytes.get(from..to).unwrap_or_default();
-                let key = u128::from_be_bytes(field(0, 16).try_into().unwrap_or_default());
-                let at = u32::from_be_bytes(field(n.saturating_sub(20), n.saturating_sub(16)).try_into().unwrap_or_default());
-                let content = u128::from_le_bytes(field(n.saturating_sub(16), n).try_into().unwrap_or_default());
-                f(key, at, content)
-            }),
-        }
+    fn read(&self) -> (u128, u32, u128) {
+        (self.key, self.at, self.content)
+    }
+
+    fn sort(records: &mut [Ranked]) {
+        sort_by_key_best_first(records);
     }
 }
 
