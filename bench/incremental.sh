@@ -9,7 +9,9 @@
 #               repeat every 6 batches), so the two compare like with like
 #   export      a daily full export with the 1% change (--batch 1
 #               --full-export), on a fresh load of the base
-# Each step's time in ms and the ratio of each case to the full pipeline;
+# Each step's time in ms and the ratio of each case to the full pipeline,
+# and the peak Rust heap of each refresh (golden360.rust_memory(); an
+# incremental one should hold what changed, not what the data holds);
 # RUNS repeats (default 2), printed as min-max.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,17 +20,19 @@ bench_setup
 RUNS=${RUNS:-2}
 gen="$here/target/release/olist-gen"
 
-# ingest DIR; refresh: prints "bronze silver gold" in ms.
+# ingest DIR; refresh: prints "bronze silver gold" in ms, then the silver
+# and gold refreshes' peak Rust heap in KiB.
 step() {
-    local dir=$1 t0 t1 t2 t3
+    local dir=$1 t0 t1 t2 t3 silver_peak gold_peak
+    local peak="SELECT peak_bytes / 1024 FROM golden360.rust_memory()"
     t0=$(now_ms)
     if [ -n "$dir" ]; then bench_psql -c "SELECT count(*) FROM golden360.ingest_bronze('$dir', true)" >/dev/null; fi
     t1=$(now_ms)
-    bench_psql -c "CALL golden360.refresh_silver()" 2>/dev/null
+    silver_peak=$(bench_psql -c "CALL golden360.refresh_silver()" -c "$peak" 2>/dev/null)
     t2=$(now_ms)
-    bench_psql -c "CALL golden360.refresh_gold()" 2>/dev/null
+    gold_peak=$(bench_psql -c "CALL golden360.refresh_gold()" -c "$peak" 2>/dev/null)
     t3=$(now_ms)
-    echo "$((t1 - t0)) $((t2 - t1)) $((t3 - t2))"
+    echo "$((t1 - t0)) $((t2 - t1)) $((t3 - t2)) $silver_peak $gold_peak"
 }
 
 fresh_base() {
@@ -68,8 +72,8 @@ for scale in ${SCALES:-1}; do
         IFS=';' read -ra fulls <<<"${times[full]}"
         b=() s=() g=() t=() r=()
         for i in "${!runs[@]}"; do
-            read -r rb rs rg <<<"${runs[$i]}"
-            read -r fb fs fg <<<"${fulls[$i]}"
+            read -r rb rs rg _ <<<"${runs[$i]}"
+            read -r fb fs fg _ <<<"${fulls[$i]}"
             b+=("$rb") s+=("$rs") g+=("$rg") t+=($((rb + rs + rg)))
             r+=("$(echo "1000 * ($rb + $rs + $rg) / ($fb + $fs + $fg)" | bc)")
         done
@@ -87,10 +91,17 @@ for scale in ${SCALES:-1}; do
     IFS=';' read -ra d1 <<<"${times[delta]}"
     IFS=';' read -ra d30 <<<"${times[daily]}"
     for i in "${!d1[@]}"; do
-        read -r a b c <<<"${d1[$i]}"
-        read -r x y z <<<"${d30[$i]}"
+        read -r a b c _ <<<"${d1[$i]}"
+        read -r x y z _ <<<"${d30[$i]}"
         printf 'run %d: 31st daily batch / 1st: %.2fx (silver + gold)\n' "$((i + 1))" "$(echo "($y + $z) / ($b + $c)" | bc -l)"
     done
+    printf 'peak Rust heap, MiB (silver / gold):'
+    for case in full delta idle daily export; do
+        IFS=';' read -ra runs <<<"${times[$case]}"
+        peaks=$(for r in "${runs[@]}"; do read -r _ _ _ sp gp <<<"$r"; echo "$((sp / 1024)) $((gp / 1024))"; done)
+        printf ' %s %s / %s' "$case" "$(echo "$peaks" | awk '{print $1}' | range)" "$(echo "$peaks" | awk '{print $2}' | range)"
+    done
+    echo
     echo "targets: delta <= 0.05x, export <= 0.35x, idle <= 0.01x, 30 batches later <= 1.2x the 1st"
     unset times
 done
