@@ -189,8 +189,6 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT table_name FROM golden360_internal.silver_tables() UNION ALL SELECT 'quarantine'
 $$;
 
--- Who holds a lock on these tables that conflicts with `mode`, and what
--- they are doing: the DETAIL of a refresh that could not get its lock.
 -- The table lock modes that conflict with taking `mode` (PostgreSQL's
 -- conflict table, for the modes golden360 takes).
 CREATE FUNCTION golden360_internal.conflicting_lock_modes(mode text) RETURNS text[]
@@ -206,6 +204,22 @@ SELECT CASE upper(mode)
                'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'] END
 $$;
 
+-- The granted locks of other sessions on `tables` (in this database) that
+-- conflict with taking the lock mode `wanted`: whom a refresh's lock would
+-- wait for. (Not named `mode`: in the query that name is pg_locks' column.)
+CREATE FUNCTION golden360_internal.conflicting_locks(tables regclass[], wanted text)
+RETURNS TABLE (pid integer, mode text, relation regclass)
+LANGUAGE sql STABLE AS $$
+SELECT l.pid, l.mode, l.relation::regclass
+  FROM pg_catalog.pg_locks l
+ WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+   AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+   AND l.relation = ANY (tables)
+   AND l.mode = ANY (golden360_internal.conflicting_lock_modes(wanted))
+$$;
+
+-- Who holds those locks and what they are doing: the DETAIL of a refresh
+-- that could not get its lock.
 CREATE FUNCTION golden360_internal.lock_holders(tables regclass[], mode text) RETURNS text
 LANGUAGE sql STABLE AS $$
 SELECT coalesce(
@@ -213,14 +227,10 @@ SELECT coalesce(
                                a.pid, a.usename, a.state,
                                CASE WHEN a.state LIKE 'idle in transaction%'
                                     THEN format(' since %s', to_char(a.state_change, 'YYYY-MM-DD HH24:MI:SS TZ')) ELSE '' END,
-                               l.mode, l.relation::regclass, left(a.query, 200)), E'\n'),
+                               l.mode, l.relation, left(a.query, 200)), E'\n'),
     'no session holds a conflicting lock any more')
-  FROM pg_catalog.pg_locks l
+  FROM golden360_internal.conflicting_locks(tables, lock_holders.mode) l
   JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
- WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
-   AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-   AND l.relation = ANY (tables)
-   AND l.mode = ANY (golden360_internal.conflicting_lock_modes(mode))
 $$;
 
 -- Cancel the autovacuum workers whose locks on `tables` conflict with
@@ -237,12 +247,9 @@ DECLARE
 BEGIN
     FOR worker IN
         SELECT DISTINCT a.pid
-          FROM pg_catalog.pg_locks l
+          FROM golden360_internal.conflicting_locks(tables, wanted) l
           JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-         WHERE l.locktype = 'relation' AND l.granted AND a.backend_type = 'autovacuum worker'
-           AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-           AND l.relation = ANY (tables)
-           AND l.mode = ANY (golden360_internal.conflicting_lock_modes(wanted))
+         WHERE a.backend_type = 'autovacuum worker'
            AND a.query LIKE 'autovacuum:%' AND a.query NOT LIKE '%to prevent wraparound%'
     LOOP
         BEGIN

@@ -311,6 +311,29 @@ fn an_autovacuum_in_the_way_of_a_refresh_is_cancelled() {
     server.check("autovacuum in the way");
 }
 
+/// A refresh that cannot get its lock names the sessions in its way, and
+/// only those: a reader's ACCESS SHARE is named for ACCESS EXCLUSIVE, not
+/// for ROW EXCLUSIVE, which it does not block. (The holders were once
+/// matched against their own mode, so every holder was named.)
+#[test]
+fn a_lock_wait_names_only_the_sessions_that_conflict() {
+    let db = fresh_database("sec_lock_holders");
+    let mut reader = connect(&db);
+    reader.batch_execute("BEGIN; LOCK silver.customers IN ACCESS SHARE MODE").unwrap();
+    let pid: i32 = reader.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let mut c = connect(&db);
+    let holders = |c: &mut Client, mode: &str| -> String {
+        c.query_one("SELECT golden360_internal.lock_holders(ARRAY['silver.customers'::regclass], $1)", &[&mode])
+            .unwrap()
+            .get(0)
+    };
+    let exclusive = holders(&mut c, "ACCESS EXCLUSIVE");
+    assert!(exclusive.starts_with(&format!("pid {pid} ")), "{exclusive}");
+    assert!(exclusive.contains("holds AccessShareLock on silver.customers"), "{exclusive}");
+    assert_eq!(holders(&mut c, "ROW EXCLUSIVE"), "no session holds a conflicting lock any more");
+    reader.batch_execute("ROLLBACK").unwrap();
+}
+
 /// A reader idle in a transaction does not hold an incremental refresh up;
 /// it holds a rebuild's swap: the rebuild waits golden360.lock_timeout, then
 /// fails naming the reader; silver is as it was.
