@@ -23,7 +23,7 @@ use crate::keys::{Interner, KeyHashState};
 use crate::pg::context::RowContext;
 use crate::pg::scan::{Key, Row, Selection};
 use crate::pg::snapshot::transaction_started_at;
-use crate::pg::sort::{SortRecord, Sorter};
+use crate::pg::sort::{from_ordered_bytes, ordered_bytes, SortRecord, Sorter};
 use crate::silver::parse::date_of;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -706,13 +706,13 @@ enum Who {
 /// A stored score that is NULL in a spilled record.
 const NO_SCORE: i16 = i16::MIN;
 
-/// Bytes: the key (big-endian, sign bit flipped, so memcmp orders it as a
-/// number), the golden_id, then who (a tag and 6 bytes).
+/// Bytes: the key (`ordered_bytes`), the golden_id, then who (a tag and 6
+/// bytes).
 impl SortRecord for Ranking {
     type Read = Ranking;
 
     fn encode(&self, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(&((self.key as u64) ^ (1 << 63)).to_be_bytes());
+        buf.extend_from_slice(&ordered_bytes(self.key));
         buf.extend_from_slice(&self.golden_id);
         match self.who {
             Who::Recomputed(i) => {
@@ -731,7 +731,7 @@ impl SortRecord for Ranking {
 
     fn decode(bytes: &[u8]) -> Ranking {
         let field = |from: usize, to: usize| bytes.get(from..to).unwrap_or_default();
-        let key = (u64::from_be_bytes(field(0, 8).try_into().unwrap_or_default()) ^ (1 << 63)) as i64;
+        let key = from_ordered_bytes(field(0, 8).try_into().unwrap_or_default());
         let golden_id: [u8; 32] = field(8, 40).try_into().unwrap_or_default();
         let payload = field(41, 47);
         let who = if field(40, 41) == [0] {

@@ -96,6 +96,18 @@ pub fn sort_budget_bytes() -> usize {
     usize::try_from(unsafe { pg_sys::maintenance_work_mem }).unwrap_or(0).saturating_mul(1024)
 }
 
+/// An integer's bytes in memcmp order: big-endian with the sign bit
+/// flipped, so that they sort as the numbers do (inverted, they sort
+/// greatest first).
+pub fn ordered_bytes(v: i64) -> [u8; 8] {
+    ((v as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The integer `ordered_bytes` encoded.
+pub fn from_ordered_bytes(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
 /// A record a `Sorter` orders: the same order in memory as its bytes give.
 pub trait SortRecord: Sized {
     /// What reading a sorted record yields (a record may carry more than

@@ -26,7 +26,7 @@ use crate::error::raise;
 use crate::keys::{key_hash, KeyHashState};
 use olist_model::SOURCE_FILES;
 use crate::pg::scan::{HeapScan, Row};
-use crate::pg::sort::{SortRecord, Sorter};
+use crate::pg::sort::{ordered_bytes, SortRecord, Sorter};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
 use smallvec::SmallVec;
@@ -173,12 +173,12 @@ impl Rank {
     /// byte with 0xFF after it, which no inverted byte of text equals, since
     /// text holds no NUL); then batch and row, greater first.
     pub(super) fn encode_best_first(&self, out: &mut Vec<u8>) {
-        let descending = |v: i64| !((v as u64) ^ (1 << 63));
+        let descending = |v: i64| ordered_bytes(v).map(|b| !b);
         for value in self.prefer.iter().flatten() {
             match value {
                 Some(RankValue::Int(v)) => {
                     out.push(0);
-                    out.extend_from_slice(&descending(*v).to_be_bytes());
+                    out.extend_from_slice(&descending(*v));
                 }
                 Some(RankValue::Bytes(b)) => {
                     out.push(0);
@@ -188,8 +188,8 @@ impl Rank {
                 None => out.push(1),
             }
         }
-        out.extend_from_slice(&descending(self.batch).to_be_bytes());
-        out.extend_from_slice(&descending(self.row).to_be_bytes());
+        out.extend_from_slice(&descending(self.batch));
+        out.extend_from_slice(&descending(self.row));
     }
 }
 
