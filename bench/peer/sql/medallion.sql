@@ -23,7 +23,7 @@
 CREATE TABLE c_customers AS
 SELECT *, CASE WHEN customer_id IS NULL THEN 'customer_id_present'
                WHEN customer_unique_id IS NULL THEN 'customer_unique_id_present'
-               WHEN zip IS NOT NULL AND NOT (full_match(zip, '[0-9]+') AND length(ltrim(zip, '0')) <= 9) THEN 'customer_zip_type'
+               WHEN zip IS NOT NULL AND NOT is_zip(zip) THEN 'customer_zip_type'
           END AS reason
   FROM (
         SELECT batch, rn, id_or_null(customer_id) AS customer_id, id_or_null(customer_unique_id) AS customer_unique_id,
@@ -34,7 +34,7 @@ SELECT *, CASE WHEN customer_id IS NULL THEN 'customer_id_present'
   ) t;
 CREATE TABLE s_customers AS
 SELECT customer_id, customer_unique_id,
-       CASE WHEN zip IS NOT NULL THEN to_int(coalesce(nullif(ltrim(zip, '0'), ''), '0')) END AS customer_zip,
+       zip_value(zip) AS customer_zip,
        customer_city, customer_state
   FROM (SELECT *, row_number() OVER (PARTITION BY customer_id ORDER BY batch DESC, rn DESC) AS pick
           FROM c_customers WHERE reason IS NULL) v
@@ -80,7 +80,7 @@ SELECT *, CASE WHEN order_id IS NULL THEN 'order_id_present'
                WHEN item IS NULL THEN 'order_item_id_present'
                WHEN price IS NULL THEN 'price_present'
                WHEN freight IS NULL THEN 'freight_value_present'
-               WHEN NOT full_match(item, '[+-]?[0-9]{1,9}') THEN 'order_item_id_type'
+               WHEN NOT is_integer(item) THEN 'order_item_id_type'
                WHEN shipping IS NOT NULL AND NOT is_timestamp(shipping) THEN 'shipping_limit_date_type'
                WHEN NOT is_money(price) THEN 'price_type'
                WHEN NOT is_money(freight) THEN 'freight_value_type'
@@ -110,8 +110,8 @@ SELECT *, CASE WHEN order_id IS NULL THEN 'order_id_present'
                WHEN payment_type IS NULL THEN 'payment_type_present'
                WHEN installments IS NULL THEN 'payment_installments_present'
                WHEN payment_value IS NULL THEN 'payment_value_present'
-               WHEN NOT full_match(seq, '[+-]?[0-9]{1,9}') THEN 'payment_sequential_type'
-               WHEN NOT full_match(installments, '[+-]?[0-9]{1,9}') THEN 'payment_installments_type'
+               WHEN NOT is_integer(seq) THEN 'payment_sequential_type'
+               WHEN NOT is_integer(installments) THEN 'payment_installments_type'
                WHEN NOT is_money(payment_value) THEN 'payment_value_type'
                WHEN money_cents(payment_value) <= 0 THEN 'payment_value_positive'
                WHEN payment_type NOT IN ('credit_card', 'boleto', 'voucher', 'debit_card', 'not_defined') THEN 'payment_type_known'
@@ -136,7 +136,7 @@ SELECT order_id, to_int(seq) AS payment_sequential, payment_type, to_int(install
 CREATE TABLE c_order_reviews AS
 SELECT *, CASE WHEN order_id IS NULL THEN 'order_id_present'
                WHEN score IS NULL THEN 'review_score_present'
-               WHEN NOT full_match(score, '[+-]?[0-9]{1,9}') THEN 'review_score_type'
+               WHEN NOT is_integer(score) THEN 'review_score_type'
                WHEN created IS NOT NULL AND NOT is_timestamp(created) THEN 'review_creation_date_type'
                WHEN answered IS NOT NULL AND NOT is_timestamp(answered) THEN 'review_answer_timestamp_type'
                WHEN to_int(score) NOT BETWEEN 1 AND 5 THEN 'review_score_in_range'
@@ -180,13 +180,13 @@ SELECT name AS product_category_name, english AS product_category_name_english
 -- products: the English category, else the Portuguese name
 CREATE TABLE c_products AS
 SELECT *, CASE WHEN product_id IS NULL THEN 'product_id_present'
-               WHEN name_length IS NOT NULL AND NOT full_match(name_length, '[+-]?[0-9]{1,9}') THEN 'product_name_lenght_type'
-               WHEN description_length IS NOT NULL AND NOT full_match(description_length, '[+-]?[0-9]{1,9}') THEN 'product_description_lenght_type'
-               WHEN photos IS NOT NULL AND NOT full_match(photos, '[+-]?[0-9]{1,9}') THEN 'product_photos_qty_type'
-               WHEN weight IS NOT NULL AND NOT full_match(weight, '[+-]?[0-9]{1,9}') THEN 'product_weight_g_type'
-               WHEN length_cm IS NOT NULL AND NOT full_match(length_cm, '[+-]?[0-9]{1,9}') THEN 'product_length_cm_type'
-               WHEN height_cm IS NOT NULL AND NOT full_match(height_cm, '[+-]?[0-9]{1,9}') THEN 'product_height_cm_type'
-               WHEN width_cm IS NOT NULL AND NOT full_match(width_cm, '[+-]?[0-9]{1,9}') THEN 'product_width_cm_type'
+               WHEN name_length IS NOT NULL AND NOT is_integer(name_length) THEN 'product_name_lenght_type'
+               WHEN description_length IS NOT NULL AND NOT is_integer(description_length) THEN 'product_description_lenght_type'
+               WHEN photos IS NOT NULL AND NOT is_integer(photos) THEN 'product_photos_qty_type'
+               WHEN weight IS NOT NULL AND NOT is_integer(weight) THEN 'product_weight_g_type'
+               WHEN length_cm IS NOT NULL AND NOT is_integer(length_cm) THEN 'product_length_cm_type'
+               WHEN height_cm IS NOT NULL AND NOT is_integer(height_cm) THEN 'product_height_cm_type'
+               WHEN width_cm IS NOT NULL AND NOT is_integer(width_cm) THEN 'product_width_cm_type'
           END AS reason
   FROM (
         SELECT batch, rn, id_or_null(product_id) AS product_id, blank_null(product_category_name) AS category,
@@ -210,7 +210,7 @@ SELECT product_id, category AS product_category_name, coalesce(t.product_categor
 -- sellers
 CREATE TABLE c_sellers AS
 SELECT *, CASE WHEN seller_id IS NULL THEN 'seller_id_present'
-               WHEN zip IS NOT NULL AND NOT (full_match(zip, '[0-9]+') AND length(ltrim(zip, '0')) <= 9) THEN 'seller_zip_type'
+               WHEN zip IS NOT NULL AND NOT is_zip(zip) THEN 'seller_zip_type'
           END AS reason
   FROM (
         SELECT batch, rn, id_or_null(seller_id) AS seller_id, blank_null(seller_zip_code_prefix) AS zip,
@@ -219,7 +219,7 @@ SELECT *, CASE WHEN seller_id IS NULL THEN 'seller_id_present'
          OFFSET 0
   ) t;
 CREATE TABLE s_sellers AS
-SELECT seller_id, CASE WHEN zip IS NOT NULL THEN to_int(coalesce(nullif(ltrim(zip, '0'), ''), '0')) END AS seller_zip,
+SELECT seller_id, zip_value(zip) AS seller_zip,
        seller_city, seller_state
   FROM (SELECT *, row_number() OVER (PARTITION BY seller_id ORDER BY batch DESC, rn DESC) AS pick
           FROM c_sellers WHERE reason IS NULL) v
@@ -230,7 +230,7 @@ CREATE TABLE c_geolocation AS
 SELECT *, CASE WHEN zip IS NULL THEN 'zip_present'
                WHEN lat IS NULL THEN 'lat_present'
                WHEN lng IS NULL THEN 'lng_present'
-               WHEN NOT (full_match(zip, '[0-9]+') AND length(ltrim(zip, '0')) <= 9) THEN 'zip_type'
+               WHEN NOT is_zip(zip) THEN 'zip_type'
                WHEN NOT is_double(lat) THEN 'lat_type'
                WHEN NOT is_double(lng) THEN 'lng_type'
                WHEN to_double(lat) NOT BETWEEN -33.75 AND 5.30 THEN 'lat_inside_brazil'
@@ -245,7 +245,7 @@ SELECT *, CASE WHEN zip IS NULL THEN 'zip_present'
          OFFSET 0
   ) t;
 CREATE TABLE s_geolocation AS
-SELECT DISTINCT to_int(coalesce(nullif(ltrim(zip, '0'), ''), '0')) AS zip, to_double(lat) AS lat, to_double(lng) AS lng,
+SELECT DISTINCT zip_value(zip) AS zip, to_double(lat) AS lat, to_double(lng) AS lng,
        city, state
   FROM c_geolocation WHERE reason IS NULL;
 

@@ -4,8 +4,10 @@
 CREATE MACRO blank_null(t) AS nullif(trim(t, E' \t\r\n'), '');
 CREATE MACRO id_or_null(t) AS CASE WHEN trim(t, E' \t\r\n') <> '' THEN t END;
 CREATE MACRO place(t) AS upper(regexp_replace(blank_null(t), E'[ \t\r\n]+', ' ', 'g'));
-CREATE MACRO full_match(t, pattern) AS regexp_full_match(t, pattern);
+CREATE MACRO is_integer(t) AS regexp_full_match(t, '[+-]?[0-9]{1,9}');
 CREATE MACRO to_int(t) AS TRY_CAST(t AS INTEGER);
+CREATE MACRO is_zip(t) AS regexp_full_match(t, '[0-9]+') AND length(ltrim(t, '0')) <= 9;
+CREATE MACRO zip_value(t) AS CASE WHEN t IS NOT NULL THEN TRY_CAST(coalesce(nullif(ltrim(t, '0'), ''), '0') AS INTEGER) END;
 CREATE MACRO idiv(a, b) AS a // b;
 -- Cents from the text itself: whole part, two decimals, and half away from
 -- zero on the third (a cast to DECIMAL would round twice).

@@ -11,9 +11,13 @@ $$ SELECT CASE WHEN btrim(t, E' \t\r\n') <> '' THEN t END $$;
 -- City or state: trimmed, inner runs of space collapsed, Unicode upper case.
 CREATE FUNCTION place(t text) RETURNS text LANGUAGE sql IMMUTABLE AS
 $$ SELECT upper(regexp_replace(blank_null(t), E'[ \t\r\n]+', ' ', 'g')) $$;
-CREATE FUNCTION full_match(t text, pattern text) RETURNS boolean LANGUAGE sql IMMUTABLE AS
-$$ SELECT t ~ ('^(' || pattern || ')$') $$;
+CREATE FUNCTION is_integer(t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT t ~ '^[+-]?[0-9]{1,9}$' $$;
 CREATE FUNCTION to_int(t text) RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT t::integer $$;
+-- A zip: digits only, at most 9 once leading zeros go; NULL stays NULL.
+CREATE FUNCTION is_zip(t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS
+$$ SELECT t ~ '^[0-9]+$' AND length(ltrim(t, '0')) <= 9 $$;
+CREATE FUNCTION zip_value(t text) RETURNS integer LANGUAGE sql IMMUTABLE AS
+$$ SELECT CASE WHEN t IS NOT NULL THEN coalesce(nullif(ltrim(t, '0'), ''), '0')::integer END $$;
 CREATE FUNCTION idiv(a bigint, b bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$ SELECT a / b $$;
 -- Money in cents, rounded half away from zero (numeric's round is).
 CREATE FUNCTION money_cents(t text) RETURNS bigint LANGUAGE sql IMMUTABLE AS
