@@ -3,6 +3,10 @@
 
     sql_peer.py postgres DB DIR [DIR ...]   (PG* variables name the server;
                                              DB is dropped and created, collation C)
+    sql_peer.py postgres-schema DB SCHEMA DIR [DIR ...]
+                                            (into SCHEMA, dropped and created, of
+                                             the existing DB: the tests run it
+                                             beside the extension's tables)
     sql_peer.py duckdb FILE DIR [DIR ...]   ($PEER_THREADS threads, default 2)
     sql_peer.py extension DB                (the fingerprint of the extension's gold)
 
@@ -13,6 +17,7 @@ sql/prelude.<engine>.sql and the phases of sql/medallion.sql, and prints
 one JSON line: each phase's milliseconds and gold's fingerprint (counts and
 exact sums), which bench/scale.sh compares with the extension's.
 """
+import functools
 import hashlib
 import json
 import os
@@ -47,12 +52,14 @@ def batches(directories):
             path = Path(directory, file).resolve()
             if not path.exists():
                 continue
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
             if digest not in seen:
                 seen.add(digest)
                 yield batch, file, path
 
 
+@functools.cache
 def source_files():
     gen = os.environ.get("G360_OLIST_GEN", "olist-gen")
     lines = subprocess.run([gen, "--list-files"], check=True, capture_output=True, text=True).stdout
@@ -60,20 +67,26 @@ def source_files():
 
 
 class Postgres:
-    def __init__(self, db, admin_db="postgres"):
+    def __init__(self, db, schema=None, admin_db="postgres"):
         self.db = db
+        self.schema = schema
         self.admin_db = admin_db
 
     def psql(self, sql, db=None, rows=False):
         args = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db or self.db]
         if rows:
             args += ["-A", "-F", "\t", "-P", "footer=off"]
+        if self.schema and db is None:
+            sql = f'SET search_path = "{self.schema}";\n' + sql
         done = subprocess.run(args, input=sql, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"psql: {done.stderr.strip()}")
         return done.stdout
 
     def create(self):
+        if self.schema:
+            self.psql(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE; CREATE SCHEMA "{self.schema}"', db=self.db)
+            return
         self.psql(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)', db=self.admin_db)
         self.psql(f"""CREATE DATABASE "{self.db}" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'""",
                   db=self.admin_db)
@@ -152,14 +165,15 @@ def main():
         print(json.dumps({"fingerprint": fingerprint(engine, sql)}))
         return
     if kind == "postgres" and len(sys.argv) > 3:
-        engine = Postgres(sys.argv[2])
+        engine, directories, prelude = Postgres(sys.argv[2]), sys.argv[3:], "postgres"
+    elif kind == "postgres-schema" and len(sys.argv) > 4:
+        engine, directories, prelude = Postgres(sys.argv[2], schema=sys.argv[3]), sys.argv[4:], "postgres"
     elif kind == "duckdb" and len(sys.argv) > 3:
-        engine = DuckDB(sys.argv[2], os.environ.get("PEER_THREADS", "2"))
+        engine, directories, prelude = DuckDB(sys.argv[2], os.environ.get("PEER_THREADS", "2")), sys.argv[3:], "duckdb"
     else:
         sys.exit(__doc__)
-    directories = sys.argv[3:]
     engine.create()
-    engine.run((HERE / f"prelude.{kind}.sql").read_text())
+    engine.run((HERE / f"prelude.{prelude}.sql").read_text())
     started = time.monotonic()
     engine.load(directories)
     times["load"] = round((time.monotonic() - started) * 1000)

@@ -4,47 +4,28 @@
 //! tables, the same quarantine (row and rule) and the same golden records
 //! and bridge, row for row.
 
-use golden360_it::{connect, count, fresh_database, generate, generate_with, project_dir, real_olist_dir, sha256sum, ScratchDir};
+use golden360_it::{cluster_address, connect, count, fresh_database, generate, generate_with, project_dir, real_olist_dir, ScratchDir};
 use olist_model::SOURCE_FILES;
 use postgres::Client;
 use std::path::Path;
-
-/// The peer's SQL, read from the benchmark's copy (one text for both).
-fn peer_sql(name: &str) -> String {
-    let path = project_dir().join("bench/peer/sql").join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use std::process::Command;
 
 /// Run the plain-SQL pipeline on `batches` (directories, in delivery
-/// order) into schema `peer`. A file whose bytes an earlier batch landed
-/// is skipped, as bronze skips it by SHA-256, and so is a missing one.
-fn run_peer(c: &mut Client, batches: &[&Path]) {
-    c.batch_execute("DROP SCHEMA IF EXISTS peer CASCADE; CREATE SCHEMA peer; SET search_path = peer").unwrap();
-    c.batch_execute(&peer_sql("prelude.postgres.sql")).unwrap();
-    let mut landed = std::collections::HashSet::new();
-    for file in &SOURCE_FILES {
-        let columns = file.columns.join(", ");
-        let typed = file.columns.iter().map(|c| format!("{c} text")).collect::<Vec<_>>().join(", ");
-        c.batch_execute(&format!("CREATE TABLE raw_{} (batch integer, rn bigserial, {typed})", file.table)).unwrap();
-        for (batch, dir) in batches.iter().enumerate() {
-            let path = dir.join(file.file_name);
-            if !path.exists() || !landed.insert(sha256sum(&path)) {
-                continue;
-            }
-            // rn counts from 1 in every file, as bronze's _row_number does.
-            c.batch_execute(&format!(
-                "ALTER TABLE raw_{t} ALTER batch SET DEFAULT {b};
-                 SELECT setval(pg_get_serial_sequence('raw_{t}', 'rn'), 1, false);
-                 COPY raw_{t} ({columns}) FROM '{p}' WITH (FORMAT csv, HEADER true)",
-                t = file.table,
-                b = batch + 1,
-                p = path.display()
-            ))
-            .unwrap();
-        }
-    }
-    c.batch_execute(&peer_sql("medallion.sql")).unwrap_or_else(|e| panic!("the peer's SQL: {e}"));
-    c.batch_execute("RESET search_path").unwrap();
+/// order) into schema `peer` of `db`, through the benchmark's own runner
+/// (`bench/peer/sql_peer.py`: it loads each batch, skipping a file an
+/// earlier batch landed as bronze does by SHA-256).
+fn run_peer(db: &str, batches: &[&Path]) {
+    let runner = project_dir().join("bench/peer/sql_peer.py");
+    let (host, port) = cluster_address();
+    let out = Command::new("python3")
+        .env("PGHOST", host)
+        .env("PGPORT", port.to_string())
+        .arg(&runner)
+        .args(["postgres-schema", db, "peer"])
+        .args(batches)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", runner.display()));
+    assert!(out.status.success(), "the peer failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Rows of `ours` not in `theirs` and the other way round (with
@@ -118,7 +99,8 @@ fn assert_same_as_the_peer(c: &mut Client, batches: &[&Path], what: &str) {
     let dir = batches.last().unwrap().to_str().unwrap();
     c.query("SELECT * FROM golden360.ingest_bronze($1, true)", &[&dir]).unwrap();
     c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
-    run_peer(c, batches);
+    let db: String = c.query_one("SELECT current_database()::text", &[]).unwrap().get(0);
+    run_peer(&db, batches);
     let people = count(c, "SELECT count(*) FROM peer.g_customer_360");
     assert!(people > 1000, "{what}: the peer computed {people} golden records");
     let differ = compare(c);
