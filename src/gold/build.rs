@@ -19,7 +19,7 @@ use crate::pg::relation::require_privilege;
 use super::spec::{Bridge, BRIDGE_COLUMNS, C360, CUSTOMER_360_COLUMNS, DIVERSITY, SCORE, SPEND, ZIP_COORDINATES_COLUMNS};
 use crate::pg::types::{Column, SqlType};
 use crate::error::raise;
-use crate::keys::{Interner, KeyHashState};
+use crate::keys::{key_hash, Interner, KeyHashState};
 use crate::pg::context::RowContext;
 use crate::pg::scan::{Key, Row, Selection};
 use crate::pg::snapshot::transaction_started_at;
@@ -624,26 +624,20 @@ fn score_rfm(records: &mut [Record], tally: &[Tally], scope: &Scope) -> Vec<Move
             sorts[dimension].put(Ranking { key, golden_id: records[i].golden_id, who: Who::Recomputed(i as u32) });
         }
     }
-    let mut n = scored.len();
     if let Some((people, scan)) = others {
-        n += rank_the_others(people, scan, &mut sorts);
+        rank_the_others(people, scan, &mut sorts);
     }
     let mut scores = vec![[0i16; 3]; records.len()];
     let mut moved: HashMap<[u8; 32], [i16; 3], KeyHashState> = HashMap::default();
     for (dimension, sort) in sorts.into_iter().enumerate() {
-        let mut position = 0;
-        sort.sorted(|ranking| {
-            let score = ntile(position, n, 5);
-            position += 1;
-            match ranking.who {
-                Who::Recomputed(i) => scores[i as usize][dimension] = score,
-                // A stored NULL moves in its own dimension's pass, so every
-                // score of a moved person is set by the end.
-                Who::Other(stored) if stored[dimension] != Some(score) => {
-                    moved.entry(ranking.golden_id).or_insert(stored.map(|s| s.unwrap_or(0)))[dimension] = score;
-                }
-                Who::Other(_) => {}
+        sort.ntiles(5, |score, ranking| match ranking.who {
+            Who::Recomputed(i) => scores[i as usize][dimension] = score,
+            // A stored NULL moves in its own dimension's pass, so every
+            // score of a moved person is set by the end.
+            Who::Other(stored) if stored[dimension] != Some(score) => {
+                moved.entry(ranking.golden_id).or_insert(stored.map(|s| s.unwrap_or(0)))[dimension] = score;
             }
+            Who::Other(_) => {}
         });
     }
     for i in scored {
@@ -653,21 +647,19 @@ fn score_rfm(records: &mut [Record], tally: &[Tally], scope: &Scope) -> Vec<Move
 }
 
 /// Everyone gold holds with a counted order but `people`, into the sorts,
-/// with their stored scores; returns how many.
-fn rank_the_others(people: &[Vec<u8>], mut scan: Selection, sorts: &mut [Sorter<Ranking>; 3]) -> usize {
-    let skip: std::collections::HashSet<&[u8]> = people.iter().map(|p| p.as_slice()).collect();
+/// with their stored scores.
+fn rank_the_others(people: &[Vec<u8>], mut scan: Selection, sorts: &mut [Sorter<Ranking>; 3]) {
+    let skip: std::collections::HashSet<u128, KeyHashState> = people.iter().map(|p| key_hash(p)).collect();
     let [golden_id, person] = ["golden_id", "customer_unique_id"].map(|c| scan.attr(c, Text));
     let [orders, last, spend] =
         [("order_count", Integer), ("last_order_date", SqlType::Date), ("total_spend", SPEND)].map(|(c, ty)| scan.attr(c, ty));
     let score_attrs = ["recency_score", "frequency_score", "monetary_score"].map(|c| scan.attr(c, SqlType::SmallInt));
-    let mut n = 0;
     scan.for_each(|row| {
         let count = row.int4(orders).unwrap_or(0);
-        if count == 0 || skip.contains(row.text(person)) {
+        if count == 0 || skip.contains(&key_hash(row.text(person))) {
             return;
         }
-        let mut id = [0u8; 32];
-        if hex::decode_to_slice(row.text(golden_id), &mut id).is_err() {
+        let Some(id) = digest_of_hex(row.text(golden_id)) else {
             raise(
                 PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
                 format!("gold.unified_customer_360 holds a golden_id that is not 64 hex digits: {:?}",
@@ -675,16 +667,14 @@ fn rank_the_others(people: &[Vec<u8>], mut scan: Selection, sorts: &mut [Sorter<
                 None,
                 "Rebuild gold: CALL golden360.rebuild();",
             );
-        }
+        };
         let keys = [row.int4(last).map_or(i64::MAX, i64::from), i64::from(count), row.cents(spend).unwrap_or(0)];
         let stored = score_attrs.map(|a| row.int2(a));
         for (dimension, key) in keys.into_iter().enumerate() {
             sorts[dimension].put(Ranking { key, golden_id: id, who: Who::Other(stored) });
         }
-        n += 1;
     });
     scan.close();
-    n
 }
 
 /// One person's place in one RFM dimension: ordered by key, then golden_id.
@@ -750,8 +740,8 @@ impl SortRecord for Ranking {
         *self
     }
 
-    fn sort(rankings: &mut [Ranking]) {
-        rankings.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| a.golden_id.cmp(&b.golden_id)));
+    fn order(a: &Ranking, b: &Ranking) -> std::cmp::Ordering {
+        a.key.cmp(&b.key).then_with(|| a.golden_id.cmp(&b.golden_id))
     }
 }
 
@@ -778,13 +768,33 @@ fn rescore(moved: &[Moved], segments: &RfmMap) -> i64 {
     moved.len() as i64
 }
 
-/// PostgreSQL's ntile(buckets) of the row at `position` (0-based) of `n`:
-/// the first n % buckets buckets hold one row more.
-fn ntile(position: usize, n: usize, buckets: usize) -> i16 {
-    let (per, extra) = (n / buckets, n % buckets);
-    let big = extra * (per + 1);
-    let bucket = if position < big { position / (per + 1) } else { extra + (position - big) / per };
-    bucket as i16 + 1
+/// The digest that a golden_id's 64 hex digits spell. By table lookup: the
+/// RFM ranking of an incremental refresh reads every golden_id in gold,
+/// and a digit-by-digit decoder took a third of that scan.
+fn digest_of_hex(text: &[u8]) -> Option<[u8; 32]> {
+    const NOT_HEX: u8 = 0xFF;
+    static VALUE: [u8; 256] = {
+        let mut table = [NOT_HEX; 256];
+        let mut i = 0;
+        while i < 16 {
+            table[b"0123456789abcdef"[i] as usize] = i as u8;
+            table[b"0123456789ABCDEF"[i] as usize] = i as u8;
+            i += 1;
+        }
+        table
+    };
+    if text.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    // A digit's value fits 4 bits; NOT_HEX sets the high ones.
+    let mut high_bits = 0u8;
+    for (byte, pair) in digest.iter_mut().zip(text.chunks_exact(2)) {
+        let (high, low) = (VALUE[pair[0] as usize], VALUE[pair[1] as usize]);
+        high_bits |= (high | low) & 0xF0;
+        *byte = (high << 4) | low;
+    }
+    (high_bits == 0).then_some(digest)
 }
 
 /// Lower-case hex of a digest, without allocating.
@@ -1029,6 +1039,20 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>) -> Synced {
 mod tests {
     use super::*;
 
+    #[test]
+    fn golden_ids_decode_to_their_digest_and_nothing_else_does() {
+        let digest: [u8; 32] = std::array::from_fn(|i| (i * 37 + 5) as u8);
+        let text = hex_digits(&digest);
+        assert_eq!(digest_of_hex(&text), Some(digest));
+        assert_eq!(digest_of_hex(text.to_ascii_uppercase().as_slice()), Some(digest));
+        assert_eq!(digest_of_hex(&text[..62]), None);
+        for bad in [b'g', b' ', b'/', b':', b'@', b'G', 0xC3] {
+            let mut wrong = text;
+            wrong[17] = bad;
+            assert_eq!(digest_of_hex(&wrong), None, "{bad}");
+        }
+    }
+
     /// A ranking's bytes sort as the ranking does (key as a signed number,
     /// then golden_id), and read back as they were put.
     #[test]
@@ -1049,7 +1073,7 @@ mod tests {
         let mut by_bytes = rankings.clone();
         by_bytes.sort_by_key(encode);
         let mut by_value = rankings;
-        Ranking::sort(&mut by_value);
+        by_value.sort_unstable_by(Ranking::order);
         let fields = |r: &Ranking| {
             let who = match r.who {
                 Who::Recomputed(i) => (0, i64::from(i), [None; 3]),

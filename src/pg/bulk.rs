@@ -28,6 +28,8 @@ const MAX_BUFFERED_BYTES: usize = 65_535;
 pub struct BulkInsert {
     rel: pg_sys::Relation,
     slots: Vec<*mut pg_sys::TupleTableSlot>,
+    /// The memory context `open` ran in: the slots' (made as rows come).
+    open_cx: pg_sys::MemoryContext,
     buffered: usize,
     buffered_bytes: usize,
     bistate: pg_sys::BulkInsertState,
@@ -79,9 +81,10 @@ impl BulkInsert {
                 .filter(|(_, att)| att.attnotnull && !att.is_dropped())
                 .map(|(i, _)| i)
                 .collect();
-            let slots = (0..MAX_BUFFERED_TUPLES)
-                .map(|_| pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsHeapTuple))
-                .collect();
+            // Slots are made as rows arrive: a refresh opens many inserts
+            // that take a handful of rows, and each slot pins the tuple
+            // descriptor in the resource owner.
+            let slots = Vec::new();
             let estate = pg_sys::CreateExecutorState();
             let result_rel =
                 pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
@@ -91,6 +94,7 @@ impl BulkInsert {
             BulkInsert {
                 rel,
                 slots,
+                open_cx: pg_sys::CurrentMemoryContext,
                 buffered: 0,
                 buffered_bytes: 0,
                 bistate: pg_sys::GetBulkInsertState(),
@@ -278,12 +282,20 @@ impl BulkInsert {
         // SAFETY: `values` and `nulls` have one entry per attribute of the
         // relation (RowBuf and the callers are built from its declaration,
         // checked by check_columns); the tuple is formed in the batch
-        // context and owned by the slot until the next flush.
+        // context and owned by the slot until the next flush. A new slot is
+        // made in the context that held the ones `open` used to make, so
+        // `finish` drops them all alike.
         unsafe {
             let old = pg_sys::MemoryContextSwitchTo(self.batch_cx);
             let tuple = pg_sys::heap_form_tuple(self.tuple_desc(), values.as_mut_ptr(), nulls.as_mut_ptr());
             pg_sys::MemoryContextSwitchTo(old);
             self.buffered_bytes += (*tuple).t_len as usize;
+            if self.buffered == self.slots.len() {
+                // In the context `open` ran in, which lives until `finish`.
+                let old = pg_sys::MemoryContextSwitchTo(self.open_cx);
+                self.slots.push(pg_sys::MakeSingleTupleTableSlot(self.tuple_desc(), &pg_sys::TTSOpsHeapTuple));
+                pg_sys::MemoryContextSwitchTo(old);
+            }
             // shouldFree: the slot owns the tuple, so the AM uses it in place.
             pg_sys::ExecStoreHeapTuple(tuple, self.slots[self.buffered], true);
         }

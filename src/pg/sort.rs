@@ -12,6 +12,8 @@ const ROWS_PER_RESET: usize = 1024;
 
 pub struct ByteSort {
     state: *mut pg_sys::Tuplesortstate,
+    /// How many byte strings were put.
+    len: usize,
     /// Where the sorted copies land while they are read.
     cx: pg_sys::MemoryContext,
     /// The bytea being put.
@@ -43,7 +45,7 @@ impl ByteSort {
                 pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
                 pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
             );
-            ByteSort { state, cx, buf: Vec::new() }
+            ByteSort { state, len: 0, cx, buf: Vec::new() }
         }
     }
 
@@ -60,6 +62,12 @@ impl ByteSort {
             pgrx::set_varsize_4b(self.buf.as_mut_ptr().cast(), self.buf.len() as i32);
             pg_sys::tuplesort_putdatum(self.state, pg_sys::Datum::from(self.buf.as_ptr()), false);
         }
+        self.len += 1;
+    }
+
+    /// How many byte strings were put.
+    fn len(&self) -> usize {
+        self.len
     }
 
     /// Sort, and hand each byte string to `f` in order.
@@ -119,8 +127,8 @@ pub trait SortRecord: Sized {
     fn decode(bytes: &[u8]) -> Self::Read;
     /// The record read back from memory.
     fn read(&self) -> Self::Read;
-    /// Sorts records in memory, in the order of their bytes.
-    fn sort(records: &mut [Self]);
+    /// The order of two records in memory: the order of their bytes.
+    fn order(a: &Self, b: &Self) -> std::cmp::Ordering;
 }
 
 /// Records sorted in Rust while they fit both `maintenance_work_mem` and
@@ -160,12 +168,60 @@ impl<T: SortRecord> Sorter<T> {
     pub fn sorted(self, mut f: impl FnMut(T::Read)) {
         match self {
             Sorter::InMemory(mut records) => {
-                T::sort(&mut records);
+                records.sort_unstable_by(T::order);
                 records.iter().for_each(|r| f(r.read()));
             }
             Sorter::Spilling { sort, .. } => sort.sorted(|bytes| f(T::decode(bytes))),
         }
     }
+
+    /// Hand every record to `f` with its ntile(`buckets`) among all the
+    /// records: what numbering them in sorted order gives. In memory the
+    /// records are not sorted but only split at the bucket boundaries
+    /// (quickselect, linear in the records): a bucket's order within is
+    /// not needed, and an incremental gold refresh ranks all of gold.
+    pub fn ntiles(self, buckets: usize, mut f: impl FnMut(i16, T::Read)) {
+        match self {
+            Sorter::InMemory(mut records) => ntiles_in_memory(&mut records, buckets, f),
+            Sorter::Spilling { sort, .. } => {
+                let (mut position, n) = (0, sort.len());
+                sort.sorted(|bytes| {
+                    f(ntile(position, n, buckets), T::decode(bytes));
+                    position += 1;
+                });
+            }
+        }
+    }
+}
+
+/// `Sorter::ntiles` in memory: split at each bucket's end by quickselect.
+fn ntiles_in_memory<T: SortRecord>(records: &mut [T], buckets: usize, mut f: impl FnMut(i16, T::Read)) {
+    let n = records.len();
+    let mut start = 0;
+    for bucket in 1..=buckets {
+        let end = bucket_end(bucket, n, buckets);
+        if end > start && end < n {
+            records[start..].select_nth_unstable_by(end - start, T::order);
+        }
+        records[start..end].iter().for_each(|r| f(bucket as i16, r.read()));
+        start = end;
+    }
+}
+
+/// PostgreSQL's ntile(buckets) of the row at `position` (0-based) of `n`:
+/// the first n % buckets buckets hold one row more.
+pub fn ntile(position: usize, n: usize, buckets: usize) -> i16 {
+    let (per, extra) = (n / buckets, n % buckets);
+    let big = extra * (per + 1);
+    let bucket = if position < big { position / (per + 1) } else { extra + (position - big) / per };
+    bucket as i16 + 1
+}
+
+/// Where ntile(`buckets`) bucket `bucket` (1-based) of `n` rows ends: the
+/// position after its last row.
+fn bucket_end(bucket: usize, n: usize, buckets: usize) -> usize {
+    let (per, extra) = (n / buckets, n % buckets);
+    bucket * per + bucket.min(extra)
 }
 
 impl Drop for ByteSort {
@@ -179,6 +235,62 @@ impl Drop for ByteSort {
                     pg_sys::tuplesort_end(self.state);
                 }
                 pg_sys::MemoryContextDelete(self.cx);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl SortRecord for u64 {
+        type Read = u64;
+        fn encode(&self, buf: &mut Vec<u8>) {
+            buf.extend_from_slice(&self.to_be_bytes());
+        }
+        fn decode(bytes: &[u8]) -> u64 {
+            u64::from_be_bytes(bytes.try_into().unwrap_or_default())
+        }
+        fn read(&self) -> u64 {
+            *self
+        }
+        fn order(a: &u64, b: &u64) -> std::cmp::Ordering {
+            a.cmp(b)
+        }
+    }
+
+    /// Splitting at the bucket boundaries gives every record the bucket
+    /// numbering the sorted records gives, for any count, including fewer
+    /// records than buckets.
+    #[test]
+    fn ntiles_in_memory_number_as_sorted_records_do() {
+        for n in 0..60u64 {
+            for buckets in [1, 2, 5, 7] {
+                // 0..n, scrambled.
+                let mut records: Vec<u64> = (0..n).collect();
+                for i in (1..records.len()).rev() {
+                    records.swap(i, (i * 7919 + 13) % (i + 1));
+                }
+                let mut got = vec![0i16; n as usize];
+                ntiles_in_memory(&mut records, buckets, |bucket, r| got[r as usize] = bucket);
+                let want: Vec<i16> = (0..n as usize).map(|p| ntile(p, n as usize, buckets)).collect();
+                assert_eq!(got, want, "n {n}, buckets {buckets}");
+            }
+        }
+    }
+
+    #[test]
+    fn bucket_ends_follow_ntile() {
+        for n in 0..40 {
+            for buckets in 1..8 {
+                let mut end = 0;
+                for bucket in 1..=buckets {
+                    while end < n && ntile(end, n, buckets) as usize == bucket {
+                        end += 1;
+                    }
+                    assert_eq!(bucket_end(bucket, n, buckets), end, "n {n}, buckets {buckets}, bucket {bucket}");
+                }
             }
         }
     }

@@ -461,7 +461,7 @@ pub(super) struct Ranked {
 /// Sort `rows` by key, each key's rows best first: the order both builds
 /// read them in (the spilling sort's bytes give the same order).
 pub(super) fn sort_by_key_best_first(rows: &mut [Ranked]) {
-    rows.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| b.rank.cmp(&a.rank)));
+    rows.sort_unstable_by(<Ranked as SortRecord>::order);
 }
 
 /// The sort that picks each key's row hands the records back by key, best
@@ -492,8 +492,8 @@ impl SortRecord for Ranked {
         (self.key, self.at, self.content)
     }
 
-    fn sort(records: &mut [Ranked]) {
-        sort_by_key_best_first(records);
+    fn order(a: &Ranked, b: &Ranked) -> std::cmp::Ordering {
+        a.key.cmp(&b.key).then_with(|| b.rank.cmp(&a.rank))
     }
 }
 
