@@ -12,7 +12,9 @@
 # checkout is); the port is $G360_PGPORT (default 5436), so it never collides
 # with a system cluster. $G360_MAX_WAL_SIZE (default 4GB, so a benchmark's
 # load is not paced by checkpoints) bounds pg_wal: the test suite asks for
-# less, to fit a small CI disk.
+# less, to fit a small CI disk. $G360_PRELOAD names libraries to load
+# before pg_cron (scripts/citus.sh starts its nodes with citus, which must
+# come first).
 #
 # No other OS user can reach the cluster: it listens on no TCP address, only
 # on a Unix socket in $G360_RUN/socket, a directory of mode 0700 owned by
@@ -48,7 +50,7 @@ port = $port
 listen_addresses = ''
 unix_socket_directories = '$socket'
 unix_socket_permissions = 0700
-shared_preload_libraries = 'pg_cron'
+shared_preload_libraries = '${G360_PRELOAD:+$G360_PRELOAD,}pg_cron'
 cron.database_name = 'golden360'
 cron.host = '$socket'
 max_connections = 200

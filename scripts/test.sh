@@ -3,7 +3,9 @@
 #   1. generator tests (cargo test -p olist-gen),
 #   2. in-database tests (cargo pgrx test: each test a rolled-back transaction),
 #   3. integration tests (pg_test/: several connections against a real
-#      cluster this script starts, with the release build installed).
+#      cluster this script starts, with the release build installed; and a
+#      Citus coordinator with two workers, Citus built from ../shared/vendor
+#      when it is not installed).
 #   4. the SQL regression suite (pg_regress, pg_test/regress: what a DBA
 #      sees, as expected files) against the integration cluster.
 # Ends with one line "tests: N passed, N failed"; exits non-zero on any failure.
@@ -69,6 +71,11 @@ integration() {
     "$here/scripts/cluster.sh" start || return 1
     eval "$("$here/scripts/cluster.sh" env)"
     cargo build -q --release -p olist-gen || return 1
+    # Citus: a coordinator with worker1 registered; worker2 is the one the
+    # Citus tests add later.
+    "$here/scripts/citus.sh" install || return 1
+    export G360_CITUS_RUN="$(G360_RUN= run_dir)-citus-test" G360_CITUS_PORT=5460
+    G360_CITUS_WORKERS=worker1 "$here/scripts/citus.sh" start || return 1
     export G360_OLIST_GEN="$here/target/release/olist-gen"
     export G360_POSTGREST="$here/.run/tools/postgrest-12.0.2/postgrest"
     cargo test -p golden360-it --no-fail-fast

@@ -91,7 +91,20 @@ COMMENT ON FUNCTION api.health() IS
 
 
 -- PostgREST caches the schema; tell it when the api schema changes (here,
--- and on any later DDL touching api).
+-- and on any later DDL touching api). Not on a Citus worker: there the
+-- extension's commands arrive from the coordinator inside Citus's two-phase
+-- commit, which refuses a transaction that sent NOTIFY, and no PostgREST
+-- listens on a worker. Citus names its internal sessions so.
+CREATE FUNCTION golden360_internal.notify_postgrest() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT starts_with(current_setting('application_name'), 'citus_internal gpid=') THEN
+        NOTIFY pgrst, 'reload schema';
+    END IF;
+END
+$$;
 CREATE FUNCTION golden360_internal.notify_api_change() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -100,10 +113,10 @@ BEGIN
        OR (TG_EVENT = 'sql_drop'
         AND EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE schema_name = 'api'))
     THEN
-        NOTIFY pgrst, 'reload schema';
+        PERFORM golden360_internal.notify_postgrest();
     END IF;
 END
 $$;
 CREATE EVENT TRIGGER golden360_api_ddl ON ddl_command_end EXECUTE FUNCTION golden360_internal.notify_api_change();
 CREATE EVENT TRIGGER golden360_api_drop ON sql_drop EXECUTE FUNCTION golden360_internal.notify_api_change();
-NOTIFY pgrst, 'reload schema';
+SELECT golden360_internal.notify_postgrest();

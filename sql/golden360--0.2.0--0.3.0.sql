@@ -701,6 +701,34 @@ STRICT VOLATILE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'rust_memory_wrapper';
 
+-- PostgREST caches the schema; tell it when the api schema changes (here,
+-- and on any later DDL touching api). Not on a Citus worker: there the
+-- extension's commands arrive from the coordinator inside Citus's two-phase
+-- commit, which refuses a transaction that sent NOTIFY, and no PostgREST
+-- listens on a worker. Citus names its internal sessions so.
+CREATE FUNCTION golden360_internal.notify_postgrest() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT starts_with(current_setting('application_name'), 'citus_internal gpid=') THEN
+        NOTIFY pgrst, 'reload schema';
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION golden360_internal.notify_api_change() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF (TG_EVENT = 'ddl_command_end'
+        AND EXISTS (SELECT FROM pg_event_trigger_ddl_commands() WHERE schema_name = 'api'))
+       OR (TG_EVENT = 'sql_drop'
+        AND EXISTS (SELECT FROM pg_event_trigger_dropped_objects() WHERE schema_name = 'api'))
+    THEN
+        PERFORM golden360_internal.notify_postgrest();
+    END IF;
+END
+$$;
+
 -- Who may call what (sql/grants.sql): the new routines are the owner's,
 -- but for rebuild() and rust_memory(), an operator's like the refreshes.
 REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA golden360, golden360_internal FROM PUBLIC;

@@ -724,10 +724,13 @@ fn api_sh_start_keeps_the_secret_off_postgrests_command_line() {
     assert!(String::from_utf8_lossy(&environ).contains(&format!("PGRST_JWT_SECRET={secret}")), "it is in its environment");
 }
 
-/// docker/: only the API is published beyond localhost.
+/// docker/: only the API is published beyond localhost, by the single-node
+/// stack and by the Citus override of it.
 #[test]
 fn the_compose_file_publishes_only_the_api_beyond_localhost() {
-    let compose = std::fs::read_to_string(project_dir().join("docker/docker-compose.yml")).unwrap();
+    let compose = ["docker/docker-compose.yml", "docker/docker-compose.citus.yml"]
+        .map(|f| std::fs::read_to_string(project_dir().join(f)).unwrap())
+        .join("\n");
     let mut published = Vec::new();
     let mut in_ports = false;
     for line in compose.lines() {
