@@ -104,7 +104,9 @@ BEGIN
         IF EXISTS (SELECT FROM pg_catalog.pg_index WHERE indrelid = format('%I.customers', generation)::regclass) THEN
             EXECUTE format('CREATE INDEX customers_by_zip ON %I.customers (customer_zip)', generation);
             EXECUTE format('CREATE INDEX order_items_by_product ON %I.order_items (product_id)', generation);
-            EXECUTE format('CREATE INDEX geolocation_by_zip ON %I.geolocation (zip)', generation);
+            -- A new point's exact duplicates, found by its zip, lat and lng;
+            -- gold re-sums a zip's points from this index alone.
+            EXECUTE format('CREATE INDEX geolocation_by_zip ON %I.geolocation (zip, lat, lng)', generation);
         END IF;
     END LOOP;
 END

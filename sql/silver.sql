@@ -41,13 +41,19 @@ BEGIN
         EXECUTE format('ALTER TABLE silver.%I ADD PRIMARY KEY (%s)', t.table_name,
             (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key) k));
     END LOOP;
-    -- A table deduplicated on whole rows is looked up by its first column
-    -- (an incremental refresh finds a new row's exact duplicates there).
-    FOR t IN SELECT s.table_name, c.column_name FROM golden360_internal.silver_tables() s
-               JOIN golden360_internal.silver_columns() c ON c.table_name = s.table_name AND c.ordinal = 1
-              WHERE cardinality(s.key) = 0 LOOP
-        EXECUTE format('CREATE INDEX %I ON silver.%I (%I)', t.table_name || '_by_' || t.column_name, t.table_name,
-                       t.column_name);
+    -- A table deduplicated on whole rows is looked up by its columns that
+    -- are never NULL (an incremental refresh finds a new row's exact
+    -- duplicates there: for a geolocation point, by its zip, lat and lng,
+    -- not among every point of its zip). Named after the first column;
+    -- TableSpec::lookup() in src/silver/spec.rs is the same rule.
+    FOR t IN SELECT s.table_name, min(c.column_name) FILTER (WHERE c.ordinal = 1) AS first_column,
+                    string_agg(format('%I', c.column_name), ', ' ORDER BY c.ordinal) FILTER (WHERE c.not_null) AS columns
+               FROM golden360_internal.silver_tables() s
+               JOIN golden360_internal.silver_columns() c ON c.table_name = s.table_name
+              WHERE cardinality(s.key) = 0
+              GROUP BY s.table_name LOOP
+        EXECUTE format('CREATE INDEX %I ON silver.%I (%s)', t.table_name || '_by_' || t.first_column, t.table_name,
+                       t.columns);
     END LOOP;
 END
 $$;

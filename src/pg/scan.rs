@@ -1,7 +1,10 @@
 //! Scans of golden360's own tables: sequential heap scans for the code that
 //! reads whole tables (a full build), and btree index scans for the code
-//! that reads only what changed (an incremental refresh). Each row is a
-//! slot's datums; text and numeric values are read in place.
+//! that reads only what changed (an incremental refresh); those read the
+//! index alone when it holds every column asked for and the visibility map
+//! marks the row's page all visible, as PostgreSQL's index-only scans do.
+//! Each row is a slot's (or an index tuple's) datums; text and numeric
+//! values are read in place.
 
 use super::relation::{check_columns, column_index, own_table};
 use super::types::{Column, SqlType};
@@ -18,6 +21,9 @@ pub struct HeapScan {
     columns: usize,
     /// The last attribute looked up: rows are decoded up to it.
     last_attr: Cell<usize>,
+    /// The attributes looked up, as bits (all set once every column is
+    /// wanted, or one past the 128th): what an index-only read must hold.
+    wanted: Cell<u128>,
 }
 
 impl HeapScan {
@@ -54,6 +60,7 @@ impl HeapScan {
                 name,
                 columns: (*(*rel).rd_att).natts as usize,
                 last_attr: Cell::new(0),
+                wanted: Cell::new(0),
             }
         }
     }
@@ -89,6 +96,7 @@ impl HeapScan {
     pub fn attr(&self, column: &str, ty: SqlType) -> usize {
         let i = column_index(self.rel, &self.name, column, ty);
         self.last_attr.set(self.last_attr.get().max(i));
+        self.wanted.set(self.wanted.get() | 1u128.checked_shl(i as u32).unwrap_or(u128::MAX));
         i
     }
 
@@ -96,6 +104,7 @@ impl HeapScan {
     pub fn expect_columns(&self, expected: &[Column]) {
         check_columns(self.rel, &self.name, expected);
         self.last_attr.set(self.columns.saturating_sub(1));
+        self.wanted.set(u128::MAX);
     }
 
     /// Call `f(row)` for every visible row, in physical order (no
@@ -155,6 +164,7 @@ unsafe fn visit_slot(slot: *mut pg_sys::TupleTableSlot, last_attr: usize, row_cx
 pub enum Bound<'a> {
     TextEq(&'a [u8]),
     Int4Eq(i32),
+    Float8Eq(f64),
 }
 
 impl Bound<'_> {
@@ -163,6 +173,7 @@ impl Bound<'_> {
         match self {
             Bound::TextEq(_) => (pg_sys::BTEqualStrategyNumber, pg_sys::F_TEXTEQ, SqlType::Text),
             Bound::Int4Eq(_) => (pg_sys::BTEqualStrategyNumber, pg_sys::F_INT4EQ, SqlType::Integer),
+            Bound::Float8Eq(_) => (pg_sys::BTEqualStrategyNumber, pg_sys::F_FLOAT8EQ, SqlType::Double),
         }
     }
 }
@@ -179,8 +190,14 @@ pub struct IndexScan {
     /// Key datums live here during one `for_each`.
     key_cx: pg_sys::MemoryContext,
     /// The scan, begun once and restarted for each lookup (a lookup per
-    /// key is the incremental refresh's inner loop), with its key count.
-    desc: Option<(pg_sys::IndexScanDesc, usize)>,
+    /// key is the incremental refresh's inner loop), with its key count and
+    /// whether it returns index tuples (an index-only read).
+    desc: Option<(pg_sys::IndexScanDesc, usize, bool)>,
+    /// The table attribute (0-based) of each index column; None for an
+    /// expression.
+    index_columns: Vec<Option<usize>>,
+    /// The visibility map page an index-only read last consulted.
+    vm_buffer: pg_sys::Buffer,
 }
 
 impl IndexScan {
@@ -215,7 +232,42 @@ impl IndexScan {
             .zip(&wanted)
             .map(|(c, &n)| (c.to_string(), attributes[n as usize - 1].as_ref().map_or(pg_sys::InvalidOid, |a| a.1)))
             .collect();
-        IndexScan { heap, index, leading, key_cx, desc: None }
+        // SAFETY: the index is open; rd_index is its pg_index row, whose
+        // indkey holds indnatts attribute numbers (0 for an expression).
+        let index_columns = unsafe {
+            let form = (*index).rd_index;
+            (0..(*form).indnatts as usize)
+                .map(|i| {
+                    let attnum = *(*form).indkey.values.as_ptr().add(i);
+                    (attnum > 0).then(|| attnum as usize - 1)
+                })
+                .collect()
+        };
+        IndexScan { heap, index, leading, key_cx, desc: None, index_columns, vm_buffer: pg_sys::InvalidBuffer as pg_sys::Buffer }
+    }
+
+    /// When every attribute looked up is a column of the index, the index
+    /// position of each (by table attribute): rows can then be read from
+    /// the index alone wherever the visibility map says a page is all
+    /// visible, as PostgreSQL's index-only scans do.
+    fn index_only_columns(&self) -> Option<Vec<Option<usize>>> {
+        let wanted = self.heap.wanted.get();
+        // SAFETY: reads this backend's isolation level. A serializable
+        // transaction reads through the heap, which takes the predicate
+        // locks on the rows it reads (an index-only read would have to
+        // lock the page, which pgrx does not bind).
+        let serializable = unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_SERIALIZABLE as i32;
+        if wanted == u128::MAX || serializable {
+            return None;
+        }
+        let mut position: Vec<Option<usize>> = vec![None; self.heap.last_attr.get() + 1];
+        for (i, column) in self.index_columns.iter().enumerate() {
+            if let Some(p) = column.and_then(|c| position.get_mut(c)) {
+                p.get_or_insert(i);
+            }
+        }
+        let covered = (0..position.len()).all(|a| wanted & (1u128 << a) == 0 || position[a].is_some());
+        covered.then_some(position)
     }
 
     pub fn name(&self) -> &str {
@@ -273,6 +325,9 @@ impl IndexScan {
                             bytes.len() as i32,
                         )),
                         Bound::Int4Eq(v) => pg_sys::Datum::from(v),
+                        // float8 is passed by value (USE_FLOAT8_BYVAL), as
+                        // Row::float8 reads it.
+                        Bound::Float8Eq(v) => pg_sys::Datum::from(v.to_bits()),
                     };
                     let (strategy, procedure, _) = bound.operator();
                     let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
@@ -282,24 +337,90 @@ impl IndexScan {
                 })
                 .collect();
             pg_sys::MemoryContextSwitchTo(old);
+            let index_only = self.index_only_columns();
             let scan = match self.desc {
-                Some((scan, n)) if n == keys.len() => scan,
+                Some((scan, n, tuples)) if n == keys.len() && tuples == index_only.is_some() => scan,
                 other => {
-                    if let Some((old, _)) = other {
+                    if let Some((old, _, _)) = other {
                         pg_sys::index_endscan(old);
                     }
                     // The active snapshot stays the same object for the
                     // scan's life (OwnWritesVisible advances it in place).
                     let scan = pg_sys::index_beginscan(self.heap.rel, self.index, pg_sys::GetActiveSnapshot(), keys.len() as i32, 0);
-                    self.desc = Some((scan, keys.len()));
+                    // Read by the rescan below: the AM keeps index tuples.
+                    (*scan).xs_want_itup = index_only.is_some();
+                    self.desc = Some((scan, keys.len(), index_only.is_some()));
                     scan
                 }
             };
             pg_sys::index_rescan(scan, keys.as_mut_ptr(), keys.len() as i32, std::ptr::null_mut(), 0);
-            while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, self.heap.slot) {
-                visit_slot(self.heap.slot, last_attr, self.heap.row_cx, &mut f);
+            match index_only {
+                None => {
+                    while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, self.heap.slot) {
+                        visit_slot(self.heap.slot, last_attr, self.heap.row_cx, &mut f);
+                    }
+                }
+                Some(position) => self.read_index_only(scan, &position, last_attr, &mut f),
             }
             pg_sys::MemoryContextReset(self.key_cx);
+        }
+    }
+
+    /// The rows of a restarted index-only scan: from the index tuple where
+    /// the visibility map says the heap page is all visible (so the row is
+    /// visible to every snapshot), else from the heap, whose tuple is
+    /// fetched and checked under the scan's snapshot as usual. `position`
+    /// maps each table attribute to its index column.
+    ///
+    /// # Safety
+    /// `scan` was begun on this index with `xs_want_itup` and restarted.
+    unsafe fn read_index_only(
+        &mut self,
+        scan: pg_sys::IndexScanDesc,
+        position: &[Option<usize>],
+        last_attr: usize,
+        f: &mut impl FnMut(&Row),
+    ) {
+        // SAFETY (what the caller's contract gives): the heap, its slot and
+        // the index are open and locked, and the scan is positioned by
+        // index_getnext_tid; `vm_buffer` is this scan's pin on a visibility
+        // map page (or none), released in `close`. As in nodeIndexonlyscan.c,
+        // a page marked all visible holds only rows visible to every
+        // snapshot, so the index tuple stands for the row. (A serializable
+        // transaction never gets here: see `index_only_columns`.)
+        let n = self.index_columns.len();
+        let (mut index_values, mut index_nulls) = (vec![pg_sys::Datum::from(0); n], vec![true; n]);
+        let (mut values, mut nulls) = (vec![pg_sys::Datum::from(0); position.len()], vec![true; position.len()]);
+        loop {
+            let tid = pg_sys::index_getnext_tid(scan, pg_sys::ScanDirection::ForwardScanDirection);
+            if tid.is_null() {
+                break;
+            }
+            let block = (u32::from((*tid).ip_blkid.bi_hi) << 16) | u32::from((*tid).ip_blkid.bi_lo);
+            let all_visible = u32::from(pg_sys::visibilitymap_get_status(self.heap.rel, block, &mut self.vm_buffer))
+                & pg_sys::VISIBILITYMAP_ALL_VISIBLE
+                != 0;
+            if !all_visible || (*scan).xs_itup.is_null() {
+                if pg_sys::index_fetch_heap(scan, self.heap.slot) {
+                    visit_slot(self.heap.slot, last_attr, self.heap.row_cx, f);
+                }
+                continue;
+            }
+            // The tuple is the AM's copy, valid until the next one.
+            pg_sys::index_deform_tuple((*scan).xs_itup, (*scan).xs_itupdesc, index_values.as_mut_ptr(), index_nulls.as_mut_ptr());
+            for (a, p) in position.iter().enumerate() {
+                if let Some(p) = *p {
+                    values[a] = index_values[p];
+                    nulls[a] = index_nulls[p];
+                }
+            }
+            let row = Row { values: &values, nulls: &nulls, tid: *tid, row_cx: self.heap.row_cx };
+            f(&row);
+            if !(*self.heap.row_cx).isReset {
+                pg_sys::MemoryContextReset(self.heap.row_cx);
+            }
+            pg_sys::check_for_interrupts!();
+            crate::memory::check();
         }
     }
 
@@ -307,7 +428,10 @@ impl IndexScan {
     pub fn close(self) {
         // SAFETY: releases what `open` and `for_each` made; the locks stay.
         unsafe {
-            if let Some((scan, _)) = self.desc {
+            if self.vm_buffer != pg_sys::InvalidBuffer as pg_sys::Buffer {
+                pg_sys::ReleaseBuffer(self.vm_buffer);
+            }
+            if let Some((scan, _, _)) = self.desc {
                 pg_sys::index_endscan(scan);
             }
             pg_sys::index_close(self.index, pg_sys::NoLock as pg_sys::LOCKMODE);

@@ -196,6 +196,7 @@ fn owned(value: Value) -> Value<'static> {
 fn bound<'a>(value: &'a Value) -> Option<Bound<'a>> {
     match value {
         Value::Int(v) => Some(Bound::Int4Eq(*v)),
+        Value::Double(v) => Some(Bound::Float8Eq(*v)),
         Value::Bytes(_) | Value::Owned(_) => value.bytes().map(Bound::TextEq),
         _ => None,
     }

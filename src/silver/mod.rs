@@ -58,7 +58,7 @@ pub mod golden360 {
 #[pg_schema]
 pub mod golden360_internal {
     use super::build;
-    use super::spec::{Ty, TABLES};
+    use super::spec::TABLES;
     use pgrx::prelude::*;
 
     /// The silver tables in build order, with their key columns (empty for
@@ -100,7 +100,7 @@ pub mod golden360_internal {
                     c.name.to_string(),
                     c.source.to_string(),
                     c.ty.sql_type().sql(),
-                    c.required.is_some() || c.ty == Ty::Comment,
+                    c.not_null(),
                 )
             })
         }))

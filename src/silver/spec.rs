@@ -111,6 +111,13 @@ pub struct Col {
     pub required: Option<Kind>,
 }
 
+impl Col {
+    /// Never NULL in silver: required (present), or a comment (blank is '').
+    pub fn not_null(&self) -> bool {
+        self.required.is_some() || self.ty == Ty::Comment
+    }
+}
+
 const fn col(name: &'static str, ty: Ty) -> Col {
     Col { name, source: name, ty, required: None }
 }
@@ -188,10 +195,13 @@ impl TableSpec {
     }
 
     /// The columns an existing row is looked up by (an index leads with
-    /// them): the key, or for whole-row deduplication the first column.
+    /// them): the key, or for whole-row deduplication the columns that are
+    /// never NULL (an exact duplicate equals the row in each; a NULL would
+    /// match nothing through an index). sql/silver.sql builds that index
+    /// from `silver_columns().not_null`, the same rule.
     pub fn lookup(&self) -> Vec<&'static str> {
         match self.key() {
-            [] => vec![self.columns[0].name],
+            [] => self.columns.iter().filter(|c| c.not_null()).map(|c| c.name).collect(),
             key => key.to_vec(),
         }
     }
