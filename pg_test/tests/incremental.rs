@@ -5,7 +5,7 @@
 //! a refresh rewrites no row it does not change; a failed gate leaves
 //! silver and gold as they were.
 
-use golden360_it::{connect, count, fresh_database, generate, generate_with, outcome, sqlstate, ScratchDir};
+use golden360_it::{connect, count, fresh_database, generate, generate_with, outcome, sqlstate, ScratchDir, TestDatabase};
 use postgres::Client;
 
 const SCALE: f64 = 0.05;
@@ -13,6 +13,17 @@ const SEED: u64 = 31;
 
 fn ingest(c: &mut Client, dir: &str) {
     c.query("SELECT * FROM golden360.ingest_bronze($1, true)", &[&dir]).unwrap();
+}
+
+/// A fresh database `name` with `dir` ingested and refreshed (under the
+/// warn gate), and a session on it.
+fn refreshed_database(name: &str, dir: &ScratchDir) -> (TestDatabase, Client) {
+    let db = fresh_database(name);
+    let mut c = connect(&db);
+    c.batch_execute("SET golden360.quality_gate = warn").unwrap();
+    ingest(&mut c, dir.path());
+    c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    (db, c)
 }
 
 fn last_modes(c: &mut Client) -> (String, String) {
@@ -142,11 +153,7 @@ fn every_batch_of_a_sequence_leaves_what_a_rebuild_of_the_same_bronze_leaves() {
 fn a_refresh_without_a_new_batch_changes_nothing() {
     let base = ScratchDir::new("incremental_idle");
     generate(&base.0, SCALE, SEED);
-    let db = fresh_database("incremental_idle");
-    let mut c = connect(&db);
-    c.batch_execute("SET golden360.quality_gate = warn").unwrap();
-    ingest(&mut c, base.path());
-    c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    let (_db, mut c) = refreshed_database("incremental_idle", &base);
     let (before, rows) = (outcome(&mut c), gold_rows(&mut c));
     c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
     assert_eq!(last_modes(&mut c), ("incremental".into(), "incremental".into()));
@@ -206,11 +213,7 @@ fn a_failed_gate_in_a_sequence_changes_nothing_and_the_next_refresh_applies_on_t
 fn changed_settings_make_the_next_refresh_a_full_one() {
     let base = ScratchDir::new("incremental_settings");
     generate(&base.0, SCALE, SEED);
-    let db = fresh_database("incremental_settings");
-    let mut c = connect(&db);
-    c.batch_execute("SET golden360.quality_gate = warn").unwrap();
-    ingest(&mut c, base.path());
-    c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    let (_db, mut c) = refreshed_database("incremental_settings", &base);
     c.batch_execute("SET golden360.ltv_vip_above = 100; CALL golden360.refresh_gold()").unwrap();
     assert_eq!(last_modes(&mut c).1, "full");
     assert_eq!(
@@ -382,11 +385,7 @@ fn a_zip_re_sum_reads_the_index_alone_where_pages_are_all_visible() {
     let delta = ScratchDir::new("incremental_index_only_delta");
     let summary = generate_with(&delta.0, SCALE, SEED, &["--batch", "2"]);
     assert!(summary["changes"]["geolocation_new_point"].as_u64().unwrap_or(0) > 0, "{summary}");
-    let db = fresh_database("incremental_index_only");
-    let mut c = connect(&db);
-    c.batch_execute("SET golden360.quality_gate = warn").unwrap();
-    ingest(&mut c, base.path());
-    c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    let (_db, mut c) = refreshed_database("incremental_index_only", &base);
     // A statement of its own: VACUUM refuses a multi-statement string.
     c.batch_execute("VACUUM silver.geolocation").unwrap();
     let index_reads = |c: &mut Client| -> (i64, i64) {
