@@ -161,6 +161,8 @@ unsafe fn visit_slot(slot: *mut pg_sys::TupleTableSlot, last_attr: usize, row_cx
 
 /// A condition on one leading column of an index, for `IndexScan`.
 #[derive(Debug, Clone, Copy)]
+// Each variant names its type and its operator; only `=` exists so far.
+#[allow(clippy::enum_variant_names)]
 pub enum Bound<'a> {
     TextEq(&'a [u8]),
     Int4Eq(i32),
