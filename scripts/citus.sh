@@ -56,16 +56,9 @@ installed() {
 install_citus() {
     if installed; then return 0; fi
     [ "$(id -u)" = 0 ] || { echo "installing Citus needs root" >&2; exit 1; }
-    local tarball=$here/../shared/vendor/citus-$CITUS_VERSION.tar.gz missing=() pkg build
+    local tarball=$here/../shared/vendor/citus-$CITUS_VERSION.tar.gz build
     [ -s "$tarball" ] || { echo "no $tarball: Citus is built from the vendored source" >&2; exit 1; }
-    for pkg in "${CITUS_BUILD_PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        echo "==> apt: installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
+    apt_install_missing "${CITUS_BUILD_PACKAGES[@]}"
     build=$(mktemp -d)
     echo "==> Citus $CITUS_VERSION: building from $tarball (about 2 minutes)"
     tar xzf "$tarball" -C "$build"

@@ -56,6 +56,20 @@ bench_venv() {
     echo "$venv"
 }
 now_ms() { date +%s%3N; }
+
+# apt_install_missing PKG...: install (as root) those of the Debian packages
+# that are not installed yet; nothing when all are.
+apt_install_missing() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        printf '\033[1m==> %s\033[0m\n' "apt: installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Background servers (PostgREST, the exporter), found again by a pid file.
