@@ -9,7 +9,7 @@
 //! coordinator. Distributing the tables is the next step (README, Scale-out
 //! on Citus).
 
-use golden360_it::{count, fresh_database, generate, project_dir, ScratchDir};
+use golden360_it::{count, fresh_database, generate, outcome, project_dir, ScratchDir};
 use postgres::{Client, Config, NoTls};
 use std::process::Command;
 use std::sync::Mutex;
@@ -129,21 +129,6 @@ fn the_docker_init_script_registers_citus_workers_and_installs_through_them() {
     coordinator
         .batch_execute("ALTER ROLE golden360_authenticator PASSWORD NULL; ALTER ROLE golden360_monitor PASSWORD NULL")
         .unwrap();
-}
-
-/// The gold and silver a database holds, as digests of their rows in a
-/// fixed order (refreshed_at left out), and the counts a run records.
-fn outcome(client: &mut Client) -> Vec<String> {
-    let digest = |client: &mut Client, sql: &str| -> String { client.query_one(sql, &[]).unwrap().get(0) };
-    vec![
-        digest(client, "SELECT md5(string_agg((to_jsonb(g) - 'refreshed_at')::text, '|' ORDER BY golden_id))
-                        FROM gold.unified_customer_360 g"),
-        digest(client, "SELECT md5(string_agg(b::text, '|' ORDER BY customer_id)) FROM gold.identity_bridge b"),
-        digest(client, "SELECT string_agg(format('%s %s %s %s', table_name, silver_rows, duplicates, quarantined), ', '
-                        ORDER BY table_name) FROM golden360.silver_runs WHERE run_id = (SELECT max(run_id) FROM golden360.silver_runs)"),
-        digest(client, "SELECT md5(string_agg(format('%s %s %s %s', table_name, reason, batch_id, row_number), '|'
-                        ORDER BY table_name, reason, batch_id, row_number)) FROM silver.quarantine"),
-    ]
 }
 
 fn run_pipeline(client: &mut Client, dir: &str) {
