@@ -200,6 +200,20 @@ pub struct IndexScan {
     index_columns: Vec<Option<usize>>,
     /// The visibility map page an index-only read last consulted.
     vm_buffer: pg_sys::Buffer,
+    /// How rows are read for the attributes wanted (their bits): from the
+    /// index where it can (`Some`), or always from the heap. Worked out
+    /// once, not for every lookup.
+    index_only: Option<(u128, Option<IndexOnlyRead>)>,
+}
+
+/// An index-only read's layout: the index column of each table attribute,
+/// and the room a row's datums are gathered in.
+struct IndexOnlyRead {
+    position: Vec<Option<usize>>,
+    index_values: Vec<pg_sys::Datum>,
+    index_nulls: Vec<bool>,
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
 }
 
 impl IndexScan {
@@ -245,15 +259,23 @@ impl IndexScan {
                 })
                 .collect()
         };
-        IndexScan { heap, index, leading, key_cx, desc: None, index_columns, vm_buffer: pg_sys::InvalidBuffer as pg_sys::Buffer }
+        IndexScan {
+            heap,
+            index,
+            leading,
+            key_cx,
+            desc: None,
+            index_columns,
+            vm_buffer: pg_sys::InvalidBuffer as pg_sys::Buffer,
+            index_only: None,
+        }
     }
 
     /// When every attribute looked up is a column of the index, the index
     /// position of each (by table attribute): rows can then be read from
     /// the index alone wherever the visibility map says a page is all
     /// visible, as PostgreSQL's index-only scans do.
-    fn index_only_columns(&self) -> Option<Vec<Option<usize>>> {
-        let wanted = self.heap.wanted.get();
+    fn index_only_read(&self, wanted: u128) -> Option<IndexOnlyRead> {
         // SAFETY: reads this backend's isolation level. A serializable
         // transaction reads through the heap, which takes the predicate
         // locks on the rows it reads (an index-only read would have to
@@ -269,7 +291,14 @@ impl IndexScan {
             }
         }
         let covered = (0..position.len()).all(|a| wanted & (1u128 << a) == 0 || position[a].is_some());
-        covered.then_some(position)
+        let (n, width) = (self.index_columns.len(), position.len());
+        covered.then(|| IndexOnlyRead {
+            position,
+            index_values: vec![pg_sys::Datum::from(0); n],
+            index_nulls: vec![true; n],
+            values: vec![pg_sys::Datum::from(0); width],
+            nulls: vec![true; width],
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -339,9 +368,13 @@ impl IndexScan {
                 })
                 .collect();
             pg_sys::MemoryContextSwitchTo(old);
-            let index_only = self.index_only_columns();
+            let wanted = self.heap.wanted.get();
+            if self.index_only.as_ref().is_none_or(|(for_wanted, _)| *for_wanted != wanted) {
+                self.index_only = Some((wanted, self.index_only_read(wanted)));
+            }
+            let mut read = self.index_only.take().and_then(|(_, read)| read);
             let scan = match self.desc {
-                Some((scan, n, tuples)) if n == keys.len() && tuples == index_only.is_some() => scan,
+                Some((scan, n, tuples)) if n == keys.len() && tuples == read.is_some() => scan,
                 other => {
                     if let Some((old, _, _)) = other {
                         pg_sys::index_endscan(old);
@@ -350,20 +383,21 @@ impl IndexScan {
                     // scan's life (OwnWritesVisible advances it in place).
                     let scan = pg_sys::index_beginscan(self.heap.rel, self.index, pg_sys::GetActiveSnapshot(), keys.len() as i32, 0);
                     // Read by the rescan below: the AM keeps index tuples.
-                    (*scan).xs_want_itup = index_only.is_some();
-                    self.desc = Some((scan, keys.len(), index_only.is_some()));
+                    (*scan).xs_want_itup = read.is_some();
+                    self.desc = Some((scan, keys.len(), read.is_some()));
                     scan
                 }
             };
             pg_sys::index_rescan(scan, keys.as_mut_ptr(), keys.len() as i32, std::ptr::null_mut(), 0);
-            match index_only {
+            match read.as_mut() {
                 None => {
                     while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, self.heap.slot) {
                         visit_slot(self.heap.slot, last_attr, self.heap.row_cx, &mut f);
                     }
                 }
-                Some(position) => self.read_index_only(scan, &position, last_attr, &mut f),
+                Some(read) => self.read_index_only(scan, read, last_attr, &mut f),
             }
+            self.index_only = Some((wanted, read));
             pg_sys::MemoryContextReset(self.key_cx);
         }
     }
@@ -379,7 +413,7 @@ impl IndexScan {
     unsafe fn read_index_only(
         &mut self,
         scan: pg_sys::IndexScanDesc,
-        position: &[Option<usize>],
+        read: &mut IndexOnlyRead,
         last_attr: usize,
         f: &mut impl FnMut(&Row),
     ) {
@@ -389,10 +423,8 @@ impl IndexScan {
         // map page (or none), released in `close`. As in nodeIndexonlyscan.c,
         // a page marked all visible holds only rows visible to every
         // snapshot, so the index tuple stands for the row. (A serializable
-        // transaction never gets here: see `index_only_columns`.)
-        let n = self.index_columns.len();
-        let (mut index_values, mut index_nulls) = (vec![pg_sys::Datum::from(0); n], vec![true; n]);
-        let (mut values, mut nulls) = (vec![pg_sys::Datum::from(0); position.len()], vec![true; position.len()]);
+        // transaction never gets here: see `index_only_read`.)
+        let IndexOnlyRead { position, index_values, index_nulls, values, nulls } = read;
         loop {
             let tid = pg_sys::index_getnext_tid(scan, pg_sys::ScanDirection::ForwardScanDirection);
             if tid.is_null() {
@@ -416,7 +448,7 @@ impl IndexScan {
                     nulls[a] = index_nulls[p];
                 }
             }
-            let row = Row { values: &values, nulls: &nulls, tid: *tid, row_cx: self.heap.row_cx };
+            let row = Row { values, nulls, tid: *tid, row_cx: self.heap.row_cx };
             f(&row);
             if !(*self.heap.row_cx).isReset {
                 pg_sys::MemoryContextReset(self.heap.row_cx);
