@@ -203,7 +203,8 @@ pub struct IndexScan {
     /// How rows are read for the attributes wanted (their bits): from the
     /// index where it can (`Some`), or always from the heap. Worked out
     /// once, not for every lookup.
-    index_only: Option<(u128, Option<IndexOnlyRead>)>,
+    /// (Boxed: a `Selection` holds either this scan or a heap scan.)
+    index_only: Option<(u128, Option<Box<IndexOnlyRead>>)>,
 }
 
 /// An index-only read's layout: the index column of each table attribute,
@@ -275,7 +276,7 @@ impl IndexScan {
     /// position of each (by table attribute): rows can then be read from
     /// the index alone wherever the visibility map says a page is all
     /// visible, as PostgreSQL's index-only scans do.
-    fn index_only_read(&self, wanted: u128) -> Option<IndexOnlyRead> {
+    fn index_only_read(&self, wanted: u128) -> Option<Box<IndexOnlyRead>> {
         // SAFETY: reads this backend's isolation level. A serializable
         // transaction reads through the heap, which takes the predicate
         // locks on the rows it reads (an index-only read would have to
@@ -292,12 +293,14 @@ impl IndexScan {
         }
         let covered = (0..position.len()).all(|a| wanted & (1u128 << a) == 0 || position[a].is_some());
         let (n, width) = (self.index_columns.len(), position.len());
-        covered.then(|| IndexOnlyRead {
-            position,
-            index_values: vec![pg_sys::Datum::from(0); n],
-            index_nulls: vec![true; n],
-            values: vec![pg_sys::Datum::from(0); width],
-            nulls: vec![true; width],
+        covered.then(|| {
+            Box::new(IndexOnlyRead {
+                position,
+                index_values: vec![pg_sys::Datum::from(0); n],
+                index_nulls: vec![true; n],
+                values: vec![pg_sys::Datum::from(0); width],
+                nulls: vec![true; width],
+            })
         })
     }
 
@@ -424,7 +427,7 @@ impl IndexScan {
         // a page marked all visible holds only rows visible to every
         // snapshot, so the index tuple stands for the row. (A serializable
         // transaction never gets here: see `index_only_read`.)
-        let IndexOnlyRead { position, index_values, index_nulls, values, nulls } = read;
+        let IndexOnlyRead { position, index_values, index_nulls, values, nulls } = &mut *read;
         loop {
             let tid = pg_sys::index_getnext_tid(scan, pg_sys::ScanDirection::ForwardScanDirection);
             if tid.is_null() {
