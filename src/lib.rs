@@ -46,7 +46,8 @@ extension_sql_file!(
         gold::golden360::ltv_segment,
         gold::golden360_internal::build_gold,
         gold::golden360_internal::gold_columns,
-        gold::golden360_internal::gold_cross_checks
+        gold::golden360_internal::gold_cross_checks,
+        gold::golden360_internal::rfm_rank_columns
     ]
 );
 

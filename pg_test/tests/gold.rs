@@ -100,7 +100,8 @@ fn the_first_refresh_and_its_index_builds_do_not_wait_for_readers() {
     long_reader.batch_execute("COMMIT").unwrap();
     assert_eq!(
         count(&mut reader, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'gold' AND tablename = 'unified_customer_360'"),
-        3
+        6,
+        "the primary key, customer_unique_id, the segment order and the three RFM keys"
     );
     assert!(count(&mut reader, "SELECT count(*) FROM gold.unified_customer_360") > 0);
 }

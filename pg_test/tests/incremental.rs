@@ -341,6 +341,8 @@ fn each_kind_of_change_rewrites_only_the_people_it_touches() {
 /// else for RFM. With 1 MB of sort memory that ranking goes through
 /// PostgreSQL's tuplesort (temporary files) instead of Rust memory that
 /// grows with the number of people, and gold still equals a rebuild.
+/// A ranking over everyone (no stored boundaries to walk from) in 1 MB of
+/// `maintenance_work_mem` spills to temporary files, and equals a rebuild.
 #[test]
 fn an_incremental_rfm_ranking_in_little_memory_spills_and_equals_a_rebuild() {
     let base = ScratchDir::new("incremental_rank_base");
@@ -358,6 +360,9 @@ fn an_incremental_rfm_ranking_in_little_memory_spills_and_equals_a_rebuild() {
     s.batch_execute("CALL golden360.refresh_silver()").unwrap();
     let people = count(&mut s, "SELECT count(*) FROM gold.unified_customer_360 WHERE order_count > 0");
     assert!(people > 15_000, "{people} ranked people: enough to outgrow 1 MB three times over");
+    // Without stored boundaries the refresh ranks everyone, as the first
+    // one after an upgrade does.
+    s.batch_execute("DELETE FROM golden360_internal.rfm_boundaries").unwrap();
     let temp_files = "SELECT temp_files FROM pg_stat_database WHERE datname = current_database()";
     s.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
     let before = count(&mut connect(&small), temp_files);
@@ -411,4 +416,78 @@ fn a_zip_re_sum_reads_the_index_alone_where_pages_are_all_visible() {
     let incremental = outcome(&mut c);
     c.batch_execute("CALL golden360.rebuild()").unwrap();
     assert_eq!(outcome(&mut c), incremental, "a rebuild of the same bronze");
+}
+
+/// `refresh_gold()`, and the sequential scans of gold it made.
+fn refresh_gold_counting_scans(c: &mut Client) -> i64 {
+    // pg_stat_xact_* shows this backend's counts not yet flushed, the
+    // previous transactions' included: flush them first.
+    c.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+    let mut t = c.transaction().unwrap();
+    // On a gold this small the planner would rather scan than use an
+    // index; the extension's own scan of everyone is not planned.
+    t.batch_execute("SET LOCAL enable_seqscan = off; CALL golden360.refresh_gold()").unwrap();
+    let scans = t
+        .query_one("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = 'gold.unified_customer_360'::regclass", &[])
+        .unwrap()
+        .get(0);
+    t.commit().unwrap();
+    scans
+}
+
+/// An incremental refresh ranks its people among everyone else without
+/// reading everyone: it walks gold's RFM indexes from the boundaries the
+/// last refresh stored, so no sequential scan of gold runs, and the result
+/// (the boundaries it stores included) equals a rebuild. Boundaries that
+/// do not describe gold (a person's key changed behind the refresh's back,
+/// one gone) make it rank everyone instead, with the same result.
+#[test]
+fn an_incremental_ranking_walks_from_the_stored_boundaries_and_equals_a_rebuild() {
+    let base = ScratchDir::new("incremental_walk_base");
+    generate(&base.0, SCALE, SEED);
+    let (_db, mut c) = refreshed_database("incremental_walk", &base);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM golden360_internal.rfm_boundaries"), 12);
+    for k in 1..=3 {
+        let dir = ScratchDir::new(&format!("incremental_walk_batch_{k}"));
+        generate_with(&dir.0, SCALE, SEED, &["--batch", &k.to_string()]);
+        ingest(&mut c, dir.path());
+        c.batch_execute("CALL golden360.refresh_silver()").unwrap();
+        let boundaries = "SELECT string_agg(r::text, ';' ORDER BY dimension, boundary) FROM golden360_internal.rfm_boundaries r";
+        let before: String = c.query_one(boundaries, &[]).unwrap().get(0);
+        let scans = refresh_gold_counting_scans(&mut c);
+        assert_eq!(scans, 0, "batch {k}: gold was scanned");
+        assert_eq!(last_modes(&mut c), ("incremental".into(), "incremental".into()));
+        let after: String = c.query_one(boundaries, &[]).unwrap().get(0);
+        assert_ne!(before, after, "batch {k}: the new people moved no boundary?");
+        let incremental = outcome(&mut c);
+        let rebuilt = fresh_database(&format!("incremental_walk_rebuilt_{k}"));
+        let mut r = connect(&rebuilt);
+        r.batch_execute("SET golden360.quality_gate = warn").unwrap();
+        ingest(&mut r, base.path());
+        for j in 1..=k {
+            let dir = ScratchDir::new(&format!("incremental_walk_again_{k}_{j}"));
+            generate_with(&dir.0, SCALE, SEED, &["--batch", &j.to_string()]);
+            ingest(&mut r, dir.path());
+        }
+        r.batch_execute("CALL golden360.rebuild()").unwrap();
+        assert_eq!(incremental, outcome(&mut r), "batch {k}");
+    }
+
+    // Boundaries that do not hold: one points at nobody, another's key is
+    // wrong. Either way the refresh ranks everyone (a scan of gold).
+    for (k, tamper) in [
+        (4, "UPDATE golden360_internal.rfm_boundaries SET golden_id = repeat('0', 64) WHERE dimension = 3 AND boundary = 2"),
+        (5, "UPDATE golden360_internal.rfm_boundaries SET sort_key = sort_key + 1 WHERE dimension = 1 AND boundary = 4"),
+    ] {
+        c.batch_execute(tamper).unwrap();
+        let dir = ScratchDir::new(&format!("incremental_walk_batch_{k}"));
+        generate_with(&dir.0, SCALE, SEED, &["--batch", &k.to_string()]);
+        ingest(&mut c, dir.path());
+        c.batch_execute("CALL golden360.refresh_silver()").unwrap();
+        let scans = refresh_gold_counting_scans(&mut c);
+        assert_eq!(scans, 1, "batch {k}: everyone ranked, in one scan");
+        let incremental = outcome(&mut c);
+        c.batch_execute("CALL golden360.rebuild()").unwrap();
+        assert_eq!(incremental, outcome(&mut c), "batch {k}, after {tamper}");
+    }
 }

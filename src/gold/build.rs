@@ -19,13 +19,12 @@ use crate::pg::relation::require_privilege;
 use super::spec::{Bridge, BRIDGE_COLUMNS, C360, CUSTOMER_360_COLUMNS, DIVERSITY, SCORE, SPEND, ZIP_COORDINATES_COLUMNS};
 use crate::pg::types::{Column, SqlType};
 use crate::error::raise;
-use crate::keys::{key_hash, Interner, KeyHashState};
+use crate::keys::{Interner, KeyHashState};
 use crate::pg::context::RowContext;
 use crate::pg::scan::{Key, Row, Selection};
 use crate::pg::snapshot::transaction_started_at;
-use crate::pg::sort::{from_ordered_bytes, ordered_bytes, SortRecord, Sorter};
+use super::rfm::{self, rescore, Boundaries, Ranked, RfmMap};
 use crate::silver::parse::date_of;
-use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -92,21 +91,23 @@ pub fn refresh(scope: &Scope) -> Outcome {
     let segments = RfmMap::load();
     let silver = Silver::read(scope);
     let silver_read = started.elapsed();
-    let (gold, moved) = Gold::compute(&silver, scope);
+    let (gold, ranked) = Gold::compute(&silver, scope);
     let computed = started.elapsed();
     let refreshed_at = transaction_started_at();
     let mut records =
         sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at }, scope.stored(|| scope.people_keys()));
     let synced = started.elapsed();
-    records.written += rescore(&moved, &segments);
+    records.written += rescore(&ranked.moved, &segments);
+    Boundaries::store(ranked.boundaries.as_ref());
     let rescored = started.elapsed();
     let customer_keys = || (0..silver.customers.len() as u32).map(|c| Key::Text(silver.customers.get(c).to_vec())).collect();
     let bridge = sync(&BridgeRows::new(&silver, &gold), scope.stored(customer_keys));
     pgrx::debug1!(
-        "golden360 gold: read silver {:.0} ms, computed {:.0} ms (RFM ranks among everyone included), wrote {:.0} ms \
+        "golden360 gold: read silver {:.0} ms, computed {:.0} ms (RFM ranks {}), wrote {:.0} ms \
          (records {:.0} ms, RFM rescores {:.0} ms)",
         silver_read.as_secs_f64() * 1e3,
         (computed - silver_read).as_secs_f64() * 1e3,
+        if ranked.read_everyone { "by reading everyone" } else { "by walking from the stored boundaries" },
         (started.elapsed() - computed).as_secs_f64() * 1e3,
         (synced - computed).as_secs_f64() * 1e3,
         (rescored - synced).as_secs_f64() * 1e3
@@ -119,51 +120,6 @@ pub fn refresh(scope: &Scope) -> Outcome {
         bridge_added: bridge.added,
         bridge_written: bridge.written,
         bridge_removed: bridge.removed,
-    }
-}
-
-/// The RFM map (`golden360.rfm_segments`): segment by recency score and
-/// FM = (F + M) / 2 rounded half up.
-struct RfmMap {
-    cells: [[Option<String>; 5]; 5],
-}
-
-impl RfmMap {
-    fn load() -> RfmMap {
-        let mut cells: [[Option<String>; 5]; 5] = Default::default();
-        Spi::connect(|client| {
-            let rows = client.select("SELECT recency, fm, segment FROM golden360.rfm_segments", None, &[])?;
-            for row in rows {
-                if let (Some(r), Some(fm), Some(segment)) = (row.get::<i32>(1)?, row.get::<i32>(2)?, row.get::<String>(3)?) {
-                    // The table's CHECK constraints keep both in 1..=5.
-                    cells[(r - 1) as usize][(fm - 1) as usize] = Some(segment);
-                }
-            }
-            Ok::<_, pgrx::spi::Error>(())
-        })
-        .unwrap_or_else(|e| {
-            raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("reading golden360.rfm_segments failed: {e}"), None, "")
-        });
-        let missing: Vec<String> = (0..5)
-            .flat_map(|r| (0..5).map(move |fm| (r, fm)))
-            .filter(|&(r, fm)| cells[r][fm].is_none())
-            .map(|(r, fm)| format!("recency {}, fm {}", r + 1, fm + 1))
-            .collect();
-        if !missing.is_empty() {
-            raise(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("golden360.rfm_segments has no segment for {} of its 25 cells", missing.len()),
-                Some(format!("missing: {}", missing.join("; "))),
-                "Insert the missing cells, e.g. INSERT INTO golden360.rfm_segments VALUES (1, 1, 'Hibernating');",
-            );
-        }
-        RfmMap { cells }
-    }
-
-    fn segment(&self, scores: [i16; 3]) -> &str {
-        let [r, f, m] = scores.map(usize::try_from).map(|s| s.unwrap_or(1));
-        let fm = (f + m).div_ceil(2);
-        self.cells[r - 1][fm - 1].as_deref().unwrap_or_default()
     }
 }
 
@@ -184,13 +140,15 @@ struct Order {
 
 /// Everything gold needs from silver, per person.
 #[derive(Default, Clone)]
-struct Tally {
-    order_count: u32,
+pub(super) struct Tally {
+    pub(super) order_count: u32,
     canceled: u32,
-    spend: i64,
+    /// In cents.
+    pub(super) spend: i64,
     max_order: i64,
     first: Option<i64>,
-    last: Option<i64>,
+    /// The latest counted purchase.
+    pub(super) last: Option<i64>,
     items: u32,
     unique_products: u32,
     categories: u32,
@@ -218,7 +176,7 @@ struct Silver {
     zip_means: HashMap<i32, (f64, f64), KeyHashState>,
 }
 
-const SHARE: u32 = pg_sys::AccessShareLock;
+pub(super) const SHARE: u32 = pg_sys::AccessShareLock;
 use crate::silver::spec::MONEY;
 use SqlType::{Double, Integer, Text, Timestamp};
 
@@ -541,15 +499,16 @@ fn read_payments(scope: &Scope, orders: &Interner, order: &mut [Order]) {
 }
 
 /// One golden record, by numbers into `Silver`.
-struct Record {
-    person: u32,
-    golden_id: [u8; 32],
+pub(super) struct Record {
+    /// The index into the tallies.
+    pub(super) person: u32,
+    pub(super) golden_id: [u8; 32],
     canonical: u32,
     /// The customer whose address the record carries.
     address: u32,
     /// Range of the person's customers in `Gold::customers_by_person`.
     customers: std::ops::Range<usize>,
-    rfm: Option<[i16; 3]>,
+    pub(super) rfm: Option<[i16; 3]>,
 }
 
 struct Gold {
@@ -565,7 +524,7 @@ impl Gold {
     /// The records of the people in `silver`, RFM-ranked among everyone
     /// (for an incremental scope, with the others as gold holds them); also
     /// the others whose scores moved.
-    fn compute(silver: &Silver, scope: &Scope) -> (Gold, Vec<Moved>) {
+    fn compute(silver: &Silver, scope: &Scope) -> (Gold, Ranked) {
         let id = |c: u32| silver.customers.get(c);
         let mut sorted: Vec<(u32, &[u8], u32)> =
             silver.customer.iter().enumerate().map(|(c, row)| (row.person, id(c as u32), c as u32)).collect();
@@ -590,188 +549,20 @@ impl Gold {
                 rfm: None,
             });
         }
-        let moved = score_rfm(&mut records, &silver.tally, scope);
+        let ranked = rfm::score(&mut records, &silver.tally, scope);
         records.sort_unstable_by_key(|r| r.golden_id);
         let mut record_of = vec![0u32; records.len()];
         for (i, r) in records.iter().enumerate() {
             record_of[r.person as usize] = i as u32;
         }
-        (Gold { records, customers_by_person, record_of }, moved)
+        (Gold { records, customers_by_person, record_of }, ranked)
     }
-}
-
-/// RFM: three independent ntile(5) over the people with a counted order,
-/// ascending by last order date, order count and spend, ties by golden_id
-/// in byte order. The ranking covers `records` and, for an incremental
-/// scope, everyone else with a counted order as gold holds them (read in
-/// one scan, straight into the sorts); returns those others whose scores
-/// moved, the only ones kept. The sorts are `Sorter`s, so the ranking's
-/// memory is bounded whatever the number of people.
-fn score_rfm(records: &mut [Record], tally: &[Tally], scope: &Scope) -> Vec<Moved> {
-    let scored: Vec<usize> = (0..records.len()).filter(|&i| tally[records[i].person as usize].order_count > 0).collect();
-    // A NULL last_order_date (counted orders without a purchase time) sorts
-    // last, as in PostgreSQL's ascending order.
-    let keys: [fn(&Tally) -> i64; 3] = [|t| t.last.map_or(i64::MAX, |at| i64::from(date_of(at))), |t| i64::from(t.order_count), |t| t.spend];
-    let others = match scope {
-        Scope::Everyone => None,
-        Scope::People { people, .. } => Some((people, Selection::all("gold", "unified_customer_360", SHARE))),
-    };
-    let expected = scored.len() + others.as_ref().map_or(0, |(_, scan)| scan.estimated_rows());
-    let mut sorts: [Sorter<Ranking>; 3] = std::array::from_fn(|_| Sorter::for_records(expected, 3));
-    for &i in &scored {
-        for (dimension, key) in keys.iter().enumerate() {
-            let key = key(&tally[records[i].person as usize]);
-            sorts[dimension].put(Ranking { key, golden_id: records[i].golden_id, who: Who::Recomputed(i as u32) });
-        }
-    }
-    if let Some((people, scan)) = others {
-        rank_the_others(people, scan, &mut sorts);
-    }
-    let mut scores = vec![[0i16; 3]; records.len()];
-    let mut moved: HashMap<[u8; 32], [i16; 3], KeyHashState> = HashMap::default();
-    for (dimension, sort) in sorts.into_iter().enumerate() {
-        sort.ntiles(5, |score, ranking| match ranking.who {
-            Who::Recomputed(i) => scores[i as usize][dimension] = score,
-            // A stored NULL moves in its own dimension's pass, so every
-            // score of a moved person is set by the end.
-            Who::Other(stored) if stored[dimension] != Some(score) => {
-                moved.entry(ranking.golden_id).or_insert(stored.map(|s| s.unwrap_or(0)))[dimension] = score;
-            }
-            Who::Other(_) => {}
-        });
-    }
-    for i in scored {
-        records[i].rfm = Some(scores[i]);
-    }
-    moved.into_iter().map(|(golden_id, scores)| Moved { golden_id, scores }).collect()
-}
-
-/// Everyone gold holds with a counted order but `people`, into the sorts,
-/// with their stored scores.
-fn rank_the_others(people: &[Vec<u8>], mut scan: Selection, sorts: &mut [Sorter<Ranking>; 3]) {
-    let skip: std::collections::HashSet<u128, KeyHashState> = people.iter().map(|p| key_hash(p)).collect();
-    let [golden_id, person] = ["golden_id", "customer_unique_id"].map(|c| scan.attr(c, Text));
-    let [orders, last, spend] =
-        [("order_count", Integer), ("last_order_date", SqlType::Date), ("total_spend", SPEND)].map(|(c, ty)| scan.attr(c, ty));
-    let score_attrs = ["recency_score", "frequency_score", "monetary_score"].map(|c| scan.attr(c, SqlType::SmallInt));
-    scan.for_each(|row| {
-        let count = row.int4(orders).unwrap_or(0);
-        if count == 0 || skip.contains(&key_hash(row.text(person))) {
-            return;
-        }
-        let Some(id) = digest_of_hex(row.text(golden_id)) else {
-            raise(
-                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-                format!("gold.unified_customer_360 holds a golden_id that is not 64 hex digits: {:?}",
-                        String::from_utf8_lossy(row.text(golden_id))),
-                None,
-                "Rebuild gold: CALL golden360.rebuild();",
-            );
-        };
-        let keys = [row.int4(last).map_or(i64::MAX, i64::from), i64::from(count), row.cents(spend).unwrap_or(0)];
-        let stored = score_attrs.map(|a| row.int2(a));
-        for (dimension, key) in keys.into_iter().enumerate() {
-            sorts[dimension].put(Ranking { key, golden_id: id, who: Who::Other(stored) });
-        }
-    });
-    scan.close();
-}
-
-/// One person's place in one RFM dimension: ordered by key, then golden_id.
-#[derive(Clone, Copy)]
-struct Ranking {
-    key: i64,
-    golden_id: [u8; 32],
-    who: Who,
-}
-
-#[derive(Clone, Copy)]
-enum Who {
-    /// A person this refresh computed: the index into the records.
-    Recomputed(u32),
-    /// Anyone else, with the scores gold holds for them.
-    Other([Option<i16>; 3]),
-}
-
-/// A stored score that is NULL in a spilled record.
-const NO_SCORE: i16 = i16::MIN;
-
-/// Bytes: the key (`ordered_bytes`), the golden_id, then who (a tag and 6
-/// bytes).
-impl SortRecord for Ranking {
-    type Read = Ranking;
-
-    fn encode(&self, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(&ordered_bytes(self.key));
-        buf.extend_from_slice(&self.golden_id);
-        match self.who {
-            Who::Recomputed(i) => {
-                buf.push(0);
-                buf.extend_from_slice(&i.to_le_bytes());
-                buf.extend_from_slice(&[0, 0]);
-            }
-            Who::Other(stored) => {
-                buf.push(1);
-                for s in stored {
-                    buf.extend_from_slice(&s.unwrap_or(NO_SCORE).to_le_bytes());
-                }
-            }
-        }
-    }
-
-    fn decode(bytes: &[u8]) -> Ranking {
-        let field = |from: usize, to: usize| bytes.get(from..to).unwrap_or_default();
-        let key = from_ordered_bytes(field(0, 8).try_into().unwrap_or_default());
-        let golden_id: [u8; 32] = field(8, 40).try_into().unwrap_or_default();
-        let payload = field(41, 47);
-        let who = if field(40, 41) == [0] {
-            Who::Recomputed(u32::from_le_bytes(payload.get(0..4).unwrap_or_default().try_into().unwrap_or_default()))
-        } else {
-            let score = |k: usize| {
-                let s = i16::from_le_bytes(payload.get(2 * k..2 * k + 2).unwrap_or_default().try_into().unwrap_or_default());
-                (s != NO_SCORE).then_some(s)
-            };
-            Who::Other([score(0), score(1), score(2)])
-        };
-        Ranking { key, golden_id, who }
-    }
-
-    fn read(&self) -> Ranking {
-        *self
-    }
-
-    fn order(a: &Ranking, b: &Ranking) -> std::cmp::Ordering {
-        a.key.cmp(&b.key).then_with(|| a.golden_id.cmp(&b.golden_id))
-    }
-}
-
-/// A person not recomputed whose RFM scores moved: the new scores.
-struct Moved {
-    golden_id: [u8; 32],
-    scores: [i16; 3],
-}
-
-/// Rewrite the RFM scores and segment of the people whose scores moved;
-/// returns how many.
-fn rescore(moved: &[Moved], segments: &RfmMap) -> i64 {
-    if moved.is_empty() {
-        return 0;
-    }
-    let ids: Vec<String> = moved.iter().map(|m| hex::encode(m.golden_id)).collect();
-    let column = |d: usize| -> Vec<i16> { moved.iter().map(|m| m.scores[d]).collect() };
-    let labels: Vec<String> = moved.iter().map(|m| segments.segment(m.scores).to_string()).collect();
-    Spi::run_with_args(
-        "SELECT golden360_internal.rescore_rfm($1, $2, $3, $4, $5)",
-        &[ids.into(), column(0).into(), column(1).into(), column(2).into(), labels.into()],
-    )
-    .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("rewriting RFM scores failed: {e}"), None, ""));
-    moved.len() as i64
 }
 
 /// The digest that a golden_id's 64 hex digits spell. By table lookup: the
 /// RFM ranking of an incremental refresh reads every golden_id in gold,
 /// and a digit-by-digit decoder took a third of that scan.
-fn digest_of_hex(text: &[u8]) -> Option<[u8; 32]> {
+pub(super) fn digest_of_hex(text: &[u8]) -> Option<[u8; 32]> {
     const NOT_HEX: u8 = 0xFF;
     static VALUE: [u8; 256] = {
         let mut table = [NOT_HEX; 256];
@@ -798,7 +589,7 @@ fn digest_of_hex(text: &[u8]) -> Option<[u8; 32]> {
 }
 
 /// Lower-case hex of a digest, without allocating.
-fn hex_digits(digest: &[u8; 32]) -> [u8; 64] {
+pub(super) fn hex_digits(digest: &[u8; 32]) -> [u8; 64] {
     let mut out = [0u8; 64];
     // Infallible: the output is exactly twice the input.
     let _ = hex::encode_to_slice(digest, &mut out);
@@ -1053,37 +844,4 @@ mod tests {
         }
     }
 
-    /// A ranking's bytes sort as the ranking does (key as a signed number,
-    /// then golden_id), and read back as they were put.
-    #[test]
-    fn rankings_sort_by_their_bytes_and_read_back() {
-        let mut rankings = Vec::new();
-        for (n, key) in [i64::MIN, -3, 0, 1, 17_532, i64::MAX].into_iter().enumerate() {
-            for id in [[0u8; 32], [7u8; 32], [255u8; 32]] {
-                let who = if n % 2 == 0 { Who::Recomputed(n as u32 * 1000 + 7) } else { Who::Other([Some(1), None, Some(5)]) };
-                rankings.push(Ranking { key, golden_id: id, who });
-            }
-        }
-        rankings.reverse();
-        let encode = |r: &Ranking| {
-            let mut out = Vec::new();
-            r.encode(&mut out);
-            out
-        };
-        let mut by_bytes = rankings.clone();
-        by_bytes.sort_by_key(encode);
-        let mut by_value = rankings;
-        by_value.sort_unstable_by(Ranking::order);
-        let fields = |r: &Ranking| {
-            let who = match r.who {
-                Who::Recomputed(i) => (0, i64::from(i), [None; 3]),
-                Who::Other(s) => (1, 0, s),
-            };
-            (r.key, r.golden_id, who)
-        };
-        assert_eq!(by_bytes.iter().map(fields).collect::<Vec<_>>(), by_value.iter().map(fields).collect::<Vec<_>>());
-        for r in &by_value {
-            assert_eq!(fields(&Ranking::decode(&encode(r))), fields(r));
-        }
-    }
 }

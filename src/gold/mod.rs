@@ -11,6 +11,7 @@ use pgrx::prelude::*;
 
 mod build;
 mod changes;
+mod rfm;
 mod checks;
 pub(crate) mod spec;
 #[cfg(any(test, feature = "pg_test"))]
@@ -90,12 +91,26 @@ pub mod golden360_internal {
         }))
     }
 
+    /// The columns the RFM scores rank by, in score order, each with the
+    /// name of its index on gold and the condition for being ranked (the
+    /// index's predicate), for `golden360_internal.create_gold_indexes()`.
+    #[pg_extern(immutable, parallel_safe)]
+    fn rfm_rank_columns(
+    ) -> TableIterator<'static, (name!(dimension, i32), name!(column_name, String), name!(index_name, String), name!(ranked, &'static str))>
+    {
+        TableIterator::new(super::rfm::DIMENSIONS.iter().enumerate().map(|(d, (column, _))| {
+            let name = super::spec::CUSTOMER_360[column.at()].column.name;
+            (d as i32 + 1, name.to_string(), format!("unified_customer_360_rfm_{name}"), super::rfm::RANKED)
+        }))
+    }
+
     /// Bring gold up to date with silver, writing only the records (and
     /// bridge rows) that differ: for everyone when `everyone` is set or
     /// silver was rebuilt in full since, else for the people silver's
     /// logged changes lead to. Called by `golden360.refresh_gold()`, which
-    /// serialises refreshes, cross-checks the result and consumes the log
-    /// up to `up_to_run`; on its own it does neither.
+    /// serialises refreshes, cross-checks the result (for `people`: those
+    /// computed, NULL for everyone) and consumes the log up to `up_to_run`;
+    /// on its own it does neither.
     #[pg_extern]
     fn build_gold(
         everyone: bool,
@@ -111,6 +126,7 @@ pub mod golden360_internal {
             name!(added, i64),
             name!(bridge_added, i64),
             name!(up_to_run, i64),
+            name!(people, Option<Vec<String>>),
         ),
     > {
         crate::memory::step_started();
@@ -121,25 +137,35 @@ pub mod golden360_internal {
             ("incremental", super::build::Scope::People { people: pending.people, zips: pending.zips })
         };
         let o = super::build::refresh(&scope);
-        TableIterator::once((mode, o.people, o.written, o.removed, o.bridge_written, o.bridge_removed, o.added, o.bridge_added, pending.up_to_run))
+        let people = match scope {
+            super::build::Scope::Everyone => None,
+            super::build::Scope::People { people, .. } => {
+                Some(people.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect())
+            }
+        };
+        TableIterator::once((
+            mode,
+            o.people,
+            o.written,
+            o.removed,
+            o.bridge_written,
+            o.bridge_removed,
+            o.added,
+            o.bridge_added,
+            pending.up_to_run,
+            people,
+        ))
     }
 
     /// The SPEC's gold cross-checks on what silver and gold hold now:
-    /// (check, passed, failed), over everyone or, as `build_gold` chose,
-    /// over the people silver's logged changes lead to.
+    /// (check, passed, failed), over everyone (`people` NULL) or over these
+    /// customer_unique_ids, the ones `build_gold` computed.
     /// `golden360.refresh_gold()` records them and fails on any failure.
     #[pg_extern(stable)]
     fn gold_cross_checks(
-        everyone: bool,
+        people: Option<Vec<String>>,
     ) -> TableIterator<'static, (name!(check_name, &'static str), name!(passed, i64), name!(failed, i64))> {
-        // A full check needs no change log; an incremental one checks the
-        // people build_gold computed from it.
-        let people = if everyone {
-            None
-        } else {
-            let pending = super::changes::pending();
-            (!pending.everyone).then_some(pending.people)
-        };
+        let people: Option<Vec<Vec<u8>>> = people.map(|p| p.into_iter().map(String::into_bytes).collect());
         TableIterator::new(super::checks::run(people.as_deref()).into_iter().map(|c| (c.name, c.passed, c.failed)))
     }
 }

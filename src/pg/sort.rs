@@ -219,7 +219,7 @@ pub fn ntile(position: usize, n: usize, buckets: usize) -> i16 {
 
 /// Where ntile(`buckets`) bucket `bucket` (1-based) of `n` rows ends: the
 /// position after its last row.
-fn bucket_end(bucket: usize, n: usize, buckets: usize) -> usize {
+pub fn bucket_end(bucket: usize, n: usize, buckets: usize) -> usize {
     let (per, extra) = (n / buckets, n % buckets);
     bucket * per + bucket.min(extra)
 }
