@@ -512,7 +512,12 @@ pub(super) struct Record {
 }
 
 struct Gold {
-    /// In golden_id byte order, the primary key's.
+    /// In customer_unique_id byte order: the order gold's rows are written
+    /// in. Not golden_id order: people next to each other in golden_id
+    /// order are the ones whose frequency scores move together (most have
+    /// one order, and ties go by golden_id), and on one page their rescores
+    /// would not find room for HOT updates. Each index's entries are
+    /// sorted before insertion anyway (`bulk.rs`).
     records: Vec<Record>,
     /// Customer numbers, by person, then customer_id in byte order.
     customers_by_person: Vec<u32>,
@@ -550,7 +555,7 @@ impl Gold {
             });
         }
         let ranked = rfm::score(&mut records, &silver.tally, scope);
-        records.sort_unstable_by_key(|r| r.golden_id);
+        records.sort_unstable_by(|a, b| silver.people.get(a.person).cmp(silver.people.get(b.person)));
         let mut record_of = vec![0u32; records.len()];
         for (i, r) in records.iter().enumerate() {
             record_of[r.person as usize] = i as u32;
