@@ -10,9 +10,10 @@
 //! begin (`golden360_internal.rfm_boundaries`: a person's key and
 //! golden_id) and how many people were ranked. The next one counts the
 //! recomputed people who left and joined below each old boundary, which
-//! says where the new boundary is, and walks gold's index on (key,
-//! golden_id) from the old boundary to the new one: the others it passes
-//! are the only ones whose scores can move. Its cost is the change's, not
+//! says where the new boundary is, and walks gold's index on that
+//! dimension's key (ties in golden_id order, through the primary key) from
+//! the old boundary to the new one: the others it passes are the only ones
+//! whose scores can move. Its cost is the change's, not
 //! gold's size. Without usable boundaries (the first refresh after an
 //! upgrade, fewer than five people, a boundary whose record is not where
 //! they say) it ranks everyone, reading gold in one scan, as it did before.
@@ -149,7 +150,13 @@ fn whole(places: [[Option<Place>; BOUNDARIES]; 3]) -> Option<[[Place; BOUNDARIES
 }
 
 fn spi_failed(what: &str, e: pgrx::spi::Error) -> ! {
-    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{what} failed: {e}"), None, "")
+    raise(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("{what} failed: {e}"),
+        None,
+        "Gold is unchanged. DELETE FROM golden360_internal.rfm_boundaries makes the next refresh rank everyone; \
+         CALL golden360.rebuild() recomputes all of gold.",
+    )
 }
 
 /// What ranking did besides scoring the records: the others whose scores
