@@ -605,6 +605,15 @@ impl SilverWriter {
         SilverWriter { insert, spec, row: RowBuf::new(expected.len()) }
     }
 
+    /// Index entries added at `finish`, each index's in key order: for an
+    /// incremental refresh, whose few thousand new rows land on random
+    /// leaves of indexes that are already full (nothing reads the table
+    /// between the first push and `finish`).
+    pub(super) fn with_sorted_index_inserts(mut self) -> SilverWriter {
+        self.insert = self.insert.sorted_index_inserts();
+        self
+    }
+
     pub(super) fn push(&mut self, values: &[&Value], batch: i64, row: i64) {
         let n = self.spec.columns.len();
         // Numerics are allocated where the batch is freed.

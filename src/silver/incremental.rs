@@ -440,7 +440,7 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
         delete_rows(quarantine.relation(), quarantine.name(), &mut rechecked_tids);
         quarantine.close();
     }
-    let mut writer = SilverWriter::open(LIVE, spec);
+    let mut writer = SilverWriter::open(LIVE, spec).with_sorted_index_inserts();
     for &i in &winners {
         let (batch, row) = rows.lineage[i];
         writer.push(&values_of(&typed[i]), batch, row);
@@ -567,7 +567,7 @@ fn retranslate(spec: &'static TableSpec, state: &State, changes: &mut ChangeLog)
     let mut tids: Vec<pg_sys::ItemPointerData> = rewritten.iter().map(|r| r.0).collect();
     delete_rows(scan.relation(), scan.name(), &mut tids);
     scan.close();
-    let mut writer = SilverWriter::open(LIVE, spec);
+    let mut writer = SilverWriter::open(LIVE, spec).with_sorted_index_inserts();
     let link = spec.gold_link.map(|c| spec.column(c));
     for (_, values, batch, row) in &rewritten {
         let refs: Vec<&Value> = values.iter().collect();
