@@ -18,13 +18,13 @@
 //! upgrade, fewer than five people, a boundary whose record is not where
 //! they say) it ranks everyone, reading gold in one scan, as it did before.
 
-use super::build::{digest_of_hex, hex_digits, Record, Scope, Tally, SHARE};
-use super::spec::{C360, CUSTOMER_360, SPEND};
+use super::build::{digest_of_hex, Record, Scope, Tally, SHARE};
+use super::spec::{C360, CUSTOMER_360};
 use crate::error::raise;
 use crate::keys::{key_hash, KeyHashState};
-use crate::pg::scan::{Key, Selection};
+use crate::pg::scan::{Key, Row, Selection};
 use crate::pg::sort::{bucket_end, from_ordered_bytes, ordered_bytes, SortRecord, Sorter};
-use crate::pg::types::SqlType::{self, Integer, Text};
+use crate::pg::types::SqlType::{self, Text};
 use crate::silver::parse::date_of;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -120,7 +120,7 @@ impl Boundaries {
                 dimension.push(d as i16 + 1);
                 boundary.push(j as i16 + 1);
                 key.push(place.key);
-                golden_id.push(String::from_utf8_lossy(&hex_digits(&place.golden_id)).into_owned());
+                golden_id.push(hex::encode(place.golden_id));
             }
         }
         Spi::connect_mut(|client| {
@@ -201,11 +201,10 @@ fn walk_from_boundaries(
         return None;
     }
     let (left_ids, left) = stored_places(people);
+    let keys: Vec<[i64; 3]> = scored.iter().map(|&i| keys_of(&tally[records[i].person as usize])).collect();
     let joined: [Vec<Place>; 3] = std::array::from_fn(|d| {
-        let mut places: Vec<Place> = scored
-            .iter()
-            .map(|&i| Place { key: keys_of(&tally[records[i].person as usize])[d], golden_id: records[i].golden_id })
-            .collect();
+        let mut places: Vec<Place> =
+            scored.iter().zip(&keys).map(|(&i, k)| Place { key: k[d], golden_id: records[i].golden_id }).collect();
         places.sort_unstable();
         places
     });
@@ -231,10 +230,7 @@ fn walk_from_boundaries(
         }
     }
     pgrx::debug1!("golden360 gold: the RFM walks read {read} of gold's {} ranked people in {queries} queries", old.ranked);
-    let scores = scored
-        .iter()
-        .map(|&i| new.scores(keys_of(&tally[records[i].person as usize]), records[i].golden_id))
-        .collect();
+    let scores = scored.iter().zip(keys).map(|(&i, k)| new.scores(k, records[i].golden_id)).collect();
     let moved = passed
         .into_values()
         .filter_map(|o| {
@@ -247,63 +243,46 @@ fn walk_from_boundaries(
 
 /// From `from`, with `position` places of the new order below it, to the
 /// place at position `target`, the new boundary: upwards through the
-/// places at or above `from`, or downwards through those below it, merging
-/// the others (from gold's index) with the recomputed people (`joined`).
-/// The others passed on the way are the ones whose bucket changed.
+/// places at or above `from`, or downwards through those below it (the way
+/// `others` reads), merging the others (from gold's index) with the
+/// recomputed people (`joined`). The others passed on the way, the new
+/// boundary included, are the only ones whose bucket can have changed.
 fn walk(
     others: &mut Others,
     joined: &[Place],
     from: Place,
-    mut position: usize,
+    position: usize,
     target: usize,
     passed: &mut HashMap<[u8; 32], Other, KeyHashState>,
 ) -> Option<Place> {
     let split = joined.partition_point(|p| p < &from);
-    let dimension = others.dimension;
-    if position <= target {
-        let mut joined = joined[split..].iter().peekable();
-        loop {
-            let other = others.peek(target - position + 1)?;
-            let (place, is_other) = match (other, joined.peek()) {
-                (Some(o), Some(&&j)) if j < o.place(dimension) => (j, false),
-                (Some(o), _) => (o.place(dimension), true),
-                (None, Some(&&j)) => (j, false),
-                // Fewer places above than the count says: the boundaries do
-                // not describe gold.
-                (None, None) => return None,
-            };
-            if position == target {
-                return Some(place);
-            }
-            if is_other {
-                let o = others.pop();
-                passed.insert(o.golden_id, o);
-            } else {
-                joined.next();
-            }
-            position += 1;
+    let (up, dimension) = (others.up, others.dimension);
+    let joined: Box<dyn Iterator<Item = &Place>> =
+        if up { Box::new(joined[split..].iter()) } else { Box::new(joined[..split].iter().rev()) };
+    let mut joined = joined.peekable();
+    // The position of the next place taken: upwards `from`'s own, downwards
+    // the one below it.
+    let mut next = if up { position } else { position - 1 };
+    loop {
+        let other = others.peek(next.abs_diff(target) + 1)?;
+        let (place, is_other) = match (other, joined.peek()) {
+            (Some(o), Some(&&j)) if others.before(&j, &o.place(dimension)) => (j, false),
+            (Some(o), _) => (o.place(dimension), true),
+            (None, Some(&&j)) => (j, false),
+            // Fewer places that way than the count says: the boundaries do
+            // not describe gold.
+            (None, None) => return None,
+        };
+        if is_other {
+            let o = others.pop();
+            passed.insert(o.golden_id, o);
+        } else {
+            joined.next();
         }
-    } else {
-        let mut joined = joined[..split].iter().rev().peekable();
-        loop {
-            let other = others.peek(position - target)?;
-            let (place, is_other) = match (other, joined.peek()) {
-                (Some(o), Some(&&j)) if j > o.place(dimension) => (j, false),
-                (Some(o), _) => (o.place(dimension), true),
-                (None, Some(&&j)) => (j, false),
-                (None, None) => return None,
-            };
-            position -= 1;
-            if is_other {
-                let o = others.pop();
-                passed.insert(o.golden_id, o);
-            } else {
-                joined.next();
-            }
-            if position == target {
-                return Some(place);
-            }
+        if next == target {
+            return Some(place);
         }
+        next = if up { next + 1 } else { next - 1 };
     }
 }
 
@@ -393,11 +372,7 @@ impl<'a> Others<'a> {
     fn fetch(&mut self, chunk: usize) -> Option<()> {
         let d = self.dimension;
         let (column, ty) = rank_column(d);
-        let select = format!(
-            "SELECT g.golden_id, {}, {} FROM gold.unified_customer_360 g WHERE {RANKED}",
-            key_list(),
-            DIMENSIONS.map(|(_, score)| CUSTOMER_360[score.at()].column.name).join(", ")
-        );
+        let select = others_sql();
         let direction = if self.up { "ASC" } else { "DESC" };
         let limit = chunk as i64;
         match self.next {
@@ -451,7 +426,7 @@ impl<'a> Others<'a> {
                     None => format!("g.{column} IS NULL"),
                 };
                 if let Some((id, inclusive)) = from {
-                    args.push(hex_text(&id).into());
+                    args.push(hex::encode(id).into());
                     let op = match (self.up, inclusive) {
                         (true, true) => ">=",
                         (true, false) => ">",
@@ -487,26 +462,43 @@ impl<'a> Others<'a> {
 
     /// Run one chunk's query; None when gold holds a malformed golden_id.
     fn query(&mut self, query: &str, args: Vec<pgrx::datum::DatumWithOid>) -> Option<Vec<Other>> {
-        let rows: Vec<WalkedRow> = Spi::connect(|client| {
-            client
-                .select(query, None, &args)?
-                .map(|row| -> Result<_, pgrx::spi::Error> {
-                    Ok((
-                        row.get::<String>(1)?.unwrap_or_default(),
-                        [row.get::<i64>(2)?, row.get::<i64>(3)?, row.get::<i64>(4)?],
-                        [row.get::<i16>(5)?, row.get::<i16>(6)?, row.get::<i16>(7)?],
-                    ))
-                })
-                .collect::<Result<_, _>>()
-        })
-        .unwrap_or_else(|e| spi_failed("walking gold's RFM order", e));
+        let rows = read_others(query, args)?;
         self.read += rows.len();
         self.queries += 1;
-        rows.into_iter()
-            // A NULL key is a NULL date, last.
-            .map(|(id, keys, stored)| Some(Other { golden_id: digest_of_hex(id.as_bytes())?, keys: keys.map(|k| k.unwrap_or(i64::MAX)), stored }))
-            .collect()
+        Some(rows)
     }
+}
+
+/// `SELECT` of gold's ranked people (alias `g`) as `read_others` reads
+/// them: golden_id, the three keys, the three stored scores.
+fn others_sql() -> String {
+    format!(
+        "SELECT g.golden_id, {}, {} FROM gold.unified_customer_360 g WHERE {RANKED}",
+        key_list(),
+        DIMENSIONS.map(|(_, score)| CUSTOMER_360[score.at()].column.name).join(", ")
+    )
+}
+
+/// The rows of `query`, an `others_sql()` with conditions; None when gold
+/// holds a malformed golden_id.
+fn read_others(query: &str, args: Vec<pgrx::datum::DatumWithOid>) -> Option<Vec<Other>> {
+    let rows: Vec<WalkedRow> = Spi::connect(|client| {
+        client
+            .select(query, None, &args)?
+            .map(|row| -> Result<_, pgrx::spi::Error> {
+                Ok((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    [row.get::<i64>(2)?, row.get::<i64>(3)?, row.get::<i64>(4)?],
+                    [row.get::<i16>(5)?, row.get::<i16>(6)?, row.get::<i16>(7)?],
+                ))
+            })
+            .collect::<Result<_, _>>()
+    })
+    .unwrap_or_else(|e| spi_failed("reading gold's RFM order", e));
+    rows.into_iter()
+        // A NULL key is a NULL date, last.
+        .map(|(id, keys, stored)| Some(Other { golden_id: digest_of_hex(id.as_bytes())?, keys: keys.map(|k| k.unwrap_or(i64::MAX)), stored }))
+        .collect()
 }
 
 /// A row a walk read: golden_id, the three keys, the stored scores.
@@ -545,29 +537,14 @@ fn param_sql(ty: SqlType, n: usize) -> String {
     }
 }
 
-fn hex_text(digest: &[u8; 32]) -> String {
-    String::from_utf8_lossy(&hex_digits(digest)).into_owned()
-}
-
 /// Whether each stored boundary is a ranked record of gold with that key:
 /// the walk starts from them.
 fn boundaries_hold(b: &Boundaries) -> bool {
-    let ids: Vec<String> = b.first_of.iter().flatten().map(|p| hex_text(&p.golden_id)).collect();
-    let found: HashMap<[u8; 32], [i64; 3]> = Spi::connect(|client| {
-        client
-            .select(
-                &format!("SELECT g.golden_id, {} FROM gold.unified_customer_360 g WHERE g.golden_id = ANY($1) AND {RANKED}", key_list()),
-                None,
-                &[ids.into()],
-            )?
-            .map(|row| -> Result<_, pgrx::spi::Error> {
-                let id = row.get::<String>(1)?.unwrap_or_default();
-                let keys = [row.get::<i64>(2)?, row.get::<i64>(3)?, row.get::<i64>(4)?].map(|k| k.unwrap_or(i64::MAX));
-                Ok((digest_of_hex(id.as_bytes()).unwrap_or([0; 32]), keys))
-            })
-            .collect::<Result<_, _>>()
-    })
-    .unwrap_or_else(|e| spi_failed("reading gold's RFM boundaries", e));
+    let ids: Vec<String> = b.first_of.iter().flatten().map(|p| hex::encode(p.golden_id)).collect();
+    let Some(found) = read_others(&format!("{} AND g.golden_id = ANY($1)", others_sql()), vec![ids.into()]) else {
+        return false;
+    };
+    let found: HashMap<[u8; 32], [i64; 3]> = found.into_iter().map(|o| (o.golden_id, o.keys)).collect();
     b.first_of.iter().enumerate().all(|(d, row)| row.iter().all(|p| found.get(&p.golden_id).is_some_and(|k| k[d] == p.key)))
 }
 
@@ -581,22 +558,13 @@ fn stored_places(people: &[Vec<u8>]) -> (HashSet<[u8; 32], KeyHashState>, [Vec<P
         people.iter().map(|p| Key::Text(p.clone())).collect(),
         SHARE,
     );
-    let golden_id = scan.attr(CUSTOMER_360[C360::GoldenId.at()].column.name, Text);
-    let [last, orders, spend] = DIMENSIONS.map(|(c, _)| {
-        let column = CUSTOMER_360[c.at()].column;
-        scan.attr(column.name, column.ty)
-    });
+    let columns = RankColumns::of(&scan);
     let (mut ids, mut places) = (HashSet::default(), [Vec::new(), Vec::new(), Vec::new()]);
     scan.for_each(|row| {
-        let count = row.int4(orders).unwrap_or(0);
-        if count == 0 {
-            return;
-        }
-        let id = digest_of_hex(row.text(golden_id)).unwrap_or_else(|| malformed_golden_id(row.text(golden_id)));
-        let keys = [row.int4(last).map_or(i64::MAX, i64::from), i64::from(count), row.cents(spend).unwrap_or(0)];
-        ids.insert(id);
-        for (d, key) in keys.into_iter().enumerate() {
-            places[d].push(Place { key, golden_id: id });
+        let Some(stored) = columns.read(row) else { return };
+        ids.insert(stored.golden_id);
+        for (d, p) in places.iter_mut().enumerate() {
+            p.push(stored.place(d));
         }
     });
     scan.close();
@@ -604,6 +572,45 @@ fn stored_places(people: &[Vec<u8>]) -> (HashSet<[u8; 32], KeyHashState>, [Vec<P
         p.sort_unstable();
     }
     (ids, places)
+}
+
+/// Where a scan of gold finds what the ranking reads of a record.
+struct RankColumns {
+    golden_id: usize,
+    order_count: usize,
+    keys: [(usize, SqlType); 3],
+    scores: [usize; 3],
+}
+
+impl RankColumns {
+    fn of(scan: &Selection) -> RankColumns {
+        let attr = |c: C360| {
+            let column = CUSTOMER_360[c.at()].column;
+            (scan.attr(column.name, column.ty), column.ty)
+        };
+        RankColumns {
+            golden_id: attr(C360::GoldenId).0,
+            order_count: attr(C360::OrderCount).0,
+            keys: DIMENSIONS.map(|(c, _)| attr(c)),
+            scores: DIMENSIONS.map(|(_, score)| attr(score).0),
+        }
+    }
+
+    /// A record's golden_id, keys (as `keys_of` makes them) and stored
+    /// scores; None when it is not ranked (no counted order).
+    fn read(&self, row: &Row) -> Option<Other> {
+        if row.int4(self.order_count).unwrap_or(0) <= 0 {
+            return None;
+        }
+        let text = row.text(self.golden_id);
+        let golden_id = digest_of_hex(text).unwrap_or_else(|| malformed_golden_id(text));
+        let keys = self.keys.map(|(a, ty)| match ty {
+            SqlType::Numeric(..) => row.cents(a),
+            _ => row.int4(a).map(i64::from),
+        });
+        // A NULL key is a NULL date, last.
+        Some(Other { golden_id, keys: keys.map(|k| k.unwrap_or(i64::MAX)), stored: self.scores.map(|a| row.int2(a)) })
+    }
 }
 
 fn malformed_golden_id(text: &[u8]) -> ! {
@@ -618,12 +625,12 @@ fn malformed_golden_id(text: &[u8]) -> ! {
 /// The RFM map (`golden360.rfm_segments`): segment by recency score and
 /// FM = (F + M) / 2 rounded half up.
 pub struct RfmMap {
-    cells: [[Option<String>; 5]; 5],
+    cells: [[Option<String>; BUCKETS]; BUCKETS],
 }
 
 impl RfmMap {
     pub fn load() -> RfmMap {
-        let mut cells: [[Option<String>; 5]; 5] = Default::default();
+        let mut cells: [[Option<String>; BUCKETS]; BUCKETS] = Default::default();
         Spi::connect(|client| {
             let rows = client.select("SELECT recency, fm, segment FROM golden360.rfm_segments", None, &[])?;
             for row in rows {
@@ -637,15 +644,15 @@ impl RfmMap {
         .unwrap_or_else(|e| {
             raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("reading golden360.rfm_segments failed: {e}"), None, "")
         });
-        let missing: Vec<String> = (0..5)
-            .flat_map(|r| (0..5).map(move |fm| (r, fm)))
+        let missing: Vec<String> = (0..BUCKETS)
+            .flat_map(|r| (0..BUCKETS).map(move |fm| (r, fm)))
             .filter(|&(r, fm)| cells[r][fm].is_none())
             .map(|(r, fm)| format!("recency {}, fm {}", r + 1, fm + 1))
             .collect();
         if !missing.is_empty() {
             raise(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("golden360.rfm_segments has no segment for {} of its 25 cells", missing.len()),
+                format!("golden360.rfm_segments has no segment for {} of its {} cells", missing.len(), BUCKETS * BUCKETS),
                 Some(format!("missing: {}", missing.join("; "))),
                 "Insert the missing cells, e.g. INSERT INTO golden360.rfm_segments VALUES (1, 1, 'Hibernating');",
             );
@@ -717,21 +724,13 @@ fn rank_everyone(records: &mut [Record], tally: &[Tally], scope: &Scope, scored:
 /// with their stored scores; returns how many.
 fn rank_the_others(people: &[Vec<u8>], mut scan: Selection, sorts: &mut [Sorter<Ranking>; 3]) -> usize {
     let skip: std::collections::HashSet<u128, KeyHashState> = people.iter().map(|p| key_hash(p)).collect();
-    let [golden_id, person] = ["golden_id", "customer_unique_id"].map(|c| scan.attr(c, Text));
-    let [orders, last, spend] =
-        [("order_count", Integer), ("last_order_date", SqlType::Date), ("total_spend", SPEND)].map(|(c, ty)| scan.attr(c, ty));
-    let score_attrs = ["recency_score", "frequency_score", "monetary_score"].map(|c| scan.attr(c, SqlType::SmallInt));
+    let person = scan.attr(CUSTOMER_360[C360::CustomerUniqueId.at()].column.name, Text);
+    let columns = RankColumns::of(&scan);
     let mut others = 0;
     scan.for_each(|row| {
-        let count = row.int4(orders).unwrap_or(0);
-        if count == 0 || skip.contains(&key_hash(row.text(person))) {
-            return;
-        }
-        let id = digest_of_hex(row.text(golden_id)).unwrap_or_else(|| malformed_golden_id(row.text(golden_id)));
-        let keys = [row.int4(last).map_or(i64::MAX, i64::from), i64::from(count), row.cents(spend).unwrap_or(0)];
-        let stored = score_attrs.map(|a| row.int2(a));
-        for (dimension, key) in keys.into_iter().enumerate() {
-            sorts[dimension].put(Ranking { key, golden_id: id, who: Who::Other(stored) });
+        let Some(stored) = columns.read(row).filter(|_| !skip.contains(&key_hash(row.text(person)))) else { return };
+        for (dimension, key) in stored.keys.into_iter().enumerate() {
+            sorts[dimension].put(Ranking { key, golden_id: stored.golden_id, who: Who::Other(stored.stored) });
         }
         others += 1;
     });
