@@ -269,37 +269,7 @@ impl Plan {
     /// Type every column; `Err(())` marks a present value not of its type.
     #[inline(always)]
     pub(super) fn type_row<'a>(&self, raw: &[&'a [u8]], context: &Context) -> SmallVec<[Result<Value<'a>, ()>; MAX_COLUMNS]> {
-        let mut out = SmallVec::new();
-        for (c, field) in self.spec.columns.iter().zip(raw) {
-            let field: &'a [u8] = field;
-            let trimmed = parse::trim(field);
-            let value = if trimmed.is_empty() {
-                match c.ty {
-                    Ty::Comment => Ok(Value::Bytes(NO_COMMENT.as_bytes())),
-                    _ => Ok(Value::Null),
-                }
-            } else {
-                // Bronze holds valid UTF-8 only (it rejects the rest).
-                let text = || std::str::from_utf8(trimmed).unwrap_or_default();
-                match c.ty {
-                    Ty::Id | Ty::Text | Ty::Comment => Ok(Value::Bytes(field)),
-                    Ty::Trimmed => Ok(Value::Bytes(trimmed)),
-                    Ty::Translated => Ok(Value::Bytes(parse::without_bom(field))),
-                    Ty::Code => Ok(Value::Owned(parse::code(text()))),
-                    Ty::Place => Ok(Value::Owned(parse::place(text()))),
-                    Ty::EnglishCategory => Ok(Value::Owned(
-                        context.translations.get(trimmed).cloned().unwrap_or_else(|| text().to_string()),
-                    )),
-                    Ty::Integer => parse::integer(trimmed).map(Value::Int).ok_or(()),
-                    Ty::Zip => parse::zip(trimmed).map(Value::Int).ok_or(()),
-                    Ty::Money => parse::money_cents(trimmed).map(Value::Money).ok_or(()),
-                    Ty::Timestamp => parse::timestamp(trimmed).map(Value::Timestamp).ok_or(()),
-                    Ty::Double => parse::double(trimmed).map(Value::Double).ok_or(()),
-                }
-            };
-            out.push(value);
-        }
-        out
+        self.spec.columns.iter().zip(raw).map(|(c, field)| type_value(c.ty, field, context)).collect()
     }
 
     /// The dedup key of a valid row.
@@ -334,6 +304,36 @@ impl Plan {
             };
             !passes
         })
+    }
+}
+
+/// One field typed as a column of type `ty`; `Err(())` marks a present
+/// value not of its type.
+#[inline(always)]
+pub(super) fn type_value<'a>(ty: Ty, field: &'a [u8], context: &Context) -> Result<Value<'a>, ()> {
+    let trimmed = parse::trim(field);
+    if trimmed.is_empty() {
+        return match ty {
+            Ty::Comment => Ok(Value::Bytes(NO_COMMENT.as_bytes())),
+            _ => Ok(Value::Null),
+        };
+    }
+    // Bronze holds valid UTF-8 only (it rejects the rest).
+    let text = || std::str::from_utf8(trimmed).unwrap_or_default();
+    match ty {
+        Ty::Id | Ty::Text | Ty::Comment => Ok(Value::Bytes(field)),
+        Ty::Trimmed => Ok(Value::Bytes(trimmed)),
+        Ty::Translated => Ok(Value::Bytes(parse::without_bom(field))),
+        Ty::Code => Ok(Value::Owned(parse::code(text()))),
+        Ty::Place => Ok(Value::Owned(parse::place(text()))),
+        Ty::EnglishCategory => {
+            Ok(Value::Owned(context.translations.get(trimmed).cloned().unwrap_or_else(|| text().to_string())))
+        }
+        Ty::Integer => parse::integer(trimmed).map(Value::Int).ok_or(()),
+        Ty::Zip => parse::zip(trimmed).map(Value::Int).ok_or(()),
+        Ty::Money => parse::money_cents(trimmed).map(Value::Money).ok_or(()),
+        Ty::Timestamp => parse::timestamp(trimmed).map(Value::Timestamp).ok_or(()),
+        Ty::Double => parse::double(trimmed).map(Value::Double).ok_or(()),
     }
 }
 

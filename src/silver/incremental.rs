@@ -21,8 +21,8 @@
 //! to recompute.
 
 use super::build::{
-    hash, lineage_row, sort_by_key_best_first, values_of, Context, Plan, QuarantineWriter, Rank, Ranked, SilverWriter, Value,
-    MAX_COLUMNS,
+    hash, lineage_row, sort_by_key_best_first, type_value, values_of, Context, Plan, QuarantineWriter, Rank, Ranked,
+    SilverWriter, Value, MAX_COLUMNS,
 };
 use super::spec::{Check, TableSpec, Ty, TABLES, TRANSLATIONS};
 use crate::keys::KeyHashState;
@@ -204,11 +204,71 @@ fn bound<'a>(value: &'a Value) -> Option<Bound<'a>> {
 
 /// The current silver row of a key, as far as the refresh needs it.
 struct Current {
+    key: u128,
     tid: pg_sys::ItemPointerData,
     rank: Rank,
     /// The hash of its values (lineage excluded), as `Ranked::content`.
     content: u128,
-    link: Option<Link>,
+    /// Its link value, as a range of `CurrentRows::links`.
+    link: Option<(usize, usize)>,
+}
+
+/// The stored rows of the keys a refresh brings, in key order, to be
+/// merged with the new rows (sorted the same way). A daily full export
+/// brings every key: a vector sorted once, then walked, touches memory in
+/// order where a map of a million entries missed the cache at every insert
+/// and every lookup.
+struct CurrentRows {
+    rows: Vec<Current>,
+    links: Vec<u8>,
+    /// Where the merge stands.
+    next: std::cell::Cell<usize>,
+}
+
+impl CurrentRows {
+    /// The stored row of `key`; keys must be asked for in ascending order.
+    fn take(&self, key: u128) -> Option<&Current> {
+        let mut next = self.next.get();
+        while self.rows.get(next).is_some_and(|c| c.key < key) {
+            next += 1;
+        }
+        self.next.set(next);
+        self.rows.get(next).filter(|c| c.key == key)
+    }
+
+    fn link(&self, current: &Current) -> Option<Link> {
+        current.link.map(|(start, end)| Link::from_slice(&self.links[start..end]))
+    }
+}
+
+/// A set of key hashes as one bit each in a table of about eight bits per
+/// key: small enough to stay in cache, so a whole-table read can skip most
+/// unwanted rows before it decodes them. A false "maybe" costs only that
+/// row's decoding: the merge with the new rows drops it.
+struct KeyFilter {
+    bits: Vec<u64>,
+    mask: u64,
+}
+
+impl KeyFilter {
+    fn of(valid: &[Ranked]) -> KeyFilter {
+        let size = (valid.len().max(1) * 8).next_power_of_two().max(64) as u64;
+        let mut filter = KeyFilter { bits: vec![0; (size / 64) as usize], mask: size - 1 };
+        for r in valid {
+            let bit = filter.bit(r.key);
+            filter.bits[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        filter
+    }
+
+    fn bit(&self, key: u128) -> u64 {
+        (key as u64 ^ (key >> 64) as u64) & self.mask
+    }
+
+    fn may_hold(&self, key: u128) -> bool {
+        let bit = self.bit(key);
+        self.bits[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+    }
 }
 
 /// One index lookup costs about as much as reading this many rows in a
@@ -229,45 +289,50 @@ fn current_rows(
     plan: &Plan,
     live: &mut IndexScan,
     valid: &[Ranked],
-    typed: &[SmallVec<[Result<Value, ()>; MAX_COLUMNS]>],
+    rows: &Candidates,
+    context: &Context,
     link: Option<usize>,
-) -> HashMap<u128, Current, KeyHashState> {
+) -> CurrentRows {
     let value_attrs: Vec<usize> = spec.columns.iter().map(|c| live.attr(c.name, c.ty.sql_type())).collect();
     let (batch_attr, row_attr) = (live.attr("_batch_id", SqlType::BigInt), live.attr("_row_number", SqlType::BigInt));
-    let keys: HashSet<u128, KeyHashState> = valid.iter().map(|r| r.key).collect();
-    let mut found: HashMap<u128, Current, KeyHashState> = HashMap::with_capacity_and_hasher(keys.len(), KeyHashState::default());
+    let filter = KeyFilter::of(valid);
+    let mut found = CurrentRows { rows: Vec::new(), links: Vec::new(), next: Default::default() };
     let mut buf = Vec::new();
     let mut visit = |row: &Row| {
-        // The key first: in a whole-table read most rows are not wanted.
+        // The key first: in a whole-table read most rows may not be wanted.
         let key: SmallVec<[Value; MAX_COLUMNS]> =
             plan.key.iter().map(|&c| stored_value(row, value_attrs[c], spec.columns[c].ty)).collect();
         let key = hash(&key.iter().collect::<SmallVec<[&Value; MAX_COLUMNS]>>(), &mut buf);
-        if keys.contains(&key) {
-            let stored: SmallVec<[Value; MAX_COLUMNS]> =
-                spec.columns.iter().zip(&value_attrs).map(|(c, &a)| stored_value(row, a, c.ty)).collect();
-            let stored: SmallVec<[&Value; MAX_COLUMNS]> = stored.iter().collect();
-            let (batch, number) = (row.int8(batch_attr).unwrap_or_default(), row.int8(row_attr).unwrap_or_default());
-            found.insert(
-                key,
-                Current {
-                    tid: row.tid,
-                    rank: rank_of(plan, &stored, batch, number),
-                    content: hash(&stored, &mut buf),
-                    link: link.and_then(|l| link_value(stored[l])),
-                },
-            );
+        if !filter.may_hold(key) {
+            return;
         }
+        let stored: SmallVec<[Value; MAX_COLUMNS]> =
+            spec.columns.iter().zip(&value_attrs).map(|(c, &a)| stored_value(row, a, c.ty)).collect();
+        let stored: SmallVec<[&Value; MAX_COLUMNS]> = stored.iter().collect();
+        let (batch, number) = (row.int8(batch_attr).unwrap_or_default(), row.int8(row_attr).unwrap_or_default());
+        let link = link.and_then(|l| link_value(stored[l])).map(|value| {
+            found.links.extend_from_slice(&value);
+            (found.links.len() - value.len(), found.links.len())
+        });
+        let (rank, content) = (rank_of(plan, &stored, batch, number), hash(&stored, &mut buf));
+        found.rows.push(Current { key, tid: row.tid, rank, content, link });
     };
-    if scan_is_cheaper(keys.len(), live.estimated_rows()) {
+    let keys = valid.chunk_by(|a, b| a.key == b.key).count();
+    if scan_is_cheaper(keys, live.estimated_rows()) {
         live.scan_all(&mut visit);
     } else {
         let lookup_columns: Vec<usize> = spec.lookup().iter().map(|c| spec.column(c)).collect();
         for group in valid.chunk_by(|a, b| a.key == b.key) {
-            let values = values_of(&typed[group[0].at as usize]);
+            let typed = plan.type_row(&rows.fields(group[0].at as usize), context);
+            let values = values_of(&typed);
             let bounds: Vec<Bound> = lookup_columns.iter().filter_map(|&c| bound(values[c])).collect();
             live.for_each(&bounds, &mut visit);
         }
     }
+    // A lookup by a key's prefix (an order's items) finds its neighbours
+    // too, so a row can come twice; keys are unique in silver.
+    found.rows.sort_unstable_by_key(|c| c.key);
+    found.rows.dedup_by_key(|c| c.key);
     found
 }
 
@@ -314,36 +379,44 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
         }
     }
     let read = started.elapsed();
-    // Each row typed once: typing reads the row and the translations only.
-    let typed: Vec<SmallVec<[Result<Value, ()>; MAX_COLUMNS]>> =
-        (0..rows.len()).map(|i| plan.type_row(&rows.fields(i), &state.context)).collect();
+    // Rows are typed where they are needed and not kept typed: a daily full
+    // export brings a million rows a table at scale 10, and their typed
+    // values took ten times their bytes.
 
     // 2. References: which of the values the rows point at are parent keys.
     let mut buf = Vec::new();
     for rule in spec.rules {
         let Check::Exists { column, parent } = rule.check else { continue };
         let at = spec.column(column);
-        let mut wanted: Vec<&[u8]> = typed.iter().filter_map(|t| t[at].as_ref().ok().and_then(|v| v.bytes())).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
+        let (source, ty) = (rows.sources[at], spec.columns[at].ty);
+        let mut wanted: HashMap<u128, Value, KeyHashState> = HashMap::default();
+        for i in 0..rows.len() {
+            if let Ok(value) = type_value(ty, rows.field(i, source), &state.context) {
+                if value.bytes().is_some() {
+                    wanted.entry(hash(&[&value], &mut buf)).or_insert(value);
+                }
+            }
+        }
         let parent_spec = TABLES.iter().find(|t| t.table == parent).expect("a declared parent");
         let mut lookup = IndexScan::open(LIVE, parent, &parent_spec.lookup(), pg_sys::AccessShareLock);
         let mut found = HashSet::default();
         if scan_is_cheaper(wanted.len(), lookup.estimated_rows()) {
-            let wanted: HashSet<u128, KeyHashState> = wanted.iter().map(|v| hash(&[&Value::Bytes(v)], &mut buf)).collect();
             let key = lookup.attr(parent_spec.lookup()[0], SqlType::Text);
             lookup.scan_all(|row| {
                 let h = hash(&[&Value::Bytes(row.text(key))], &mut buf);
-                if wanted.contains(&h) {
+                if wanted.contains_key(&h) {
                     found.insert(h);
                 }
             });
         } else {
-            for value in &wanted {
+            // In key order, so that neighbouring lookups share index pages.
+            let mut wanted: Vec<(u128, &[u8])> = wanted.iter().filter_map(|(&h, v)| Some((h, v.bytes()?))).collect();
+            wanted.sort_unstable_by(|a, b| a.1.cmp(b.1));
+            for (h, value) in wanted {
                 let mut exists = false;
                 lookup.for_each(&[Bound::TextEq(value)], |_| exists = true);
                 if exists {
-                    found.insert(hash(&[&Value::Bytes(value)], &mut buf));
+                    found.insert(h);
                 }
             }
         }
@@ -354,12 +427,14 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
     // 3. Verdicts: quarantined (first failing rule) or a candidate for its key.
     let mut failed: Vec<(usize, usize)> = Vec::new();
     let mut valid: Vec<Ranked> = Vec::new();
-    for (i, typed) in typed.iter().enumerate() {
+    for i in 0..rows.len() {
         let (batch, row) = rows.lineage[i];
-        match plan.first_failure(&rows.fields(i), typed, &state.context, &mut buf) {
+        let fields = rows.fields(i);
+        let typed = plan.type_row(&fields, &state.context);
+        match plan.first_failure(&fields, &typed, &state.context, &mut buf) {
             Some(rule) => failed.push((i, rule)),
             None => {
-                let values = values_of(typed);
+                let values = values_of(&typed);
                 valid.push(Ranked {
                     key: plan.key_hash(&values, &mut buf),
                     rank: rank_of(&plan, &values, batch, row),
@@ -374,7 +449,7 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
 
     // 4. Per key, the best new rows against the current silver row.
     let mut live = IndexScan::open(LIVE, spec.table, &spec.lookup(), pg_sys::RowExclusiveLock);
-    let mut current = current_rows(spec, &plan, &mut live, &valid, &typed, link);
+    let stored = current_rows(spec, &plan, &mut live, &valid, &rows, &state.context, link);
     let lookup_columns: Vec<usize> = spec.lookup().iter().map(|c| spec.column(c)).collect();
     let keeps_keys = spec.is_parent();
     let is_translation = spec.table == TRANSLATIONS;
@@ -383,7 +458,7 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
     let mut winners: Vec<usize> = Vec::new();
     let mut links: Vec<Link> = Vec::new();
     for group in valid.chunk_by(|a, b| a.key == b.key) {
-        let current = current.remove(&group[0].key);
+        let current = stored.take(group[0].key);
         // The new rows that outrank the stored one; the rest are duplicates.
         let above = group.iter().take_while(|r| current.as_ref().is_none_or(|c| r.rank > c.rank)).count();
         if above == 0 {
@@ -398,7 +473,8 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
             continue;
         }
         let winner = group[keep].at as usize;
-        let values = values_of(&typed[winner]);
+        let typed = plan.type_row(&rows.fields(winner), &state.context);
+        let values = values_of(&typed);
         let new_link = link.and_then(|l| link_value(values[l]));
         match current {
             None => {
@@ -418,7 +494,7 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
                 duplicates += group.len() as i64;
                 replaced.push(current.tid);
                 if content_moved {
-                    links.extend(current.link);
+                    links.extend(stored.link(current));
                     links.extend(new_link);
                     if is_translation {
                         state.retranslated.extend(values[0].bytes().map(|b| b.to_vec()));
@@ -443,7 +519,7 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
     let mut writer = SilverWriter::open(LIVE, spec).with_sorted_index_inserts();
     for &i in &winners {
         let (batch, row) = rows.lineage[i];
-        writer.push(&values_of(&typed[i]), batch, row);
+        writer.push(&values_of(&plan.type_row(&rows.fields(i), &state.context)), batch, row);
     }
     written += writer.finish();
     if !failed.is_empty() {
