@@ -59,7 +59,8 @@ pub fn build_all(run_id: i64) -> Vec<TableStats> {
 /// State carried from earlier tables to later ones.
 pub(super) struct Context {
     pub(super) run_id: i64,
-    /// Key hashes of each parent table built so far (for `Check::Exists`).
+    /// Key hashes of each parent table built so far (for `Check::Exists` in
+    /// a full build).
     pub(super) parent_keys: HashMap<&'static str, HashSet<u128, KeyHashState>>,
     /// Portuguese → English category names, from silver.category_translation.
     pub(super) translations: HashMap<Vec<u8>, String>,
@@ -278,9 +279,16 @@ impl Plan {
         hash(&key, buf)
     }
 
-    /// The index of the first rule the typed row fails, if any.
+    /// The index of the first rule the typed row fails, if any; `exists`
+    /// says whether the value of a column (its position) that references a
+    /// parent table is one of its keys.
     #[inline(always)]
-    pub(super) fn first_failure(&self, raw: &[&[u8]], typed: &[Result<Value, ()>], context: &Context, buf: &mut Vec<u8>) -> Option<usize> {
+    pub(super) fn first_failure(
+        &self,
+        raw: &[&[u8]],
+        typed: &[Result<Value, ()>],
+        mut exists: impl FnMut(usize, &'static str, &Value) -> bool,
+    ) -> Option<usize> {
         let value = |c: usize| typed[c].as_ref().unwrap_or(&Value::Null);
         self.compiled.iter().position(|rule| {
             let passes = match *rule {
@@ -297,10 +305,7 @@ impl Plan {
                     (Value::Timestamp(l), Value::Timestamp(e)) => l >= e,
                     _ => true,
                 },
-                Compiled::Exists { column, parent } => context
-                    .parent_keys
-                    .get(parent)
-                    .is_some_and(|keys| keys.contains(&hash(&[value(column)], buf))),
+                Compiled::Exists { column, parent } => exists(column, parent, value(column)),
             };
             !passes
         })
@@ -359,7 +364,9 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
         position += 1;
         let raw = &scanned.fields[..];
         let typed = plan.type_row(raw, context);
-        if let Some(rule) = plan.first_failure(raw, &typed, context, &mut buf) {
+        let exists =
+            |_, parent, value: &Value| context.parent_keys.get(parent).is_some_and(|keys| keys.contains(&hash(&[value], &mut buf)));
+        if let Some(rule) = plan.first_failure(raw, &typed, exists) {
             failed.insert(at, rule as u8);
             return;
         }
