@@ -377,6 +377,46 @@ fn an_incremental_rfm_ranking_in_little_memory_spills_and_equals_a_rebuild() {
     assert_eq!(outcome(&mut s), outcome(&mut r));
 }
 
+/// A daily full export applied in place in little memory: with
+/// maintenance_work_mem at 1 MB, each table's re-delivered rows are applied
+/// in passes by key hash, each holding a fraction of them. Silver, the
+/// quarantine, the run counts, gold and the bridge equal a rebuild's, as
+/// they do after the same export applied in one pass, and the passes held
+/// less than half of what one pass holds.
+#[test]
+fn a_full_export_in_little_memory_applies_in_passes_and_equals_a_rebuild() {
+    let base = ScratchDir::new("incremental_passes_base");
+    generate(&base.0, SCALE, SEED);
+    let export = ScratchDir::new("incremental_passes_export");
+    generate_with(&export.0, SCALE, SEED, &["--batch", "1", "--full-export"]);
+    let (small, roomy, rebuilt) =
+        (fresh_database("incremental_passes_small"), fresh_database("incremental_passes_roomy"), fresh_database("incremental_passes_rebuilt"));
+    let (mut s, mut r, mut b) = (connect(&small), connect(&roomy), connect(&rebuilt));
+    for c in [&mut s, &mut r, &mut b] {
+        c.batch_execute("SET golden360.quality_gate = warn").unwrap();
+        ingest(c, base.path());
+        c.batch_execute("CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+        ingest(c, export.path());
+    }
+    let peak = "SELECT peak_bytes FROM golden360.rust_memory()";
+    s.batch_execute("SET maintenance_work_mem = '1MB'; CALL golden360.refresh_silver(); RESET maintenance_work_mem").unwrap();
+    let small_peak = count(&mut s, peak);
+    r.batch_execute("CALL golden360.refresh_silver()").unwrap();
+    let roomy_peak = count(&mut r, peak);
+    for c in [&mut s, &mut r] {
+        c.batch_execute("CALL golden360.refresh_gold()").unwrap();
+        assert_eq!(last_modes(c), ("incremental".into(), "incremental".into()));
+    }
+    b.batch_execute("CALL golden360.rebuild()").unwrap();
+    let want = outcome(&mut b);
+    for (who, got) in [("in passes", outcome(&mut s)), ("in one pass", outcome(&mut r))] {
+        for ((name, g), (_, w)) in got.iter().zip(&want) {
+            assert_eq!(g, w, "the export applied {who}: {name} differs from a rebuild");
+        }
+    }
+    assert!(small_peak * 2 < roomy_peak, "peak Rust heap: {small_peak} bytes in passes, {roomy_peak} in one pass");
+}
+
 /// A gold refresh re-sums the points of each zip whose points changed from
 /// silver's index on (zip, lat, lng) alone wherever the visibility map
 /// says a page is all visible, and from the heap elsewhere. After a VACUUM

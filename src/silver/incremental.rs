@@ -15,7 +15,9 @@
 //! - a translation that changed rewrites the category of the products
 //!   that carry it.
 //!
-//! Memory is the new rows', not the data's. Every row whose content changed
+//! Memory is the new rows', not the data's, and at most about
+//! `maintenance_work_mem`: rows that would need more are applied in passes
+//! by key hash (`Pass`). Every row whose content changed
 //! (not its lineage alone) is logged with its `gold_link` value in
 //! `golden360_internal.silver_changes`, which is how gold finds the people
 //! to recompute.
@@ -402,28 +404,120 @@ fn rank_of(plan: &Plan, values: &[&Value], batch: i64, row: i64) -> Rank {
     Rank { prefer, batch, row }
 }
 
+/// What an in-place apply holds per row beyond its CSV bytes (its fields'
+/// ends and lineage, its key, rank and content hashes, the stored row it
+/// competes with, its reference answers), measured on a scale-10 full
+/// export: 772 MiB for tables of a million rows.
+const APPLY_BYTES_PER_ROW: i64 = 512;
+
+/// The keys one pass over a table's new rows handles: all of them, or, when
+/// the rows would not fit `maintenance_work_mem` at once (a daily full
+/// export of a big shop), those whose key hash falls in this pass. Keys
+/// compete only with their own rows and their stored row, so passes give
+/// the result one pass would, holding a `count`th of the rows each.
+#[derive(Clone, Copy)]
+struct Pass {
+    index: u64,
+    count: u64,
+}
+
+impl Pass {
+    /// How many passes `table`'s rows in `batches` need.
+    fn count_for(table: &str, batches: &[i64]) -> u64 {
+        let estimate = Spi::get_one_with_args::<i64>(
+            "SELECT coalesce(sum(f.bytes + f.rows * $3), 0)::bigint FROM golden360.bronze_files f
+              WHERE f.table_name = $1 AND f.batch_id = ANY ($2)",
+            &[table.into(), batches.to_vec().into(), APPLY_BYTES_PER_ROW.into()],
+        )
+        .unwrap_or_else(|e| {
+            crate::error::raise(
+                pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("reading golden360.bronze_files failed: {e}"),
+                None,
+                "",
+            )
+        })
+        .unwrap_or(0);
+        let budget = crate::pg::sort::sort_budget_bytes().max(1) as u64;
+        u64::try_from(estimate).unwrap_or(0).div_ceil(budget).max(1)
+    }
+
+    fn holds(&self, key: u128) -> bool {
+        self.count == 1 || ((key >> 64) as u64) % self.count == self.index
+    }
+}
+
+/// The dedup key hash of a row given by `field` (a record position's
+/// bytes), as `Plan::key_hash` makes it from the typed row.
+fn key_of<'a>(key_fields: &[(Ty, usize)], field: impl Fn(usize) -> &'a [u8], context: &Context, buf: &mut Vec<u8>) -> u128 {
+    let key: SmallVec<[Value; MAX_COLUMNS]> =
+        key_fields.iter().map(|&(ty, f)| type_value(ty, field(f), context).unwrap_or(Value::Null)).collect();
+    let key: SmallVec<[&Value; MAX_COLUMNS]> = key.iter().collect();
+    hash(&key, buf)
+}
+
 fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, visible: &OwnWritesVisible) -> TableDelta {
     let started = Instant::now();
     let plan = Plan::new(spec);
-    let link = spec.gold_link.map(|c| spec.column(c));
     let mut changes = ChangeLog::open(state.context.run_id, spec.table);
-    let mut written = 0i64;
+    let mut delta =
+        TableDelta { table: spec.table, bronze_rows: 0, silver_rows: 0, duplicates: 0, quarantined: 0, written: 0, millis: 0.0 };
 
     // The products whose category name got a new translation.
     if !state.retranslated.is_empty() {
-        written += retranslate(spec, state, &mut changes);
+        delta.written += retranslate(spec, state, &mut changes);
         // The new rows compete with the rewritten versions, not the old.
         visible.advance();
     }
 
+    let count = if batches.is_empty() { 1 } else { Pass::count_for(spec.table, batches) };
+    // Logged once per table, after every pass: a link can come from rows
+    // of several passes (an order's items).
+    let mut links: Vec<Link> = Vec::new();
+    for index in 0..count {
+        apply_pass(spec, &plan, batches, state, Pass { index, count }, &mut delta, &mut links);
+        visible.advance();
+    }
+    links.sort_unstable();
+    links.dedup();
+    for l in &links {
+        changes.push(l);
+    }
+    changes.finish();
+    delta.millis = started.elapsed().as_secs_f64() * 1000.0;
+    delta
+}
+
+/// One pass of `apply_table` over the rows whose keys `pass` holds; adds
+/// its counts to `delta` and its changed rows' links to `links`.
+fn apply_pass(
+    spec: &'static TableSpec,
+    plan: &Plan,
+    batches: &[i64],
+    state: &mut State,
+    pass: Pass,
+    delta: &mut TableDelta,
+    links: &mut Vec<Link>,
+) {
+    let started = Instant::now();
+    let link = spec.gold_link.map(|c| spec.column(c));
+    let mut buf = Vec::new();
+
     // 1. The new batches' rows, and quarantined rows whose missing
     //    reference arrived in this refresh (read back from the bronze
-    //    record the quarantine keeps whole).
+    //    record the quarantine keeps whole); those of this pass's keys.
     let mut bronze = BrinScan::open("bronze", spec.table, "_batch_id", pg_sys::AccessShareLock);
     let attrs = BronzeAttrs::of(&bronze, spec);
     let mut rows = Candidates::new(spec, attrs.record_names);
+    // The dedup key's columns: their types, and their fields' places in the record.
+    let key_fields: Vec<(Ty, usize)> = plan.key.iter().map(|&c| (spec.columns[c].ty, rows.sources[c])).collect();
+    let context = &state.context;
     for &batch in batches {
-        bronze.for_each_equal(batch, |row| attrs.read(row, &mut rows));
+        bronze.for_each_equal(batch, |row| {
+            if pass.count == 1 || pass.holds(key_of(&key_fields, |f| row.text(attrs.record[f]), context, &mut buf)) {
+                attrs.read(row, &mut rows);
+            }
+        });
     }
     bronze.close();
     let fresh = rows.len() as i64;
@@ -435,8 +529,10 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
         let arrived: Vec<String> = arrived.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
         for (tid, batch, row, record) in quarantined_for(spec.table, &rule.name, source, arrived) {
             let field = |name: &str| record.get(name).and_then(|v| v.as_str()).unwrap_or_default().as_bytes();
-            rechecked_tids.push(tid);
-            rows.push(batch, row, attrs.record_names.iter().map(|n| field(n)));
+            if pass.count == 1 || pass.holds(key_of(&key_fields, |f| field(attrs.record_names[f]), context, &mut buf)) {
+                rechecked_tids.push(tid);
+                rows.push(batch, row, attrs.record_names.iter().map(|n| field(n)));
+            }
         }
     }
     let read = started.elapsed();
@@ -446,7 +542,6 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
 
     // 2. References: per row, whether the value it points at is a key of
     //    the parent table.
-    let mut buf = Vec::new();
     let mut references: HashMap<usize, Vec<bool>> = HashMap::new();
     for rule in spec.rules {
         let Check::Exists { column, parent } = rule.check else { continue };
@@ -468,7 +563,7 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
                 let values = values_of(&typed);
                 valid.push(Ranked {
                     key: plan.key_hash(&values, &mut buf),
-                    rank: rank_of(&plan, &values, batch, row),
+                    rank: rank_of(plan, &values, batch, row),
                     at: i as u32,
                     content: hash(&values, &mut buf),
                 });
@@ -480,14 +575,13 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
 
     // 4. Per key, the best new rows against the current silver row.
     let mut live = IndexScan::open(LIVE, spec.table, &spec.lookup(), pg_sys::RowExclusiveLock);
-    let stored = current_rows(spec, &plan, &mut live, &valid, &rows, &state.context, link);
+    let stored = current_rows(spec, plan, &mut live, &valid, &rows, &state.context, link);
     let lookup_columns: Vec<usize> = spec.lookup().iter().map(|c| spec.column(c)).collect();
     let keeps_keys = spec.is_parent();
     let is_translation = spec.table == TRANSLATIONS;
     let (mut new_keys, mut duplicates) = (0i64, 0i64);
     let mut replaced: Vec<pg_sys::ItemPointerData> = Vec::new();
     let mut winners: Vec<usize> = Vec::new();
-    let mut links: Vec<Link> = Vec::new();
     for group in valid.chunk_by(|a, b| a.key == b.key) {
         let current = stored.take(group[0].key);
         // The new rows that outrank the stored one; the rest are duplicates.
@@ -552,7 +646,7 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
         let (batch, row) = rows.lineage[i];
         writer.push(&values_of(&plan.type_row(&rows.fields(i), &state.context)), batch, row);
     }
-    written += writer.finish();
+    delta.written += writer.finish();
     if !failed.is_empty() {
         let mut quarantine = QuarantineWriter::open(LIVE);
         for &(i, rule) in &failed {
@@ -561,30 +655,20 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
         }
         quarantine.insert.finish();
     }
-    links.sort_unstable();
-    links.dedup();
-    for l in &links {
-        changes.push(l);
-    }
-    changes.finish();
     pgrx::debug1!(
-        "golden360 silver.{}: {} rows read {:.0} ms, checked {:.0} ms, compared with silver {:.0} ms, written {:.0} ms",
+        "golden360 silver.{}{}: {} rows read {:.0} ms, checked {:.0} ms, compared with silver {:.0} ms, written {:.0} ms",
         spec.table,
+        if pass.count > 1 { format!(" (pass {} of {})", pass.index + 1, pass.count) } else { String::new() },
         rows.len(),
         read.as_secs_f64() * 1e3,
         (checked - read).as_secs_f64() * 1e3,
         (compared - checked).as_secs_f64() * 1e3,
         (started.elapsed() - compared).as_secs_f64() * 1e3
     );
-    TableDelta {
-        table: spec.table,
-        bronze_rows: fresh,
-        silver_rows: new_keys,
-        duplicates,
-        quarantined: failed.len() as i64 - rechecked,
-        written,
-        millis: started.elapsed().as_secs_f64() * 1000.0,
-    }
+    delta.bronze_rows += fresh;
+    delta.silver_rows += new_keys;
+    delta.duplicates += duplicates;
+    delta.quarantined += failed.len() as i64 - rechecked;
 }
 
 /// The quarantine rows of `table` for `reason` whose field `source` is one
