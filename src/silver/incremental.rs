@@ -434,7 +434,7 @@ impl Pass {
                 pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
                 format!("reading golden360.bronze_files failed: {e}"),
                 None,
-                "",
+                crate::pg::relation::DAMAGED_HINT,
             )
         })
         .unwrap_or(0);
@@ -698,7 +698,12 @@ fn quarantined_for(
         Ok::<_, pgrx::spi::Error>(out)
     })
     .unwrap_or_else(|e| {
-        crate::error::raise(pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("reading silver.quarantine failed: {e}"), None, "")
+        crate::error::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("reading silver.quarantine failed: {e}"),
+            None,
+            crate::pg::relation::DAMAGED_HINT,
+        )
     })
 }
 
