@@ -18,3 +18,10 @@ pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, detail: Option<St
     report.report(PgLogLevel::ERROR);
     unreachable!("an ERROR report does not return")
 }
+
+/// Raise the ERROR of an internal query that failed: "`what` failed: `e`",
+/// SQLSTATE XX000, with `hint`.
+#[track_caller]
+pub fn spi_failed(what: &str, e: impl std::fmt::Display, hint: &str) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{what} failed: {e}"), None, hint)
+}

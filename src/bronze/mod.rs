@@ -226,6 +226,7 @@ fn record_batch(
     }
 }
 
+#[track_caller]
 fn spi_failed(e: pgrx::spi::SpiError) -> ! {
-    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("golden360 bronze bookkeeping failed: {e}"), None, "")
+    crate::error::spi_failed("golden360 bronze bookkeeping", e, "")
 }

@@ -149,11 +149,11 @@ fn whole(places: [[Option<Place>; BOUNDARIES]; 3]) -> Option<[[Place; BOUNDARIES
     Some(out)
 }
 
+#[track_caller]
 fn spi_failed(what: &str, e: pgrx::spi::Error) -> ! {
-    raise(
-        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-        format!("{what} failed: {e}"),
-        None,
+    crate::error::spi_failed(
+        what,
+        e,
         "Gold is unchanged. DELETE FROM golden360_internal.rfm_boundaries makes the next refresh rank everyone; \
          CALL golden360.rebuild() recomputes all of gold.",
     )
@@ -641,9 +641,7 @@ impl RfmMap {
             }
             Ok::<_, pgrx::spi::Error>(())
         })
-        .unwrap_or_else(|e| {
-            raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("reading golden360.rfm_segments failed: {e}"), None, "")
-        });
+        .unwrap_or_else(|e| crate::error::spi_failed("reading golden360.rfm_segments", e, ""));
         let missing: Vec<String> = (0..BUCKETS)
             .flat_map(|r| (0..BUCKETS).map(move |fm| (r, fm)))
             .filter(|&(r, fm)| cells[r][fm].is_none())
@@ -825,7 +823,7 @@ pub fn rescore(moved: &[Moved], segments: &RfmMap) -> i64 {
         "SELECT golden360_internal.rescore_rfm($1, $2, $3, $4, $5)",
         &[ids.into(), column(0).into(), column(1).into(), column(2).into(), labels.into()],
     )
-    .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("rewriting RFM scores failed: {e}"), None, ""));
+    .unwrap_or_else(|e| crate::error::spi_failed("rewriting RFM scores", e, ""));
     moved.len() as i64
 }
 

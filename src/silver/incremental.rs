@@ -27,7 +27,9 @@ use super::build::{
     SilverWriter, Value, MAX_COLUMNS,
 };
 use super::spec::{Check, TableSpec, Ty, TABLES, TRANSLATIONS};
+use crate::error::spi_failed;
 use crate::pg::bulk::{delete_rows, BulkInsert, RowBuf};
+use crate::pg::relation::DAMAGED_HINT;
 use crate::pg::scan::{Bound, BrinScan, HeapScan, IndexScan, Row};
 use pgrx::prelude::*;
 use crate::pg::snapshot::OwnWritesVisible;
@@ -429,14 +431,7 @@ impl Pass {
               WHERE f.table_name = $1 AND f.batch_id = ANY ($2)",
             &[table.into(), batches.to_vec().into(), APPLY_BYTES_PER_ROW.into()],
         )
-        .unwrap_or_else(|e| {
-            crate::error::raise(
-                pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("reading golden360.bronze_files failed: {e}"),
-                None,
-                crate::pg::relation::DAMAGED_HINT,
-            )
-        })
+        .unwrap_or_else(|e| spi_failed("reading golden360.bronze_files", e, DAMAGED_HINT))
         .unwrap_or(0);
         let budget = crate::pg::sort::sort_budget_bytes().max(1) as u64;
         u64::try_from(estimate).unwrap_or(0).div_ceil(budget).max(1)
@@ -697,14 +692,7 @@ fn quarantined_for(
         }
         Ok::<_, pgrx::spi::Error>(out)
     })
-    .unwrap_or_else(|e| {
-        crate::error::raise(
-            pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("reading silver.quarantine failed: {e}"),
-            None,
-            crate::pg::relation::DAMAGED_HINT,
-        )
-    })
+    .unwrap_or_else(|e| spi_failed("reading silver.quarantine", e, DAMAGED_HINT))
 }
 
 /// A link value (an id, or a zip) without an allocation of its own: a full
