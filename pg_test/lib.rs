@@ -463,8 +463,8 @@ impl Drop for ScriptStack {
 
 /// What a refresh produced, comparable across databases: every silver
 /// table, the quarantine (without run ids), the last silver run's counts,
-/// gold without refreshed_at, the bridge, and the RFM bucket boundaries
-/// the next refresh starts from. (name, rows:md5).
+/// gold without refreshed_at, the bridge, the RFM bucket boundaries the
+/// next refresh starts from, and the zips' mean points. (name, rows:md5).
 pub fn outcome(c: &mut postgres::Client) -> Vec<(String, String)> {
     let mut queries: Vec<(String, String)> = c
         .query("SELECT table_name FROM golden360_internal.silver_tables() ORDER BY 1", &[])
@@ -485,6 +485,7 @@ pub fn outcome(c: &mut postgres::Client) -> Vec<(String, String)> {
     queries.push(("gold".into(), "SELECT (to_jsonb(g) - 'refreshed_at')::text FROM gold.unified_customer_360 g".into()));
     queries.push(("bridge".into(), "SELECT b::text FROM gold.identity_bridge b".into()));
     queries.push(("rfm_boundaries".into(), "SELECT r::text FROM golden360_internal.rfm_boundaries r".into()));
+    queries.push(("zip_coordinates".into(), "SELECT z::text FROM gold.zip_coordinates z".into()));
     queries
         .into_iter()
         .map(|(name, sql)| {

@@ -78,3 +78,35 @@ impl Interner {
         self.spans.len()
     }
 }
+
+/// One of `count` passes over keys split by their hash: a build whose
+/// working set would outgrow `maintenance_work_mem` handles a `count`th of
+/// the keys at a time (silver's in-place apply by dedup key, gold's full
+/// build by customer_unique_id), each pass reading its input again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pass {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Pass {
+    /// Everything in one pass.
+    pub const WHOLE: Pass = Pass { index: 0, count: 1 };
+
+    /// The passes that hold `bytes` of working set within
+    /// `maintenance_work_mem` each.
+    pub fn count_for_bytes(bytes: u64) -> u64 {
+        let budget = crate::pg::sort::sort_budget_bytes().max(1) as u64;
+        bytes.div_ceil(budget).max(1)
+    }
+
+    /// Every pass of `count`, in order.
+    pub fn all(count: u64) -> impl Iterator<Item = Pass> {
+        (0..count.max(1)).map(move |index| Pass { index, count: count.max(1) })
+    }
+
+    /// Whether the key of hash `key` (`key_hash`) falls in this pass.
+    pub fn holds(&self, key: u128) -> bool {
+        self.count == 1 || ((key >> 64) as u64) % self.count == self.index
+    }
+}

@@ -1,6 +1,6 @@
 //! Gold across connections and on whole data sets.
 
-use golden360_it::{connect, count, database_with_sample, fresh_database, generate, real_olist_dir};
+use golden360_it::{connect, count, database_with_sample, fresh_database, generate, outcome, real_olist_dir, ScratchDir};
 use std::time::{Duration, Instant};
 
 fn cross_checks_passed(c: &mut postgres::Client) -> i64 {
@@ -104,4 +104,72 @@ fn the_first_refresh_and_its_index_builds_do_not_wait_for_readers() {
         "the primary key, customer_unique_id, the segment order and the three RFM keys"
     );
     assert!(count(&mut reader, "SELECT count(*) FROM gold.unified_customer_360") > 0);
+}
+
+fn rust_heap_peak(c: &mut postgres::Client) -> i64 {
+    c.query_one("SELECT peak_bytes FROM golden360.rust_memory()", &[]).unwrap().get(0)
+}
+
+/// (mode, written, removed, bridge_written, bridge_removed) of the last gold run.
+fn last_gold_run(c: &mut postgres::Client) -> (String, i64, i64, i64, i64) {
+    let r = c
+        .query_one(
+            "SELECT mode, written, removed, bridge_written, bridge_removed FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
+}
+
+/// Gold's full build in 1 MB of `maintenance_work_mem` runs in passes by
+/// customer_unique_id, each holding a share of the people (the ranking
+/// spills), and equals a build in one pass: every record, the bridge, the
+/// RFM boundaries, the zips. A rebuild in passes over it rewrites nothing.
+/// After customer_ids move to other people (whose pass may come before or
+/// after their old person's) and the people they leave are gone, a rebuild
+/// in passes writes and removes what one pass does.
+#[test]
+fn a_full_build_in_little_memory_runs_in_passes_and_equals_one_in_ample_memory() {
+    let dir = ScratchDir::new("gold_passes");
+    generate(&dir.0, 0.1, 23);
+    let (small, ample) = (fresh_database("gold_passes_small"), fresh_database("gold_passes_ample"));
+    let (mut s, mut a) = (connect(&small), connect(&ample));
+    for c in [&mut s, &mut a] {
+        c.query("SELECT * FROM golden360.ingest_bronze($1)", &[&dir.path()]).unwrap();
+        c.batch_execute("SET golden360.quality_gate = warn; CALL golden360.refresh_silver()").unwrap();
+    }
+    s.batch_execute("SET maintenance_work_mem = '1MB'; CALL golden360.refresh_gold()").unwrap();
+    a.batch_execute("CALL golden360.refresh_gold()").unwrap();
+    let (small_peak, ample_peak) = (rust_heap_peak(&mut s), rust_heap_peak(&mut a));
+    // What stays is per zip (the geolocation's sums), not per person.
+    assert!(small_peak * 2 < ample_peak, "Rust heap peak in passes {small_peak} bytes, in one pass {ample_peak}");
+    let people = count(&mut a, "SELECT count(*) FROM gold.unified_customer_360");
+    assert!(people > 9_000, "{people} people: enough to need several passes in 1 MB");
+    assert_eq!(outcome(&mut s), outcome(&mut a));
+
+    let full = "SELECT golden360_internal.gold_refresh(true)";
+    s.batch_execute(full).unwrap();
+    assert_eq!(last_gold_run(&mut s), ("full".into(), 0, 0, 0, 0));
+
+    // Twenty single-customer people give their customer_id to twenty
+    // others, and so leave gold.
+    let moves = "WITH single AS (
+                     SELECT min(customer_id) AS customer_id, customer_unique_id FROM silver.customers
+                      GROUP BY customer_unique_id HAVING count(*) = 1 ORDER BY customer_unique_id LIMIT 40),
+                 pairs AS (
+                     SELECT customer_id, lead(customer_unique_id) OVER (ORDER BY customer_unique_id) AS receiver,
+                            row_number() OVER (ORDER BY customer_unique_id) AS n
+                       FROM single)
+                 UPDATE silver.customers c SET customer_unique_id = p.receiver
+                   FROM pairs p WHERE c.customer_id = p.customer_id AND p.n % 2 = 1";
+    for c in [&mut s, &mut a] {
+        assert_eq!(c.execute(moves, &[]).unwrap(), 20);
+        c.batch_execute(full).unwrap();
+    }
+    let (in_passes, in_one) = (last_gold_run(&mut s), last_gold_run(&mut a));
+    assert_eq!(in_passes, in_one);
+    // The receivers' golden_ids move too where the customer_id brought an
+    // earlier purchase, and their other bridge rows with them.
+    assert!(in_one.1 >= 20 && in_one.2 == 20 && in_one.3 >= 20 && in_one.4 == 0, "{in_one:?}");
+    assert_eq!(outcome(&mut s), outcome(&mut a));
 }

@@ -19,19 +19,20 @@ use crate::pg::relation::require_privilege;
 use super::spec::{Bridge, BRIDGE_COLUMNS, C360, CUSTOMER_360_COLUMNS, DIVERSITY, SCORE, SPEND, ZIP_COORDINATES_COLUMNS};
 use crate::pg::types::{Column, SqlType};
 use crate::error::raise;
-use crate::keys::{Interner, KeyHashState};
+use crate::keys::{key_hash, Interner, KeyHashState, Pass};
 use crate::pg::context::RowContext;
 use crate::pg::scan::{Key, Row, Selection};
-use crate::pg::snapshot::transaction_started_at;
-use super::rfm::{self, rescore, Boundaries, Ranked, RfmMap};
+use crate::pg::snapshot::{transaction_started_at, OwnWritesVisible};
+use super::rfm::{self, rescore, Boundaries, Ranked, RankingOfEveryone, RfmMap};
 use crate::silver::parse::date_of;
 use pgrx::{pg_sys, PgSqlErrorCode};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 pub use olist_model::codes::is_counted;
 
 /// What a refresh did.
+#[derive(Default)]
 pub struct Outcome {
     /// People whose records were computed (everyone, in a full refresh).
     pub people: i64,
@@ -44,6 +45,22 @@ pub struct Outcome {
     pub bridge_added: i64,
     pub bridge_written: i64,
     pub bridge_removed: i64,
+}
+
+impl Outcome {
+    /// This outcome and a (pass's) computing of `people` people that
+    /// brought the records and the bridge as `records` and `bridge` say.
+    fn with(self, people: usize, records: &Synced, bridge: &Synced) -> Outcome {
+        Outcome {
+            people: self.people + people as i64,
+            written: self.written + records.written,
+            removed: self.removed + records.removed,
+            added: self.added + records.added,
+            bridge_added: self.bridge_added + bridge.added,
+            bridge_written: self.bridge_written + bridge.written,
+            bridge_removed: self.bridge_removed + bridge.removed,
+        }
+    }
 }
 
 /// Whose golden records a refresh computes.
@@ -85,23 +102,34 @@ impl Scope {
 pub fn refresh(scope: &Scope) -> Outcome {
     if matches!(scope, Scope::People { people, zips } if people.is_empty() && zips.is_empty()) {
         // Nobody changed, so nobody's rank did either.
-        return Outcome { people: 0, written: 0, removed: 0, added: 0, bridge_added: 0, bridge_written: 0, bridge_removed: 0 };
+        return Outcome::default();
+    }
+    if matches!(scope, Scope::Everyone) {
+        let customers = Selection::all("silver", "customers", SHARE);
+        let (estimate, passes) = (customers.estimated_rows(), passes_for_everyone(customers.estimated_rows()));
+        customers.close();
+        if passes > 1 {
+            return refresh_everyone_in_passes(passes, estimate);
+        }
     }
     let started = Instant::now();
     let segments = RfmMap::load();
-    let silver = Silver::read(scope);
+    let silver = Silver::read(scope, Pass::WHOLE, Reading::Records);
     let silver_read = started.elapsed();
-    let (gold, ranked) = Gold::compute(&silver, scope);
+    let (gold, ranked) = Gold::compute(&silver, |records, tally| rfm::score(records, tally, scope));
     let computed = started.elapsed();
     let refreshed_at = transaction_started_at();
-    let mut records =
-        sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at }, scope.stored(|| scope.people_keys()));
+    let mut records = sync(
+        &GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at },
+        scope.stored(|| scope.people_keys()),
+        Pass::WHOLE,
+    );
     let synced = started.elapsed();
     records.written += rescore(&ranked.moved, &segments);
     Boundaries::store(ranked.boundaries.as_ref());
     let rescored = started.elapsed();
     let customer_keys = || (0..silver.customers.len() as u32).map(|c| Key::Text(silver.customers.get(c).to_vec())).collect();
-    let bridge = sync(&BridgeRows::new(&silver, &gold), scope.stored(customer_keys));
+    let bridge = sync(&BridgeRows::new(&silver, &gold), scope.stored(customer_keys), Pass::WHOLE);
     pgrx::debug1!(
         "golden360 gold: read silver {:.0} ms, computed {:.0} ms (RFM ranks {}), wrote {:.0} ms \
          (records {:.0} ms, RFM rescores {:.0} ms)",
@@ -112,15 +140,78 @@ pub fn refresh(scope: &Scope) -> Outcome {
         (synced - computed).as_secs_f64() * 1e3,
         (rescored - synced).as_secs_f64() * 1e3
     );
-    Outcome {
-        people: gold.records.len() as i64,
-        written: records.written,
-        removed: records.removed,
-        added: records.added,
-        bridge_added: bridge.added,
-        bridge_written: bridge.written,
-        bridge_removed: bridge.removed,
+    Outcome::default().with(gold.records.len(), &records, &bridge)
+}
+
+/// What a full build holds per silver customer for its people (the maps
+/// of customers, people, orders and products, the tallies, the records,
+/// the bridge's order; the ranking aside), measured at scale 10: 613 MiB
+/// at once for 993,894 customers, 167 of them the ranking's.
+const BUILD_BYTES_PER_CUSTOMER: u64 = 500;
+
+/// How many passes by customer_unique_id a full build of `customers`
+/// customers needs to hold its people and the ranking within
+/// `maintenance_work_mem` (see `Pass`). In passes the ranking holds at
+/// most half of it (it spills beyond), and each pass the rest.
+fn passes_for_everyone(customers: usize) -> u64 {
+    let budget = crate::pg::sort::sort_budget_bytes().max(1) as u64;
+    let people = (customers as u64).saturating_mul(BUILD_BYTES_PER_CUSTOMER);
+    let ranking = rfm::ranking_bytes(customers) as u64;
+    if people.saturating_add(ranking) <= budget {
+        return 1;
     }
+    people.div_ceil(budget - ranking.min(budget / 2)).max(2)
+}
+
+/// A full build in passes, each computing the people whose
+/// customer_unique_id hash falls in it and bringing their gold and bridge
+/// rows to that result; a pass holds a `count`th of the people. RFM scores
+/// are ranks among everyone, so a first sweep reads what they rank by
+/// (customers, orders, payments) pass by pass into the ranking's sorts,
+/// which spill beyond their budget; the second computes and writes, each
+/// person scored from where the buckets begin. The zip means are summed
+/// once. The result is the one-pass build's, row for row.
+fn refresh_everyone_in_passes(count: u64, customers: usize) -> Outcome {
+    let started = Instant::now();
+    let segments = RfmMap::load();
+    let zip_means = zip_means_of_everyone();
+    let mut ranking = RankingOfEveryone::new(customers);
+    for pass in Pass::all(count) {
+        let silver = Silver::read(&Scope::Everyone, pass, Reading::Ranking);
+        let (records, _) = Gold::records(&silver);
+        for r in &records {
+            ranking.put(&silver.tally[r.person as usize], r.golden_id);
+        }
+    }
+    let scorer = ranking.finish();
+    let ranked = started.elapsed();
+
+    // A later pass must not see the rows an earlier one deleted (a
+    // customer_id that moved to a person of another pass).
+    let visible = OwnWritesVisible::push();
+    let refreshed_at = transaction_started_at();
+    let mut outcome = Outcome::default();
+    for pass in Pass::all(count) {
+        let silver = Silver::read(&Scope::Everyone, pass, Reading::RecordsWith(&zip_means));
+        let (gold, _) = Gold::compute(&silver, |records, tally| {
+            for r in records.iter_mut() {
+                r.rfm = scorer.scores(&tally[r.person as usize], r.golden_id);
+            }
+            Ranked { moved: Vec::new(), boundaries: None, read_everyone: true }
+        });
+        let records = sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at }, None, pass);
+        visible.advance();
+        let bridge = sync(&BridgeRows::new(&silver, &gold), None, pass);
+        visible.advance();
+        outcome = outcome.with(gold.records.len(), &records, &bridge);
+    }
+    Boundaries::store(scorer.boundaries().as_ref());
+    pgrx::debug1!(
+        "golden360 gold: {count} passes by customer_unique_id: ranked {:.0} ms, computed and wrote {:.0} ms",
+        ranked.as_secs_f64() * 1e3,
+        (started.elapsed() - ranked).as_secs_f64() * 1e3
+    );
+    outcome
 }
 
 struct Customer {
@@ -180,8 +271,25 @@ pub(super) const SHARE: u32 = pg_sys::AccessShareLock;
 use crate::silver::spec::MONEY;
 use SqlType::{Double, Integer, Text, Timestamp};
 
+/// Each zip's mean point.
+type ZipMeans = HashMap<i32, (f64, f64), KeyHashState>;
+
+/// What a read of silver is for.
+enum Reading<'a> {
+    /// Everything the records need, the zip means included (summed here).
+    Records,
+    /// Everything the records need, every zip's mean given: a pass of a
+    /// build in passes, whose zip means are summed once.
+    RecordsWith(&'a ZipMeans),
+    /// What the RFM ranking needs: the orders' tallies and the golden_ids,
+    /// from customers, orders and payments.
+    Ranking,
+}
+
 impl Silver {
-    fn read(scope: &Scope) -> Silver {
+    /// The silver rows of the people in `scope` whose customer_unique_id
+    /// falls in `pass`.
+    fn read(scope: &Scope, pass: Pass, reading: Reading) -> Silver {
         let mut silver = Silver {
             customers: Interner::default(),
             customer: Vec::new(),
@@ -192,28 +300,34 @@ impl Silver {
             zip_means: HashMap::default(),
         };
         let mut marks = vec![Instant::now()];
-        silver.read_customers(scope);
+        silver.read_customers(scope, pass);
         marks.push(Instant::now());
-        let (orders, mut order) = silver.read_orders(scope);
+        let (orders, mut order) = silver.read_orders(scope, pass);
         marks.push(Instant::now());
         read_payments(scope, &orders, &mut order);
         silver.tally_orders(&order);
         marks.push(Instant::now());
+        if matches!(reading, Reading::Ranking) {
+            return silver;
+        }
         silver.read_items(scope, &orders, &order);
         marks.push(Instant::now());
         silver.read_reviews(scope, &orders, &order);
         marks.push(Instant::now());
-        silver.read_geolocation(scope);
+        match reading {
+            Reading::RecordsWith(zip_means) => silver.zip_means = zip_means.clone(),
+            _ => silver.read_geolocation(scope),
+        }
         marks.push(Instant::now());
         let ms: Vec<String> = marks.windows(2).map(|w| format!("{:.0}", (w[1] - w[0]).as_secs_f64() * 1e3)).collect();
         pgrx::debug1!("golden360 gold: silver read ms (customers, orders, payments, items, reviews, geolocation): {}", ms.join(", "));
         silver
     }
 
-    fn read_customers(&mut self, scope: &Scope) {
+    fn read_customers(&mut self, scope: &Scope, pass: Pass) {
         let mut scan = scope.rows("customers", "customer_unique_id", || scope.people_keys());
         // Olist ids are 32 characters.
-        let n = scan.estimated_rows();
+        let n = scan.estimated_rows() / pass.count as usize;
         self.customers = Interner::with_capacity(n, 32);
         self.people = Interner::with_capacity(n, 32);
         self.customer.reserve(n);
@@ -222,6 +336,9 @@ impl Silver {
             [("customer_id", Text), ("customer_unique_id", Text), ("customer_zip", Integer), ("customer_city", Text), ("customer_state", Text)]
                 .map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
+            if pass.count > 1 && !pass.holds(key_hash(row.text(person))) {
+                return;
+            }
             let number = self.customers.intern(row.text(id));
             if number as usize == self.customer.len() {
                 let person = self.people.intern(row.text(person));
@@ -240,10 +357,11 @@ impl Silver {
     }
 
     /// order_id → order number, and the orders by number.
-    fn read_orders(&self, scope: &Scope) -> (Interner, Vec<Order>) {
+    fn read_orders(&self, scope: &Scope, pass: Pass) -> (Interner, Vec<Order>) {
         let mut scan = scope.rows("orders", "customer_id", || ids(&self.customers));
-        let mut order = Vec::with_capacity(scan.estimated_rows());
-        let mut orders = Interner::with_capacity(scan.estimated_rows(), 32);
+        let n = scan.estimated_rows() / pass.count as usize;
+        let mut order = Vec::with_capacity(n);
+        let mut orders = Interner::with_capacity(n, 32);
         let [id, customer, status, purchased] =
             [("order_id", Text), ("customer_id", Text), ("order_status", Text), ("order_purchase_timestamp", Timestamp)]
                 .map(|(c, ty)| scan.attr(c, ty));
@@ -375,41 +493,49 @@ impl Silver {
     /// re-sums only the zips whose points changed, stores them, and reads
     /// the other zips' means from gold.zip_coordinates.
     fn read_geolocation(&mut self, scope: &Scope) {
-        let changed: Vec<Key> = match scope {
-            Scope::Everyone => Vec::new(),
-            Scope::People { zips, .. } => zips.iter().copied().map(Key::Int4).collect(),
+        let Scope::People { zips, .. } = scope else {
+            self.zip_means = zip_means_of_everyone();
+            return;
         };
+        let changed: Vec<Key> = zips.iter().copied().map(Key::Int4).collect();
         let mut sums: HashMap<i32, PointSum, KeyHashState> = HashMap::default();
-        if matches!(scope, Scope::Everyone) || !changed.is_empty() {
-            let mut scan = match scope {
-                Scope::Everyone => Selection::all("silver", "geolocation", SHARE),
-                Scope::People { .. } => Selection::keys("silver", "geolocation", "zip", changed.clone(), SHARE),
-            };
-            let [zip, lat, lng] = [("zip", Integer), ("lat", Double), ("lng", Double)].map(|(c, ty)| scan.attr(c, ty));
-            scan.for_each(|row| {
-                if let (Some(zip), Some(lat), Some(lng)) = (row.int4(zip), row.float8(lat), row.float8(lng)) {
-                    sums.entry(zip).or_default().add(lat, lng);
-                }
-            });
-            scan.close();
-            store_zip_coordinates(if matches!(scope, Scope::Everyone) { None } else { Some(changed.clone()) }, &sums);
+        if !changed.is_empty() {
+            sums = sum_points(Selection::keys("silver", "geolocation", "zip", changed.clone(), SHARE));
+            store_zip_coordinates(Some(changed), &sums);
         }
-        if let Scope::People { zips, .. } = scope {
-            let wanted: Vec<Key> =
-                self.customer.iter().filter_map(|c| c.zip).filter(|z| !zips.contains(z)).map(Key::Int4).collect();
-            let mut scan = Selection::keys("gold", "zip_coordinates", "zip", wanted, SHARE);
-            scan.expect_columns(&ZIP_COORDINATES_COLUMNS);
-            let [zip, lat, lng] = [ZipC::Zip, ZipC::Latitude, ZipC::Longitude].map(|c| c as usize);
-            scan.for_each(|row| {
-                if let (Some(zip), Some(lat), Some(lng)) = (row.int4(zip), row.float8(lat), row.float8(lng)) {
-                    self.zip_means.insert(zip, (lat, lng));
-                }
-            });
-            scan.close();
-        }
+        let wanted: Vec<Key> = self.customer.iter().filter_map(|c| c.zip).filter(|z| !zips.contains(z)).map(Key::Int4).collect();
+        let mut scan = Selection::keys("gold", "zip_coordinates", "zip", wanted, SHARE);
+        scan.expect_columns(&ZIP_COORDINATES_COLUMNS);
+        let [zip, lat, lng] = [ZipC::Zip, ZipC::Latitude, ZipC::Longitude].map(|c| c as usize);
+        scan.for_each(|row| {
+            if let (Some(zip), Some(lat), Some(lng)) = (row.int4(zip), row.float8(lat), row.float8(lng)) {
+                self.zip_means.insert(zip, (lat, lng));
+            }
+        });
+        scan.close();
         self.zip_means.extend(sums.iter().map(|(&zip, points)| (zip, points.mean())));
     }
+}
 
+/// Every zip's mean point, from all of silver.geolocation, with
+/// gold.zip_coordinates rewritten to them.
+fn zip_means_of_everyone() -> ZipMeans {
+    let sums = sum_points(Selection::all("silver", "geolocation", SHARE));
+    store_zip_coordinates(None, &sums);
+    sums.iter().map(|(&zip, points)| (zip, points.mean())).collect()
+}
+
+/// The points of the geolocation rows `scan` reads, summed by zip.
+fn sum_points(mut scan: Selection) -> HashMap<i32, PointSum, KeyHashState> {
+    let mut sums: HashMap<i32, PointSum, KeyHashState> = HashMap::default();
+    let [zip, lat, lng] = [("zip", Integer), ("lat", Double), ("lng", Double)].map(|(c, ty)| scan.attr(c, ty));
+    scan.for_each(|row| {
+        if let (Some(zip), Some(lat), Some(lng)) = (row.int4(zip), row.float8(lat), row.float8(lng)) {
+            sums.entry(zip).or_default().add(lat, lng);
+        }
+    });
+    scan.close();
+    sums
 }
 
 /// The sum of a zip's points, exact: each coordinate in fixed point with
@@ -526,10 +652,24 @@ struct Gold {
 }
 
 impl Gold {
-    /// The records of the people in `silver`, RFM-ranked among everyone
-    /// (for an incremental scope, with the others as gold holds them); also
-    /// the others whose scores moved.
-    fn compute(silver: &Silver, scope: &Scope) -> (Gold, Ranked) {
+    /// The records of the people in `silver`, scored by `rank` (among
+    /// everyone: for an incremental scope, with the others as gold holds
+    /// them), in the order they are written; also what ranking found
+    /// besides (the others whose scores moved).
+    fn compute(silver: &Silver, rank: impl FnOnce(&mut [Record], &[Tally]) -> Ranked) -> (Gold, Ranked) {
+        let (mut records, customers_by_person) = Gold::records(silver);
+        let ranked = rank(&mut records, &silver.tally);
+        records.sort_unstable_by(|a, b| silver.people.get(a.person).cmp(silver.people.get(b.person)));
+        let mut record_of = vec![0u32; records.len()];
+        for (i, r) in records.iter().enumerate() {
+            record_of[r.person as usize] = i as u32;
+        }
+        (Gold { records, customers_by_person, record_of }, ranked)
+    }
+
+    /// The people's records, unscored, by person number; and their
+    /// customers by person (see `customers_by_person`).
+    fn records(silver: &Silver) -> (Vec<Record>, Vec<u32>) {
         let id = |c: u32| silver.customers.get(c);
         let mut sorted: Vec<(u32, &[u8], u32)> =
             silver.customer.iter().enumerate().map(|(c, row)| (row.person, id(c as u32), c as u32)).collect();
@@ -554,13 +694,7 @@ impl Gold {
                 rfm: None,
             });
         }
-        let ranked = rfm::score(&mut records, &silver.tally, scope);
-        records.sort_unstable_by(|a, b| silver.people.get(a.person).cmp(silver.people.get(b.person)));
-        let mut record_of = vec![0u32; records.len()];
-        for (i, r) in records.iter().enumerate() {
-            record_of[r.person as usize] = i as u32;
-        }
-        (Gold { records, customers_by_person, record_of }, ranked)
+        (records, customers_by_person)
     }
 }
 
@@ -616,6 +750,8 @@ trait TargetRows {
     const TABLE: &'static str;
     const COLUMNS: &'static [Column];
     const KEY: usize;
+    /// The customer_unique_id, which says a row's pass (`Pass`).
+    const PERSON: usize;
     /// A column left out of the comparison (when the row was computed).
     const STAMP: Option<usize>;
     fn len(&self) -> usize;
@@ -634,6 +770,7 @@ impl TargetRows for GoldRows<'_> {
     const TABLE: &'static str = "unified_customer_360";
     const COLUMNS: &'static [Column] = &CUSTOMER_360_COLUMNS;
     const KEY: usize = C360::CustomerUniqueId.at();
+    const PERSON: usize = C360::CustomerUniqueId.at();
     const STAMP: Option<usize> = Some(C360::RefreshedAt.at());
 
     fn len(&self) -> usize {
@@ -739,6 +876,7 @@ impl TargetRows for BridgeRows<'_> {
     const TABLE: &'static str = "identity_bridge";
     const COLUMNS: &'static [Column] = &BRIDGE_COLUMNS;
     const KEY: usize = Bridge::CustomerId.at();
+    const PERSON: usize = Bridge::CustomerUniqueId.at();
     const STAMP: Option<usize> = None;
 
     fn len(&self) -> usize {
@@ -759,6 +897,18 @@ impl TargetRows for BridgeRows<'_> {
     }
 }
 
+/// Which of `ids` silver.customers holds, as key hashes.
+fn customer_ids_in_silver(ids: Vec<Key>) -> HashSet<u128, KeyHashState> {
+    let mut scan = Selection::keys("silver", "customers", "customer_id", ids, SHARE);
+    let id = scan.attr("customer_id", Text);
+    let mut found = HashSet::default();
+    scan.for_each(|row| {
+        found.insert(key_hash(row.text(id)));
+    });
+    scan.close();
+    found
+}
+
 /// What bringing one table to its target rows did.
 struct Synced {
     written: i64,
@@ -771,7 +921,9 @@ struct Synced {
 /// target (all columns but the stamp) stays as it is; a changed row is
 /// deleted and its new version inserted; rows whose key is gone are
 /// deleted. Deletes come first, so unique keys are free for the inserts.
-fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>) -> Synced {
+/// In a pass of several (`target` holds that pass's people only), the
+/// stored rows of other passes' people are left to their pass.
+fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>, pass: Pass) -> Synced {
     let started = Instant::now();
     let mut scan = match stored {
         None => Selection::all("gold", T::TABLE, pg_sys::RowExclusiveLock),
@@ -785,6 +937,7 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>) -> Synced {
     let mut kept = vec![false; target.len()];
     let mut doomed: Vec<pg_sys::ItemPointerData> = Vec::new();
     let (mut removed, mut rewritten) = (0, 0);
+    let mut unplaced: Vec<(pg_sys::ItemPointerData, Key)> = Vec::new();
     scan.for_each(|row| {
         match target.find(row.text(T::KEY)) {
             Some(i) if !kept[i] => {
@@ -800,12 +953,25 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>) -> Synced {
                 }
             }
             Some(_) => doomed.push(row.tid),
+            None if pass.count > 1 && !pass.holds(key_hash(row.text(T::PERSON))) => {}
+            // Its key (a customer_id) may have moved to a person of a later
+            // pass, which will rewrite the row: see below.
+            None if pass.count > 1 && T::KEY != T::PERSON => unplaced.push((row.tid, Key::Text(row.text(T::KEY).to_vec()))),
             None => {
                 doomed.push(row.tid);
                 removed += 1;
             }
         }
     });
+    if !unplaced.is_empty() {
+        let still_customers = customer_ids_in_silver(unplaced.iter().map(|(_, key)| key.clone()).collect());
+        for (tid, key) in unplaced {
+            if !matches!(&key, Key::Text(id) if still_customers.contains(&key_hash(id))) {
+                doomed.push(tid);
+                removed += 1;
+            }
+        }
+    }
     delete_rows(scan.relation(), scan.name(), &mut doomed);
     scan.close();
 

@@ -692,13 +692,7 @@ fn rank_everyone(records: &mut [Record], tally: &[Tally], scope: &Scope, scored:
     // The first (least) place of each bucket but the first.
     let mut first_of: [[Option<Place>; BOUNDARIES]; 3] = [[None; BOUNDARIES]; 3];
     for (dimension, sort) in sorts.into_iter().enumerate() {
-        sort.ntiles(BUCKETS, |score, ranking| {
-            let place = Place { key: ranking.key, golden_id: ranking.golden_id };
-            if let Some(first) = (score as usize).checked_sub(2).and_then(|j| first_of[dimension].get_mut(j)) {
-                if first.is_none_or(|f| place < f) {
-                    *first = Some(place);
-                }
-            }
+        ntiles_noting_boundaries(sort, &mut first_of[dimension], |score, ranking| {
             match ranking.who {
                 Who::Recomputed(i) => scores[i as usize][dimension] = score,
                 // A stored NULL moves in its own dimension's pass, so every
@@ -713,9 +707,93 @@ fn rank_everyone(records: &mut [Record], tally: &[Tally], scope: &Scope, scored:
     for &i in scored {
         records[i].rfm = Some(scores[i]);
     }
-    // With fewer than five people some buckets are empty: no boundaries.
-    let boundaries = whole(first_of).filter(|_| ranked >= BUCKETS).map(|first_of| Boundaries { ranked, first_of });
+    let boundaries = Scorer { ranked, first_of }.boundaries();
     (moved.into_iter().map(|(golden_id, scores)| Moved { golden_id, scores }).collect(), boundaries)
+}
+
+/// One dimension's sort in ntile order: each ranking with its score, and
+/// in `first_of` the first (least) place of each bucket but the first.
+fn ntiles_noting_boundaries(sort: Sorter<Ranking>, first_of: &mut [Option<Place>; BOUNDARIES], mut f: impl FnMut(i16, Ranking)) {
+    sort.ntiles(BUCKETS, |score, ranking| {
+        let place = Place { key: ranking.key, golden_id: ranking.golden_id };
+        if let Some(first) = (score as usize).checked_sub(2).and_then(|j| first_of.get_mut(j)) {
+            if first.is_none_or(|f| place < f) {
+                *first = Some(place);
+            }
+        }
+        f(score, ranking);
+    });
+}
+
+/// Everyone ranked a pass at a time, for a full build in passes
+/// (`build::refresh`): each pass puts its people in, and once all are in,
+/// where each bucket begins says anyone's scores. The sorts are `Sorter`s,
+/// which spill beyond their budget, so what the ranking holds is bounded
+/// too.
+pub struct RankingOfEveryone {
+    sorts: [Sorter<Ranking>; 3],
+    ranked: usize,
+}
+
+impl RankingOfEveryone {
+    /// For about `people` people, within half of the sort budget: the
+    /// passes hold the rest.
+    pub fn new(people: usize) -> RankingOfEveryone {
+        RankingOfEveryone { sorts: std::array::from_fn(|_| Sorter::for_records(people, 2 * 3)), ranked: 0 }
+    }
+
+    /// One person, ranked if they have a counted order.
+    pub fn put(&mut self, tally: &Tally, golden_id: [u8; 32]) {
+        if tally.order_count == 0 {
+            return;
+        }
+        for (sort, key) in self.sorts.iter_mut().zip(keys_of(tally)) {
+            // Nobody is looked up by position: the places are what count.
+            sort.put(Ranking { key, golden_id, who: Who::Recomputed(0) });
+        }
+        self.ranked += 1;
+    }
+
+    pub fn finish(self) -> Scorer {
+        let mut first_of = [[None; BOUNDARIES]; 3];
+        for (dimension, sort) in self.sorts.into_iter().enumerate() {
+            ntiles_noting_boundaries(sort, &mut first_of[dimension], |_, _| {});
+        }
+        Scorer { ranked: self.ranked, first_of }
+    }
+}
+
+/// What ranking `people` people holds in memory: three sorts.
+pub fn ranking_bytes(people: usize) -> usize {
+    people.saturating_mul(3 * std::mem::size_of::<Ranking>())
+}
+
+/// Anyone's scores among everyone ranked: from where each bucket begins.
+/// With fewer people than buckets, the last buckets have no first place
+/// (and no one in them), which the count below gives too.
+pub struct Scorer {
+    ranked: usize,
+    first_of: [[Option<Place>; BOUNDARIES]; 3],
+}
+
+impl Scorer {
+    /// The scores of a person that was ranked (None without a counted
+    /// order, as the ranking leaves them).
+    pub fn scores(&self, tally: &Tally, golden_id: [u8; 32]) -> Option<[i16; 3]> {
+        let keys = keys_of(tally);
+        (tally.order_count > 0).then(|| {
+            std::array::from_fn(|d| {
+                let place = Place { key: keys[d], golden_id };
+                1 + self.first_of[d].iter().flatten().filter(|&b| place >= *b).count() as i16
+            })
+        })
+    }
+
+    /// What to store for the next refresh's walk: none with fewer than
+    /// five people, when some buckets are empty.
+    pub fn boundaries(&self) -> Option<Boundaries> {
+        whole(self.first_of).filter(|_| self.ranked >= BUCKETS).map(|first_of| Boundaries { ranked: self.ranked, first_of })
+    }
 }
 
 /// Everyone gold holds with a counted order but `people`, into the sorts,

@@ -21,9 +21,12 @@ pub struct ByteSort {
 }
 
 impl ByteSort {
-    /// A sort bounded by `maintenance_work_mem`.
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> ByteSort {
+    /// A sort bounded by a `shares`th of `maintenance_work_mem` (sorts
+    /// filled together share it), and by tuplesort's least, 64 kB.
+    pub fn new(shares: usize) -> ByteSort {
+        let shares = i32::try_from(shares.max(1)).unwrap_or(i32::MAX);
+        // SAFETY: reads a GUC variable of this backend.
+        let work_mem = (unsafe { pg_sys::maintenance_work_mem } / shares).max(64);
         // SAFETY: a datum sort of bytea by its `<` operator (no collation),
         // begun in the current context, which outlives this value (the
         // step's); ended in `sorted` or, on an error, by the abort. The
@@ -34,7 +37,7 @@ impl ByteSort {
                 pg_sys::Oid::from(pg_sys::ByteaLessOperator),
                 pg_sys::InvalidOid,
                 false,
-                pg_sys::maintenance_work_mem,
+                work_mem,
                 std::ptr::null_mut(),
                 pg_sys::TUPLESORT_NONE as i32,
             );
@@ -149,7 +152,7 @@ impl<T: SortRecord> Sorter<T> {
         if bytes <= sort_budget_bytes().min(crate::ops::memory_limit_bytes() / 2) {
             Sorter::InMemory(Vec::with_capacity(records))
         } else {
-            Sorter::Spilling { sort: ByteSort::new(), buf: Vec::with_capacity(128) }
+            Sorter::Spilling { sort: ByteSort::new(concurrent), buf: Vec::with_capacity(128) }
         }
     }
 

@@ -28,6 +28,7 @@ use super::build::{
 };
 use super::spec::{Check, TableSpec, Ty, TABLES, TRANSLATIONS};
 use crate::error::spi_failed;
+use crate::keys::Pass;
 use crate::pg::bulk::{delete_rows, BulkInsert, RowBuf};
 use crate::pg::relation::DAMAGED_HINT;
 use crate::pg::scan::{Bound, BrinScan, HeapScan, IndexScan, Row};
@@ -412,34 +413,20 @@ fn rank_of(plan: &Plan, values: &[&Value], batch: i64, row: i64) -> Rank {
 /// export: 772 MiB for tables of a million rows.
 const APPLY_BYTES_PER_ROW: i64 = 512;
 
-/// The keys one pass over a table's new rows handles: all of them, or, when
-/// the rows would not fit `maintenance_work_mem` at once (a daily full
-/// export of a big shop), those whose key hash falls in this pass. Keys
-/// compete only with their own rows and their stored row, so passes give
-/// the result one pass would, holding a `count`th of the rows each.
-#[derive(Clone, Copy)]
-struct Pass {
-    index: u64,
-    count: u64,
-}
-
-impl Pass {
-    /// How many passes `table`'s rows in `batches` need.
-    fn count_for(table: &str, batches: &[i64]) -> u64 {
-        let estimate = Spi::get_one_with_args::<i64>(
-            "SELECT coalesce(sum(f.bytes + f.rows * $3), 0)::bigint FROM golden360.bronze_files f
-              WHERE f.table_name = $1 AND f.batch_id = ANY ($2)",
-            &[table.into(), batches.to_vec().into(), APPLY_BYTES_PER_ROW.into()],
-        )
-        .unwrap_or_else(|e| spi_failed("reading golden360.bronze_files", e, DAMAGED_HINT))
-        .unwrap_or(0);
-        let budget = crate::pg::sort::sort_budget_bytes().max(1) as u64;
-        u64::try_from(estimate).unwrap_or(0).div_ceil(budget).max(1)
-    }
-
-    fn holds(&self, key: u128) -> bool {
-        self.count == 1 || ((key >> 64) as u64) % self.count == self.index
-    }
+/// How many passes by key hash `table`'s new rows in `batches` need: a
+/// daily full export of a big shop may not fit `maintenance_work_mem` at
+/// once. Keys compete only with their own rows and their stored row, so
+/// passes give the result one pass would, holding a `count`th of the rows
+/// each.
+fn passes_for(table: &str, batches: &[i64]) -> u64 {
+    let estimate = Spi::get_one_with_args::<i64>(
+        "SELECT coalesce(sum(f.bytes + f.rows * $3), 0)::bigint FROM golden360.bronze_files f
+          WHERE f.table_name = $1 AND f.batch_id = ANY ($2)",
+        &[table.into(), batches.to_vec().into(), APPLY_BYTES_PER_ROW.into()],
+    )
+    .unwrap_or_else(|e| spi_failed("reading golden360.bronze_files", e, DAMAGED_HINT))
+    .unwrap_or(0);
+    Pass::count_for_bytes(u64::try_from(estimate).unwrap_or(0))
 }
 
 /// The dedup key hash of a row given by `field` (a record position's
@@ -465,12 +452,12 @@ fn apply_table(spec: &'static TableSpec, batches: &[i64], state: &mut State, vis
         visible.advance();
     }
 
-    let count = if batches.is_empty() { 1 } else { Pass::count_for(spec.table, batches) };
+    let count = if batches.is_empty() { 1 } else { passes_for(spec.table, batches) };
     // Logged once per table, after every pass: a link can come from rows
     // of several passes (an order's items).
     let mut links: Vec<Link> = Vec::new();
-    for index in 0..count {
-        apply_pass(spec, &plan, batches, state, Pass { index, count }, &mut delta, &mut links);
+    for pass in Pass::all(count) {
+        apply_pass(spec, &plan, batches, state, pass, &mut delta, &mut links);
         visible.advance();
     }
     links.sort_unstable();
