@@ -12,6 +12,10 @@
 //! recomputed among everyone else's stored values (one scan of gold into
 //! sorts that spill beyond their budget, so its memory stays bounded) and
 //! rewrites the others whose scores moved.
+//!
+//! A full refresh whose people would not fit `maintenance_work_mem` runs
+//! in passes by a hash of customer_unique_id (`refresh_everyone_in_passes`),
+//! each computing and writing its share of the people.
 
 use super::golden360::golden_id_digest;
 use crate::pg::bulk::{decimal, delete_rows, BulkInsert, RowBuf};

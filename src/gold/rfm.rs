@@ -905,10 +905,55 @@ pub fn rescore(moved: &[Moved], segments: &RfmMap) -> i64 {
     moved.len() as i64
 }
 
-
-#[cfg(test)]
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
 mod tests {
     use super::*;
+    use crate::pg::sort::ntile;
+
+    /// The scores a build in passes gives (from where each bucket begins,
+    /// found by ranking everyone pass by pass) are ntile(5)'s over
+    /// everyone, with fewer people than buckets too; a person without a
+    /// counted order has none. In 1 MB the ranking spills.
+    #[pg_test]
+    fn scores_from_where_the_buckets_begin_are_ntiles_over_everyone() {
+        for memory in ["512MB", "1MB"] {
+            Spi::run(&format!("SET LOCAL maintenance_work_mem = '{memory}'")).unwrap();
+            for people in [1usize, 3, 4, 5, 6, 23, 20_000] {
+                let tallies: Vec<(Tally, [u8; 32])> = (0..people)
+                    .map(|i| {
+                        let mut t = Tally::default();
+                        t.order_count = (i % 4) as u32;
+                        t.spend = ((i * 37) % 11) as i64 * 100;
+                        // Some counted orders without a purchase time.
+                        t.last = (i % 5 != 0).then_some(((i * 13) % 7) as i64 * 86_400_000_000);
+                        let mut id = [0u8; 32];
+                        id[..8].copy_from_slice(&((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_be_bytes());
+                        (t, id)
+                    })
+                    .collect();
+                let mut ranking = RankingOfEveryone::new(people);
+                for (t, id) in &tallies {
+                    ranking.put(t, *id);
+                }
+                let scorer = ranking.finish();
+                let ranked: Vec<&(Tally, [u8; 32])> = tallies.iter().filter(|(t, _)| t.order_count > 0).collect();
+                let mut expected = vec![[0i16; 3]; ranked.len()];
+                for (d, _) in DIMENSIONS.iter().enumerate() {
+                    let mut order: Vec<usize> = (0..ranked.len()).collect();
+                    order.sort_by_key(|&i| Place { key: keys_of(&ranked[i].0)[d], golden_id: ranked[i].1 });
+                    for (position, &i) in order.iter().enumerate() {
+                        expected[i][d] = ntile(position, ranked.len(), BUCKETS);
+                    }
+                }
+                let got: Vec<[i16; 3]> = ranked.iter().map(|(t, id)| scorer.scores(t, *id).unwrap()).collect();
+                assert_eq!(got, expected, "{people} people in {memory}");
+                assert!(tallies.iter().filter(|(t, _)| t.order_count == 0).all(|(t, id)| scorer.scores(t, *id).is_none()));
+                assert_eq!(scorer.boundaries().is_some(), ranked.len() >= BUCKETS, "{people} people");
+            }
+        }
+    }
+
 
     /// A ranking's bytes sort as the ranking does (key as a signed number,
     /// then golden_id), and read back as they were put.
