@@ -147,6 +147,17 @@ fn a_full_build_in_little_memory_runs_in_passes_and_equals_one_in_ample_memory()
     assert!(people > 9_000, "{people} people: enough to need several passes in 1 MB");
     assert_eq!(outcome(&mut s), outcome(&mut a));
 
+    // The cross-checks over everyone ran in passes too, and agree.
+    let checks = "SELECT check_name, passed, failed FROM golden360.quality_checks
+                   WHERE layer = 'gold' AND run_id = (SELECT max(run_id) FROM golden360.gold_runs) ORDER BY 1";
+    let rows = |c: &mut postgres::Client| -> Vec<(String, i64, i64)> {
+        c.query(checks, &[]).unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+    };
+    let in_one = rows(&mut a);
+    assert_eq!(in_one.len(), 7);
+    assert!(in_one.iter().all(|(_, passed, failed)| *passed > 0 && *failed == 0), "{in_one:?}");
+    assert_eq!(rows(&mut s), in_one);
+
     let full = "SELECT golden360_internal.gold_refresh(true)";
     s.batch_execute(full).unwrap();
     assert_eq!(last_gold_run(&mut s), ("full".into(), 0, 0, 0, 0));
@@ -172,4 +183,19 @@ fn a_full_build_in_little_memory_runs_in_passes_and_equals_one_in_ample_memory()
     // earlier purchase, and their other bridge rows with them.
     assert!(in_one.1 >= 20 && in_one.2 == 20 && in_one.3 >= 20 && in_one.4 == 0, "{in_one:?}");
     assert_eq!(outcome(&mut s), outcome(&mut a));
+
+    // A wrong spend and a bridge row pointing at no record fail their
+    // checks in passes as in one pass.
+    let failures = "SELECT check_name, failed FROM golden360_internal.gold_cross_checks(NULL) WHERE failed > 0 ORDER BY 1";
+    for c in [&mut s, &mut a] {
+        c.batch_execute(
+            "UPDATE gold.unified_customer_360 SET total_spend = total_spend + 1
+              WHERE golden_id = (SELECT min(golden_id) FROM gold.unified_customer_360 WHERE order_count > 0);
+             UPDATE gold.identity_bridge SET golden_id = repeat('0', 64)
+              WHERE customer_id = (SELECT max(customer_id) FROM gold.identity_bridge)",
+        )
+        .unwrap();
+        let failed: Vec<(String, i64)> = c.query(failures, &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(failed, [("bridge_points_at_golden_records".to_string(), 1), ("total_spend_equals_counted_orders".to_string(), 1)]);
+    }
 }
