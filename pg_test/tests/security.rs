@@ -449,8 +449,9 @@ fn rust_memory(c: &mut Client) -> (i64, i64, i64) {
 /// A step that needs more Rust heap than golden360.memory_limit stops with
 /// 53200 naming the setting, keeps nothing and frees what it held, and the
 /// server stays up (a failed allocation would have aborted the backend and
-/// restarted the cluster). Gold's full build still holds memory in
-/// proportion to its people; silver's sort moves to PostgreSQL's tuplesort
+/// restarted the cluster). The limit is a hard stop, not a budget: gold's
+/// full build plans its passes by maintenance_work_mem (512MB here, one
+/// pass), so 1 MB stops it; silver's sort moves to PostgreSQL's tuplesort
 /// (which spills) when Rust's share of the limit is too small, so silver
 /// runs under a 4 MB limit at this scale. Under the default limit
 /// gold runs too, and rust_memory() reports the peaks.
