@@ -35,47 +35,76 @@ impl Hasher for KeyHasher {
 
 pub type KeyHashState = BuildHasherDefault<KeyHasher>;
 
+/// A key's `key_hash` as two words: in a map, 24 bytes a slot with its
+/// number where a `u128` (aligned to 16) takes 32. The builds' maps hold a
+/// slot per customer, person and order, and their size is what decides
+/// whether a build fits its memory in one pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Hash128(u64, u64);
+
+impl Hash128 {
+    fn of(bytes: &[u8]) -> Hash128 {
+        let h = key_hash(bytes);
+        Hash128((h >> 64) as u64, h as u64)
+    }
+}
+
+impl std::hash::Hash for Hash128 {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0 ^ self.1);
+    }
+}
+
 /// Distinct byte strings numbered 0, 1, 2, ... in order of first sight,
 /// stored back to back in one buffer.
-#[derive(Default)]
 pub struct Interner {
     bytes: Vec<u8>,
-    spans: Vec<(usize, usize)>,
-    index: HashMap<u128, u32, KeyHashState>,
+    /// Where each key begins in `bytes`, and where the next would: a key
+    /// ends where the one after it begins.
+    starts: Vec<u64>,
+    index: HashMap<Hash128, u32, KeyHashState>,
+}
+
+impl Default for Interner {
+    fn default() -> Interner {
+        Interner::with_capacity(0, 0)
+    }
 }
 
 impl Interner {
     /// Room for `keys` keys of about `bytes_each` bytes.
     pub fn with_capacity(keys: usize, bytes_each: usize) -> Interner {
+        let mut starts = Vec::with_capacity(keys + 1);
+        starts.push(0);
         Interner {
             bytes: Vec::with_capacity(keys * bytes_each),
-            spans: Vec::with_capacity(keys),
+            starts,
             index: HashMap::with_capacity_and_hasher(keys, KeyHashState::default()),
         }
     }
 
     /// The number of `key`, numbering it if it is new.
     pub fn intern(&mut self, key: &[u8]) -> u32 {
-        let next = self.spans.len() as u32;
-        let number = *self.index.entry(key_hash(key)).or_insert(next);
+        let next = self.len() as u32;
+        let number = *self.index.entry(Hash128::of(key)).or_insert(next);
         if number == next {
-            self.spans.push((self.bytes.len(), key.len()));
             self.bytes.extend_from_slice(key);
+            self.starts.push(self.bytes.len() as u64);
         }
         number
     }
 
     pub fn find(&self, key: &[u8]) -> Option<u32> {
-        self.index.get(&key_hash(key)).copied()
+        self.index.get(&Hash128::of(key)).copied()
     }
 
     pub fn get(&self, number: u32) -> &[u8] {
-        let (at, len) = self.spans[number as usize];
-        &self.bytes[at..at + len]
+        let n = number as usize;
+        &self.bytes[self.starts[n] as usize..self.starts[n + 1] as usize]
     }
 
     pub fn len(&self) -> usize {
-        self.spans.len()
+        self.starts.len() - 1
     }
 }
 

@@ -149,9 +149,9 @@ pub fn refresh(scope: &Scope) -> Outcome {
 
 /// What a full build holds per silver customer for its people (the maps
 /// of customers, people, orders and products, the tallies, the records,
-/// the bridge's order; the ranking aside), measured at scale 10: 613 MiB
+/// the bridge's order; the ranking aside), measured at scale 10: 566 MiB
 /// at once for 993,894 customers, 167 of them the ranking's.
-const BUILD_BYTES_PER_CUSTOMER: u64 = 500;
+const BUILD_BYTES_PER_CUSTOMER: u64 = 450;
 
 /// How many passes by customer_unique_id a full build of `customers`
 /// customers needs to hold its people and the ranking within
