@@ -118,7 +118,7 @@ pub fn refresh(scope: &Scope) -> Outcome {
     }
     let started = Instant::now();
     let segments = RfmMap::load();
-    let silver = Silver::read(scope, Pass::WHOLE, Reading::Records);
+    let silver = Silver::read_orders_part(scope, Pass::WHOLE).read_the_rest(scope, None);
     let silver_read = started.elapsed();
     let (gold, ranked) = Gold::compute(&silver, |records, tally| rfm::score(records, tally, scope));
     let computed = started.elapsed();
@@ -173,19 +173,24 @@ fn passes_for_everyone(customers: usize) -> u64 {
 /// are ranks among everyone, so a first sweep reads what they rank by
 /// (customers, orders, payments) pass by pass into the ranking's sorts,
 /// which spill beyond their budget; the second computes and writes, each
-/// person scored from where the buckets begin. The zip means are summed
-/// once. The result is the one-pass build's, row for row.
+/// person scored from where the buckets begin, starting with the pass the
+/// first sweep ended on, whose orders it still holds. The zip means are
+/// summed once. The result is the one-pass build's, row for row.
 fn refresh_everyone_in_passes(count: u64, customers: usize) -> Outcome {
     let started = Instant::now();
     let segments = RfmMap::load();
     let zip_means = zip_means_of_everyone();
     let mut ranking = RankingOfEveryone::new(customers);
+    let mut last_read = None;
     for pass in Pass::all(count) {
-        let silver = Silver::read(&Scope::Everyone, pass, Reading::Ranking);
-        let (records, _) = Gold::records(&silver);
+        // One pass's read at a time.
+        drop(last_read.take());
+        let read = Silver::read_orders_part(&Scope::Everyone, pass);
+        let (records, _) = Gold::records(&read.silver);
         for r in &records {
-            ranking.put(&silver.tally[r.person as usize], r.golden_id);
+            ranking.put(&read.silver.tally[r.person as usize], r.golden_id);
         }
+        last_read = Some(read);
     }
     let scorer = ranking.finish();
     let ranked = started.elapsed();
@@ -195,8 +200,15 @@ fn refresh_everyone_in_passes(count: u64, customers: usize) -> Outcome {
     let visible = OwnWritesVisible::push();
     let refreshed_at = transaction_started_at();
     let mut outcome = Outcome::default();
-    for pass in Pass::all(count) {
-        let silver = Silver::read(&Scope::Everyone, pass, Reading::RecordsWith(&zip_means));
+    // The last pass's orders are still in memory: it is written first.
+    let mut passes: Vec<Pass> = Pass::all(count).collect();
+    passes.rotate_right(1);
+    for pass in passes {
+        let read = match last_read.take() {
+            Some(read) if read.pass == pass => read,
+            _ => Silver::read_orders_part(&Scope::Everyone, pass),
+        };
+        let silver = read.read_the_rest(&Scope::Everyone, Some(&zip_means));
         let (gold, _) = Gold::compute(&silver, |records, tally| {
             for r in records.iter_mut() {
                 r.rfm = scorer.scores(&tally[r.person as usize], r.golden_id);
@@ -278,22 +290,44 @@ use SqlType::{Double, Integer, Text, Timestamp};
 /// Each zip's mean point.
 type ZipMeans = HashMap<i32, (f64, f64), KeyHashState>;
 
-/// What a read of silver is for.
-enum Reading<'a> {
-    /// Everything the records need, the zip means included (summed here).
-    Records,
-    /// Everything the records need, every zip's mean given: a pass of a
-    /// build in passes, whose zip means are summed once.
-    RecordsWith(&'a ZipMeans),
-    /// What the RFM ranking needs: the orders' tallies and the golden_ids,
-    /// from customers, orders and payments.
-    Ranking,
+/// Silver read as far as the RFM ranking needs (the people, their
+/// customers and their orders' tallies, from customers, orders and
+/// payments), with the orders the rest of the read looks items and
+/// reviews up by.
+struct OrdersRead {
+    silver: Silver,
+    orders: Interner,
+    order: Vec<Order>,
+    pass: Pass,
+    started: Instant,
+    marks: Vec<std::time::Duration>,
+}
+
+impl OrdersRead {
+    /// The rest of what the records need: items, products, reviews, and
+    /// the zip means (summed here unless given, as a build in passes sums
+    /// them once).
+    fn read_the_rest(self, scope: &Scope, zip_means: Option<&ZipMeans>) -> Silver {
+        let OrdersRead { mut silver, orders, order, started, mut marks, .. } = self;
+        silver.read_items(scope, &orders, &order);
+        marks.push(started.elapsed());
+        silver.read_reviews(scope, &orders, &order);
+        marks.push(started.elapsed());
+        match zip_means {
+            Some(zip_means) => silver.zip_means = zip_means.clone(),
+            None => silver.read_geolocation(scope),
+        }
+        marks.push(started.elapsed());
+        let ms: Vec<String> = marks.windows(2).map(|w| format!("{:.0}", (w[1] - w[0]).as_secs_f64() * 1e3)).collect();
+        pgrx::debug1!("golden360 gold: silver read ms (customers, orders, payments, items, reviews, geolocation): {}", ms.join(", "));
+        silver
+    }
 }
 
 impl Silver {
     /// The silver rows of the people in `scope` whose customer_unique_id
-    /// falls in `pass`.
-    fn read(scope: &Scope, pass: Pass, reading: Reading) -> Silver {
+    /// falls in `pass`, as far as the ranking needs (see `OrdersRead`).
+    fn read_orders_part(scope: &Scope, pass: Pass) -> OrdersRead {
         let mut silver = Silver {
             customers: Interner::default(),
             customer: Vec::new(),
@@ -303,29 +337,16 @@ impl Silver {
             categories: Interner::default(),
             zip_means: HashMap::default(),
         };
-        let mut marks = vec![Instant::now()];
+        let started = Instant::now();
+        let mut marks = vec![std::time::Duration::ZERO];
         silver.read_customers(scope, pass);
-        marks.push(Instant::now());
+        marks.push(started.elapsed());
         let (orders, mut order) = silver.read_orders(scope, pass);
-        marks.push(Instant::now());
+        marks.push(started.elapsed());
         read_payments(scope, &orders, &mut order);
         silver.tally_orders(&order);
-        marks.push(Instant::now());
-        if matches!(reading, Reading::Ranking) {
-            return silver;
-        }
-        silver.read_items(scope, &orders, &order);
-        marks.push(Instant::now());
-        silver.read_reviews(scope, &orders, &order);
-        marks.push(Instant::now());
-        match reading {
-            Reading::RecordsWith(zip_means) => silver.zip_means = zip_means.clone(),
-            _ => silver.read_geolocation(scope),
-        }
-        marks.push(Instant::now());
-        let ms: Vec<String> = marks.windows(2).map(|w| format!("{:.0}", (w[1] - w[0]).as_secs_f64() * 1e3)).collect();
-        pgrx::debug1!("golden360 gold: silver read ms (customers, orders, payments, items, reviews, geolocation): {}", ms.join(", "));
-        silver
+        marks.push(started.elapsed());
+        OrdersRead { silver, orders, order, pass, started, marks }
     }
 
     fn read_customers(&mut self, scope: &Scope, pass: Pass) {
