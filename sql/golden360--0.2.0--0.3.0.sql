@@ -51,7 +51,8 @@ CREATE  FUNCTION golden360_internal."build_gold"(
 	"added" bigint,  /* i64 */
 	"bridge_added" bigint,  /* i64 */
 	"up_to_run" bigint,  /* i64 */
-	"people" TEXT[]  /* :: std :: option :: Option < Vec < String > > */
+	"people" TEXT[],  /* :: std :: option :: Option < Vec < String > > */
+	"passes" bigint  /* i64 */
 )
 STRICT
 LANGUAGE c /* Rust */
@@ -121,11 +122,13 @@ COMMENT ON TABLE golden360.silver_runs IS
     'silver from all of bronze (full) or applied the new batches (incremental)';
 ALTER TABLE golden360.gold_runs
     ADD COLUMN mode text NOT NULL DEFAULT 'full' CHECK (mode IN ('full', 'incremental')),
-    ADD COLUMN recomputed bigint NOT NULL DEFAULT 0;
+    ADD COLUMN recomputed bigint NOT NULL DEFAULT 0,
+    ADD COLUMN passes integer NOT NULL DEFAULT 1 CHECK (passes >= 1);
 COMMENT ON TABLE golden360.gold_runs IS
     'What each successful refresh_gold() did: golden records written (new or changed), removed (people gone from '
-    'silver) and left unchanged, the same for bridge rows, the silver run it was built from, and whether it '
-    'recomputed everyone (full) or the people silver''s changes lead to (incremental; recomputed: how many)';
+    'silver) and left unchanged, the same for bridge rows, the silver run it was built from, whether it '
+    'recomputed everyone (full) or the people silver''s changes lead to (incremental; recomputed: how many), and '
+    'in how many passes by customer_unique_id (more than 1 when a full build would not fit maintenance_work_mem)';
 
 CREATE TABLE golden360.silver_batches (
     batch_id bigint PRIMARY KEY,
@@ -587,17 +590,22 @@ BEGIN
         bridge_rows := previous.bridge_rows + built.bridge_added - built.bridge_removed;
     END IF;
     INSERT INTO golden360.gold_runs (run_id, people, bridge_rows, written, removed, unchanged, bridge_written,
-                                     bridge_removed, silver_run_id, millis, mode, recomputed)
+                                     bridge_removed, silver_run_id, millis, mode, recomputed, passes)
     VALUES (run, people, bridge_rows, built.written, built.removed, people - built.written, built.bridge_written,
             built.bridge_removed, coalesce((SELECT max(run_id) FROM golden360.silver_runs), 0),
-            extract(epoch FROM clock_timestamp() - started) * 1000, built.mode, built.recomputed);
+            extract(epoch FROM clock_timestamp() - started) * 1000, built.mode, built.recomputed,
+            greatest(built.passes, 1));
     INSERT INTO golden360.refresh_state AS s (layer, fingerprint, run_id) VALUES ('gold', wanted_fingerprint, run)
         ON CONFLICT (layer) DO UPDATE SET fingerprint = excluded.fingerprint, run_id = excluded.run_id,
                                           updated_at = clock_timestamp();
     PERFORM set_config('lock_timeout', saved_lock_timeout, true);
     IF built.mode = 'full' THEN
-        RAISE NOTICE 'gold run %: % people (% written, % removed, % unchanged), % customer_ids', run,
-            people, built.written, built.removed, people - built.written, bridge_rows;
+        RAISE NOTICE 'gold run %: % people (% written, % removed, % unchanged), % customer_ids%', run,
+            people, built.written, built.removed, people - built.written, bridge_rows,
+            CASE WHEN built.passes > 1
+                 THEN format(', in %s passes by customer_unique_id (maintenance_work_mem %s)', built.passes,
+                             current_setting('maintenance_work_mem'))
+                 ELSE '' END;
     ELSE
         RAISE NOTICE 'gold run % (incremental, % people recomputed): % people (% written, % removed, % unchanged), '
                      '% customer_ids', run, built.recomputed, people, built.written, built.removed,

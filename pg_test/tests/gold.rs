@@ -143,6 +143,9 @@ fn a_full_build_in_little_memory_runs_in_passes_and_equals_one_in_ample_memory()
     let (small_peak, ample_peak) = (rust_heap_peak(&mut s), rust_heap_peak(&mut a));
     // What stays is per zip (the geolocation's sums), not per person.
     assert!(small_peak * 2 < ample_peak, "Rust heap peak in passes {small_peak} bytes, in one pass {ample_peak}");
+    let passes = "SELECT passes::bigint FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1";
+    let (small_passes, ample_passes) = (count(&mut s, passes), count(&mut a, passes));
+    assert!(small_passes >= 4 && ample_passes == 1, "passes: {small_passes} in 1 MB, {ample_passes} in 512 MB");
     let people = count(&mut a, "SELECT count(*) FROM gold.unified_customer_360");
     assert!(people > 9_000, "{people} people: enough to need several passes in 1 MB");
     assert_eq!(outcome(&mut s), outcome(&mut a));

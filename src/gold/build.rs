@@ -49,6 +49,9 @@ pub struct Outcome {
     pub bridge_added: i64,
     pub bridge_written: i64,
     pub bridge_removed: i64,
+    /// Passes by customer_unique_id the people were computed in (1: at
+    /// once; 0: nobody to compute).
+    pub passes: i64,
 }
 
 impl Outcome {
@@ -63,6 +66,7 @@ impl Outcome {
             bridge_added: self.bridge_added + bridge.added,
             bridge_written: self.bridge_written + bridge.written,
             bridge_removed: self.bridge_removed + bridge.removed,
+            passes: self.passes + 1,
         }
     }
 }

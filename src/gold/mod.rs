@@ -127,6 +127,7 @@ pub mod golden360_internal {
             name!(bridge_added, i64),
             name!(up_to_run, i64),
             name!(people, Option<Vec<String>>),
+            name!(passes, i64),
         ),
     > {
         crate::memory::step_started();
@@ -154,6 +155,7 @@ pub mod golden360_internal {
             o.bridge_added,
             pending.up_to_run,
             people,
+            o.passes,
         ))
     }
 
