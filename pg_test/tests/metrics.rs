@@ -73,6 +73,7 @@ fn the_exporter_reports_the_pipeline_layers_and_failures() {
     assert!(sample(&samples, "golden360_pipeline_last_success_age_seconds", &[]) < 60.0);
     let people = count(&mut c, "SELECT count(*) FROM gold.unified_customer_360") as f64;
     assert_eq!(sample(&samples, "golden360_gold_people", &[]), people);
+    assert_eq!(sample(&samples, "golden360_gold_passes", &[]), 1.0);
     assert_eq!(sample(&samples, "golden360_pipeline_step_rows", &["step=\"gold\""]), people);
     let customers = count(&mut c, "SELECT count(*) FROM silver.customers") as f64;
     assert_eq!(sample(&samples, "golden360_silver_silver_rows", &["table_name=\"customers\""]), customers);
