@@ -280,11 +280,13 @@ DECLARE
     list text := (SELECT string_agg(t::text, ', ') FROM unnest(tables) t);
 BEGIN
     LOOP
+        -- NOWAIT, then a pause: the wait never queues readers behind it,
+        -- and a cancel always ends it. (Waits bounded by lock_timeout were
+        -- ended by a signal that a pg_cancel_backend arriving with it
+        -- merged into, so a cancel could be taken for a lock timeout and
+        -- the refresh go on waiting.)
         BEGIN
-            -- Rolled back with the attempt when it fails.
-            PERFORM set_config('lock_timeout', '100ms', true);
-            EXECUTE format('LOCK TABLE %s IN %s MODE', list, mode);
-            PERFORM set_config('lock_timeout', golden360_internal.lock_timeout_ms()::text, true);
+            EXECUTE format('LOCK TABLE %s IN %s MODE NOWAIT', list, mode);
             RETURN;
         EXCEPTION WHEN lock_not_available THEN
             PERFORM golden360_internal.cancel_autovacuum_in_the_way(tables, mode);
@@ -298,6 +300,7 @@ BEGIN
                               || 'golden360.lock_timeout sets how long a refresh waits.';
             END IF;
         END;
+        PERFORM pg_catalog.pg_sleep(0.02);
     END LOOP;
 END
 $$;

@@ -184,9 +184,12 @@ fn one_run_at_a_time_and_interrupted_runs_are_recorded() {
     let (third_run, third_pid) = wait_for_running(&mut c, run);
     let status: String = c.query_one("SELECT status FROM golden360.pipeline_runs WHERE run_id = $1", &[&run]).unwrap().get(0);
     assert_eq!(status, "abandoned");
-    // Cancel it once it waits at the silver step, not before.
+    // Cancel it once it waits at the silver step, not before: between its
+    // NOWAIT attempts at the lock it sleeps.
     eventually("the third run waiting on the silver step's lock", Duration::from_secs(30), || {
-        let waits = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {third_pid} AND wait_event_type = 'Lock'");
+        let waits = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = {third_pid} AND (wait_event_type = 'Lock' OR wait_event = 'PgSleep')"
+        );
         (count(&mut c, &waits) > 0).then_some(())
     });
     c.execute("SELECT pg_cancel_backend($1)", &[&third_pid]).unwrap();
