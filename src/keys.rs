@@ -134,8 +134,14 @@ impl Pass {
         (0..count.max(1)).map(move |index| Pass { index, count: count.max(1) })
     }
 
-    /// Whether the key of hash `key` (`key_hash`) falls in this pass.
-    pub fn holds(&self, key: u128) -> bool {
-        self.count == 1 || ((key >> 64) as u64) % self.count == self.index
+    /// Whether the key whose hash `hash` gives falls in this pass; with one
+    /// pass the hash is not computed.
+    pub fn holds_by(&self, hash: impl FnOnce() -> u128) -> bool {
+        self.count == 1 || ((hash() >> 64) as u64) % self.count == self.index
+    }
+
+    /// Whether key `bytes` (by `key_hash`) falls in this pass.
+    pub fn holds_key(&self, bytes: &[u8]) -> bool {
+        self.holds_by(|| key_hash(bytes))
     }
 }

@@ -113,11 +113,10 @@ pub fn refresh(scope: &Scope) -> Outcome {
         return Outcome::default();
     }
     if matches!(scope, Scope::Everyone) {
-        let customers = Selection::all("silver", "customers", SHARE);
-        let (estimate, passes) = (customers.estimated_rows(), passes_for_everyone(customers.estimated_rows()));
-        customers.close();
+        let customers = estimated_customers();
+        let passes = passes_for_everyone(customers);
         if passes > 1 {
-            return refresh_everyone_in_passes(passes, estimate);
+            return refresh_everyone_in_passes(passes, customers);
         }
     }
     let started = Instant::now();
@@ -149,6 +148,15 @@ pub fn refresh(scope: &Scope) -> Outcome {
         (rescored - synced).as_secs_f64() * 1e3
     );
     Outcome::default().with(gold.records.len(), &records, &bridge)
+}
+
+/// How many rows silver.customers holds, as the planner estimates them:
+/// what a full build and the full cross-checks size their passes by.
+pub(super) fn estimated_customers() -> usize {
+    let customers = Selection::all("silver", "customers", SHARE);
+    let estimate = customers.estimated_rows();
+    customers.close();
+    estimate
 }
 
 /// What a full build holds per silver customer for its people (the maps
@@ -365,7 +373,7 @@ impl Silver {
             [("customer_id", Text), ("customer_unique_id", Text), ("customer_zip", Integer), ("customer_city", Text), ("customer_state", Text)]
                 .map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
-            if pass.count > 1 && !pass.holds(key_hash(row.text(person))) {
+            if !pass.holds_key(row.text(person)) {
                 return;
             }
             let number = self.customers.intern(row.text(id));
@@ -966,7 +974,7 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>, pass: Pass) -> Sync
     let mut kept = vec![false; target.len()];
     let mut doomed: Vec<pg_sys::ItemPointerData> = Vec::new();
     let (mut removed, mut rewritten) = (0, 0);
-    let mut unplaced: Vec<(pg_sys::ItemPointerData, Key)> = Vec::new();
+    let mut unplaced: Vec<(pg_sys::ItemPointerData, Vec<u8>)> = Vec::new();
     scan.for_each(|row| {
         match target.find(row.text(T::KEY)) {
             Some(i) if !kept[i] => {
@@ -982,10 +990,10 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>, pass: Pass) -> Sync
                 }
             }
             Some(_) => doomed.push(row.tid),
-            None if pass.count > 1 && !pass.holds(key_hash(row.text(T::PERSON))) => {}
+            None if !pass.holds_key(row.text(T::PERSON)) => {}
             // Its key (a customer_id) may have moved to a person of a later
             // pass, which will rewrite the row: see below.
-            None if pass.count > 1 && T::KEY != T::PERSON => unplaced.push((row.tid, Key::Text(row.text(T::KEY).to_vec()))),
+            None if pass.count > 1 && T::KEY != T::PERSON => unplaced.push((row.tid, row.text(T::KEY).to_vec())),
             None => {
                 doomed.push(row.tid);
                 removed += 1;
@@ -993,9 +1001,9 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>, pass: Pass) -> Sync
         }
     });
     if !unplaced.is_empty() {
-        let still_customers = customer_ids_in_silver(unplaced.iter().map(|(_, key)| key.clone()).collect());
-        for (tid, key) in unplaced {
-            if !matches!(&key, Key::Text(id) if still_customers.contains(&key_hash(id))) {
+        let still_customers = customer_ids_in_silver(unplaced.iter().map(|(_, id)| Key::Text(id.clone())).collect());
+        for (tid, id) in unplaced {
+            if !still_customers.contains(&key_hash(&id)) {
                 doomed.push(tid);
                 removed += 1;
             }

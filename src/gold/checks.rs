@@ -4,7 +4,7 @@
 //! counted orders), so a slip in the build's per-person arithmetic
 //! cannot vouch for itself.
 
-use super::build::is_counted;
+use super::build::{estimated_customers, is_counted};
 use crate::keys::{key_hash, KeyHashState, Pass};
 use crate::pg::scan::{Key, Selection};
 use crate::pg::types::SqlType::{Integer, Text};
@@ -28,11 +28,6 @@ fn keys(capacity: usize) -> Keys {
 /// sets (five sets of 128-bit hashes), measured: 102 MiB at scale 10 for
 /// 993,894 customers.
 const CHECK_BYTES_PER_CUSTOMER: u64 = 128;
-
-/// Whether a row of person `person` is this pass's to count.
-fn counts_in(pass: Pass, person: &[u8]) -> bool {
-    pass.count == 1 || pass.holds(key_hash(person))
-}
 
 /// The rows of `table` to check: all, or those whose `column` is one of `keys`.
 fn rows(schema: &str, table: &str, column: &str, keys: Option<Vec<Key>>) -> Selection {
@@ -58,12 +53,7 @@ fn rows(schema: &str, table: &str, column: &str, keys: Option<Vec<Key>>) -> Sele
 pub fn run(people: Option<&[Vec<u8>]>) -> Vec<Check> {
     let passes = match people {
         Some(_) => 1,
-        None => {
-            let customers = Selection::all("silver", "customers", pg_sys::AccessShareLock);
-            let estimate = customers.estimated_rows() as u64;
-            customers.close();
-            Pass::count_for_bytes(estimate.saturating_mul(CHECK_BYTES_PER_CUSTOMER))
-        }
+        None => Pass::count_for_bytes((estimated_customers() as u64).saturating_mul(CHECK_BYTES_PER_CUSTOMER)),
     };
     let (mut silver, mut gold) = (SilverTotals::default(), GoldTotals::default());
     for pass in Pass::all(passes) {
@@ -106,7 +96,7 @@ impl SilverTotals {
         let mut id_list = some.map(|_| Vec::new());
         let [id, person] = ["customer_id", "customer_unique_id"].map(|c| scan.attr(c, Text));
         scan.for_each(|row| {
-            if !counts_in(pass, row.text(person)) {
+            if !pass.holds_key(row.text(person)) {
                 return;
             }
             customers.insert(key_hash(row.text(id)));
@@ -185,7 +175,7 @@ impl GoldTotals {
             [("golden_id", Text), ("customer_unique_id", Text), ("total_spend", super::spec::SPEND), ("order_count", Integer)]
                 .map(|(c, ty)| scan.attr(c, ty));
         scan.for_each(|row| {
-            if !counts_in(pass, row.text(person)) {
+            if !pass.holds_key(row.text(person)) {
                 return;
             }
             gold.rows += 1;
@@ -199,7 +189,7 @@ impl GoldTotals {
         let mut scan = rows("gold", "identity_bridge", "customer_id", customer_ids.clone());
         let [golden_id, person] = ["golden_id", "customer_unique_id"].map(|c| scan.attr(c, Text));
         scan.for_each(|row| {
-            if !counts_in(pass, row.text(person)) {
+            if !pass.holds_key(row.text(person)) {
                 return;
             }
             gold.bridge_rows += 1;

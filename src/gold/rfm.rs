@@ -70,7 +70,7 @@ pub struct Boundaries {
 
 impl Boundaries {
     fn bucket(&self, dimension: usize, place: &Place) -> i16 {
-        1 + self.first_of[dimension].iter().filter(|&b| place >= b).count() as i16
+        bucket_of(place, &self.first_of[dimension])
     }
 
     fn scores(&self, keys: [i64; 3], golden_id: [u8; 32]) -> [i16; 3] {
@@ -136,6 +136,12 @@ impl Boundaries {
         })
         .unwrap_or_else(|e| spi_failed("writing golden360_internal.rfm_boundaries", e));
     }
+}
+
+/// The bucket of `place` in a dimension whose buckets but the first begin
+/// at `first_places`: one more than the beginnings at or below it.
+fn bucket_of<'a>(place: &Place, first_places: impl IntoIterator<Item = &'a Place>) -> i16 {
+    1 + first_places.into_iter().filter(|&b| place >= b).count() as i16
 }
 
 /// Every place, if none is missing.
@@ -783,8 +789,7 @@ impl Scorer {
         let keys = keys_of(tally);
         (tally.order_count > 0).then(|| {
             std::array::from_fn(|d| {
-                let place = Place { key: keys[d], golden_id };
-                1 + self.first_of[d].iter().flatten().filter(|&b| place >= *b).count() as i16
+                bucket_of(&Place { key: keys[d], golden_id }, self.first_of[d].iter().flatten())
             })
         })
     }

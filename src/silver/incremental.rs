@@ -496,7 +496,7 @@ fn apply_pass(
     let context = &state.context;
     for &batch in batches {
         bronze.for_each_equal(batch, |row| {
-            if pass.count == 1 || pass.holds(key_of(&key_fields, |f| row.text(attrs.record[f]), context, &mut buf)) {
+            if pass.holds_by(|| key_of(&key_fields, |f| row.text(attrs.record[f]), context, &mut buf)) {
                 attrs.read(row, &mut rows);
             }
         });
@@ -511,7 +511,7 @@ fn apply_pass(
         let arrived: Vec<String> = arrived.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
         for (tid, batch, row, record) in quarantined_for(spec.table, &rule.name, source, arrived) {
             let field = |name: &str| record.get(name).and_then(|v| v.as_str()).unwrap_or_default().as_bytes();
-            if pass.count == 1 || pass.holds(key_of(&key_fields, |f| field(attrs.record_names[f]), context, &mut buf)) {
+            if pass.holds_by(|| key_of(&key_fields, |f| field(attrs.record_names[f]), context, &mut buf)) {
                 rechecked_tids.push(tid);
                 rows.push(batch, row, attrs.record_names.iter().map(|n| field(n)));
             }
