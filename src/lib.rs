@@ -70,6 +70,7 @@ static ALLOCATOR: memory::Accounting = memory::Accounting;
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    pg::rust_heap::register();
     ops::register_settings();
     #[cfg(golden360_coverage)]
     coverage::write_profiles_where_the_report_reads();

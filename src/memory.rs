@@ -1,9 +1,10 @@
 //! The Rust heap, accounted and bounded. The builds keep their maps, sort
 //! records and candidate rows in Rust's allocator, outside PostgreSQL's
-//! memory contexts, where `pg_backend_memory_contexts` does not see them
-//! and where a failed allocation aborts the backend (and so makes the
-//! postmaster restart every session). This module counts every byte of it
-//! in this backend. The per-row safe points of the scans and the writers
+//! allocators, where a failed allocation aborts the backend (and so makes
+//! the postmaster restart every session). This module counts every byte of
+//! it in this backend, and `pg::rust_heap` lists the count among the
+//! backend's memory contexts (`pg_backend_memory_contexts`,
+//! `pg_log_backend_memory_contexts`) as `golden360 Rust heap`. The per-row safe points of the scans and the writers
 //! (`check`) stop a step with SQLSTATE 53200 once it holds more than
 //! `golden360.memory_limit`, long before the machine runs out: the error
 //! unwinds the step, which frees what it held, and the transaction rolls
@@ -97,6 +98,7 @@ pub fn step_started() {
 pub fn check() {
     let limit = crate::ops::memory_limit_bytes();
     let now = in_use();
+    crate::pg::rust_heap::publish(now);
     if now > limit {
         over_limit(now, limit);
     }

@@ -486,6 +486,69 @@ fn a_step_beyond_the_memory_limit_stops_cleanly_and_keeps_nothing() {
     server.check("memory limit");
 }
 
+/// The Rust heap is one of the backend's memory contexts, as a DBA looks
+/// for memory: in the session's own `pg_backend_memory_contexts`, equal to
+/// what rust_memory() counts, and, for a refresh running in another
+/// session, in the lines `pg_log_backend_memory_contexts(pid)` writes to
+/// the server log, where it holds megabytes mid-build and is back to
+/// almost nothing once the refresh is over.
+#[test]
+fn the_rust_heap_is_listed_among_the_backends_memory_contexts() {
+    let log = std::env::var("G360_PGLOG").expect("G360_PGLOG: the cluster's jsonlog file");
+    let server = SameServer::now();
+    let (db, _dir) = database_with_sample("sec_heap_context", 0.3, 79);
+    let mut c = connect(&db);
+    c.batch_execute("CALL golden360.refresh_silver()").unwrap();
+    let listed = c
+        .query(
+            "SELECT parent, level, total_bytes, used_bytes, free_bytes FROM pg_backend_memory_contexts \
+              WHERE name = 'golden360 Rust heap'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(listed.len(), 1, "one context per backend");
+    let (parent, level, total, used, free): (String, i32, i64, i64, i64) =
+        (listed[0].get(0), listed[0].get(1), listed[0].get(2), listed[0].get(3), listed[0].get(4));
+    assert_eq!((parent.as_str(), level), ("TopMemoryContext", 1));
+    let (held, _, _) = rust_memory(&mut c);
+    assert!(total == used && free == 0 && total.abs_diff(held) < 64 << 10, "context {total} bytes, rust_memory() {held}");
+
+    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
+    let build = std::thread::spawn(move || {
+        let result = c.batch_execute("SET maintenance_work_mem = '1GB'; CALL golden360.rebuild()");
+        (c, result)
+    });
+    let mut admin = connect(&db);
+    while !build.is_finished() {
+        admin.query("SELECT pg_log_backend_memory_contexts($1)", &[&pid]).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (mut c, result) = build.join().unwrap();
+    result.unwrap();
+    let of_the_build = format!("\"pid\":{pid},");
+    let held: Vec<u64> = golden360_it::eventually("a report of megabytes held", Duration::from_secs(10), || {
+        let text = std::fs::read(&log).unwrap();
+        let held: Vec<u64> = String::from_utf8_lossy(&text[from.min(text.len())..])
+            .lines()
+            .filter(|l| l.contains(&of_the_build))
+            .filter_map(|l| {
+                let line: serde_json::Value = serde_json::from_str(l).unwrap();
+                let bytes = line["message"].as_str()?.split("golden360 Rust heap: ").nth(1)?.split(' ').next()?.to_string();
+                Some(bytes.parse().unwrap())
+            })
+            .collect();
+        held.iter().any(|&b| b > 4 << 20).then_some(held)
+    });
+    println!("Rust heap in the reports during the build, bytes: {held:?}");
+    let after: i64 = c
+        .query_one("SELECT total_bytes FROM pg_backend_memory_contexts WHERE name = 'golden360 Rust heap'", &[])
+        .unwrap()
+        .get(0);
+    assert!(after < 1 << 20, "after the build the context shows {after} bytes");
+    server.check("Rust heap context");
+}
+
 /// One source directory whose sellers file is swapped, again and again,
 /// between a regular file, a symlink to a file outside golden360.data_dir
 /// and a FIFO, while ingestions run: none reads outside, none hangs.

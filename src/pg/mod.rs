@@ -10,6 +10,7 @@
 //! - `bulk`: COPY-style multi-inserts, tuple deletes and row building;
 //! - `sort`: byte strings sorted by tuplesort within `maintenance_work_mem`, spilling beyond it;
 //! - `context`: memory contexts for one row's datums, and a writer's batch context;
+//! - `rust_heap`: the Rust heap listed among the backend's memory contexts;
 //! - `snapshot`: seeing the refresh's own writes under the statement's
 //!   snapshot, and the transaction's start time.
 
@@ -17,6 +18,7 @@ pub mod bulk;
 pub mod context;
 pub mod owner;
 pub mod relation;
+pub mod rust_heap;
 pub mod scan;
 pub mod snapshot;
 pub mod sort;
