@@ -3,8 +3,10 @@
 #
 # Baseline: plain COPY of the same nine files into text tables with the
 # same CSV columns (no lineage, no hashing), in one transaction, on the same
-# cluster. Each side runs $RUNS times, alternating, from a warm page cache;
-# the median is reported. Then the backend's peak private memory (RssAnon,
+# cluster; and ingest_bronze with golden360.helper_threads = 0 (every file
+# parsed and hashed on the backend's own thread, not ahead on a helper).
+# Each side runs $RUNS times, alternating, from a warm page cache; the
+# median is reported. Then the backend's peak private memory (RssAnon,
 # sampled every 20 ms, and VmHWM) while ingesting scale 1 and scale 5: it must
 # not grow with file size.
 #
@@ -35,10 +37,10 @@ copy_sql=$(bench_psql -c "SELECT string_agg(format('COPY baseline.%I FROM %L (FO
 rows=$(bench_psql -c "SELECT sum(rows) FROM golden360.ingest_bronze('$data')")
 bytes=$(du -cb "$data"/*.csv | tail -1 | cut -f1)
 
-time_bronze() {
+time_bronze() { # [helper_threads]
     bench_psql -c "DROP EXTENSION golden360 CASCADE" -c "CREATE EXTENSION golden360" -c "CHECKPOINT"
     local t0; t0=$(now_ms)
-    bench_psql -c "SELECT count(*) FROM golden360.ingest_bronze('$data')" >/dev/null
+    bench_psql -c "SET golden360.helper_threads = ${1:-1}" -c "SELECT count(*) FROM golden360.ingest_bronze('$data')" >/dev/null
     echo $(( $(now_ms) - t0 ))
 }
 time_copy() {
@@ -50,13 +52,15 @@ time_copy() {
 }
 
 cat "$data"/*.csv >/dev/null # warm the page cache for both sides
-bronze_runs=(); copy_runs=()
+bronze_runs=(); copy_runs=(); alone_runs=()
 for _ in $(seq "$RUNS"); do
     copy_runs+=("$(time_copy)")
     bronze_runs+=("$(time_bronze)")
+    alone_runs+=("$(time_bronze 0)")
 done
 b=$(printf '%s\n' "${bronze_runs[@]}" | median)
 c=$(printf '%s\n' "${copy_runs[@]}" | median)
+a=$(printf '%s\n' "${alone_runs[@]}" | median)
 
 # Peak private memory of the ingesting backend.
 peak_memory() { # scale -> "rss_anon_peak_kb vm_hwm_kb"
@@ -86,8 +90,11 @@ echo "bronze ingestion vs plain COPY — generated sample, scale 1: $rows rows, 
 printf '%-36s %10s %14s %10s\n' "" "ms" "rows/s" "MiB/s"
 printf '%-36s %10d %14d %10.1f\n' "COPY into text tables (baseline)" "$c" $((rows * 1000 / c)) "$(echo "$bytes / 1048576 / ($c / 1000)" | bc -l)"
 printf '%-36s %10d %14d %10.1f\n' "golden360.ingest_bronze" "$b" $((rows * 1000 / b)) "$(echo "$bytes / 1048576 / ($b / 1000)" | bc -l)"
+printf '%-36s %10d %14d %10.1f\n' "  the same, helper_threads = 0" "$a" $((rows * 1000 / a)) "$(echo "$bytes / 1048576 / ($a / 1000)" | bc -l)"
 printf 'throughput ratio bronze/COPY: %.2fx (target >= 0.90x)   runs: COPY %s, bronze %s\n' \
     "$(echo "$c / $b" | bc -l)" "${copy_runs[*]}" "${bronze_runs[*]}"
+printf 'parsing ahead on a helper thread: %.2fx the time of the backend alone   runs: %s\n' \
+    "$(echo "$b / $a" | bc -l)" "${alone_runs[*]}"
 echo
 echo "ingesting backend's peak memory (must not grow with file size)"
 printf '%-10s %10s %18s %12s\n' "scale" "MiB in" "peak RssAnon KiB" "VmHWM KiB"

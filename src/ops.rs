@@ -23,6 +23,13 @@ static MAX_RECORD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1 << 20);
 /// with room to spare.
 static MEMORY_LIMIT_KB: GucSetting<i32> = GucSetting::<i32>::new(4 << 20);
 
+/// `golden360.helper_threads`: how many threads a step may run beside the
+/// backend's own for work that touches no PostgreSQL state (`pg::helper`):
+/// ingest parses and hashes each file ahead of the writer on one. 0 keeps
+/// all work on the backend's thread. Superuser-only: it spends the server's
+/// cores.
+static HELPER_THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
+
 /// `golden360.lock_timeout` (ms): how long a refresh waits for any lock
 /// before it fails with SQLSTATE 55P03 naming the session in its way.
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -77,6 +84,10 @@ pub fn memory_limit_bytes() -> usize {
     usize::try_from(MEMORY_LIMIT_KB.get()).unwrap_or(4 << 20).saturating_mul(1024)
 }
 
+pub fn helper_threads() -> usize {
+    usize::try_from(HELPER_THREADS.get()).unwrap_or(0)
+}
+
 pub fn max_record_bytes() -> usize {
     usize::try_from(MAX_RECORD_BYTES.get()).unwrap_or(1 << 20)
 }
@@ -91,6 +102,16 @@ pub fn register_settings() {
         1 << 30,
         GucContext::Suset,
         GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"golden360.helper_threads",
+        c"Threads a golden360 step may run beside the backend's own (ingest: parsing and hashing a file ahead of the writer).",
+        c"0 runs all of a step on the backend's thread.",
+        &HELPER_THREADS,
+        0,
+        64,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"golden360.lock_timeout",

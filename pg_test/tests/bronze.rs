@@ -143,3 +143,52 @@ fn drop_extension_leaves_nothing_behind() {
     assert_eq!(leftovers, 0);
     client.batch_execute("CREATE EXTENSION golden360").unwrap(); // and it installs again
 }
+
+/// Parsing ahead on helper threads stores exactly what the backend's own
+/// thread stores: every bronze row with its lineage (but the clock), every
+/// rejected record, every file's hash and counts, on a sample whose files
+/// span many hand-over batches and whose sellers file ends in malformed and
+/// over-long records.
+#[test]
+fn parsing_ahead_on_a_helper_thread_stores_what_the_backend_alone_stores() {
+    let dir = ScratchDir::new("helper_threads");
+    generate(&dir.0, 0.05, 31);
+    let sellers = dir.0.join("olist_sellers_dataset.csv");
+    let mut tail = std::fs::read(&sellers).unwrap();
+    tail.extend_from_slice(b"short,1\n\"unterminated");
+    tail.extend(std::iter::repeat_n(b'x', 3 << 20));
+    std::fs::write(&sellers, tail).unwrap();
+    let stored = |threads: i32| {
+        let db = fresh_database(&format!("helper_threads_{threads}"));
+        let mut c = connect(&db);
+        c.batch_execute(&format!("SET golden360.helper_threads = {threads}")).unwrap();
+        let files: Vec<(String, String, i64, i64, String)> = c
+            .query(INGEST, &[&dir.path()])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect();
+        let mut digests = BTreeMap::new();
+        let tables: Vec<String> =
+            c.query("SELECT table_name FROM golden360.source_files()", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        for table in tables.iter().map(|t| format!("bronze.{t}")).chain(["bronze.rejected_rows".to_string()]) {
+            let digest: String = c
+                .query_one(
+                    &format!(
+                        "SELECT count(*) || ':' || md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) \
+                           FROM (SELECT (to_jsonb(t) - '_ingested_at')::text AS r FROM {table} t) rows"
+                    ),
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            digests.insert(table, digest);
+        }
+        (files, digests)
+    };
+    let (alone, with_helper) = (stored(0), stored(2));
+    assert_eq!(alone.0, with_helper.0, "ingest_bronze's report");
+    assert_eq!(alone.1, with_helper.1, "the rows stored");
+    let sellers_report = alone.0.iter().find(|f| f.0 == "olist_sellers_dataset.csv").unwrap();
+    assert_eq!(sellers_report.3, 2, "the malformed and the over-long record are rejected");
+}

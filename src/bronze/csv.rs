@@ -62,6 +62,67 @@ pub enum Next<'r> {
     End,
 }
 
+/// Where records come from: parsed here (`Records`), or parsed ahead on a
+/// helper thread and handed over in batches (`loader::Ahead`).
+pub trait RecordSource {
+    fn next(&mut self) -> io::Result<Next<'_>>;
+}
+
+impl<R: Read> RecordSource for Records<R> {
+    fn next(&mut self) -> io::Result<Next<'_>> {
+        Records::next(self)
+    }
+}
+
+/// Parsed records that own their bytes, so they can cross to another
+/// thread: every record's fields back to back, their ends, and the spans.
+#[derive(Default)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    /// Per record: where its bytes and ends stop (they start where the
+    /// previous one's stop), its span, and whether it was too long.
+    items: Vec<(usize, usize, Span, bool)>,
+}
+
+impl Batch {
+    /// Bytes of fields held.
+    pub fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Records held (too long ones included).
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn push(&mut self, next: &Next<'_>) {
+        match next {
+            Next::Record(record) => {
+                self.bytes.extend_from_slice(record.bytes);
+                // A record's field ends count from its own first byte.
+                self.ends.extend_from_slice(record.ends);
+                self.items.push((self.bytes.len(), self.ends.len(), record.span, false));
+            }
+            Next::TooLong(span) => self.items.push((self.bytes.len(), self.ends.len(), *span, true)),
+            Next::End => {}
+        }
+    }
+
+    /// The `i`th record as the parser gave it (None past the last).
+    pub fn get(&self, i: usize) -> Option<Next<'_>> {
+        let &(bytes_to, ends_to, span, too_long) = self.items.get(i)?;
+        if too_long {
+            return Some(Next::TooLong(span));
+        }
+        let (bytes_from, ends_from) = match i {
+            0 => (0, 0),
+            _ => (self.items[i - 1].0, self.items[i - 1].1),
+        };
+        Some(Next::Record(Record { bytes: &self.bytes[bytes_from..bytes_to], ends: &self.ends[ends_from..ends_to], span }))
+    }
+}
+
 pub struct Records<R> {
     inner: R,
     core: csv_core::Reader,

@@ -7,17 +7,24 @@
 //! buffer of at most `golden360.max_record_bytes`, and the bulk writer's
 //! per-batch memory context.
 
-use super::csv::{Next, Record, Records, Span};
-use super::source::{self, HashingReader, PositionalReader, SourceHandle};
+use super::csv::{Batch, Next, Record, RecordSource, Records, Span};
+use super::source::{self, HashingReader, PositionalReader, SourceHandle, StoppableReader};
 use crate::error::raise;
 use olist_model::SourceFile;
 use crate::ops;
 use crate::pg::bulk::{BulkInsert, RowBuf};
+use crate::pg::helper;
 use crate::pg::relation::{own_table, DAMAGED_HINT};
 use crate::pg::types::SqlType;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
+use std::fs::File;
+use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::{Scope, ScopedJoinHandle};
 
 /// A rejected record keeps at most this many raw bytes (bytea's limit is
 /// 1 GB; a runaway unterminated quote can swallow the rest of a file).
@@ -63,12 +70,121 @@ pub fn records(handle: &SourceHandle) -> Records<HashingReader<PositionalReader<
 
 /// Load the file behind `handle` into `bronze.<source.table>`. Fails (and
 /// so rolls the whole batch back) on I/O errors or if the bytes parsed are
-/// not the bytes whose SHA-256 was recorded before loading.
+/// not the bytes whose SHA-256 was recorded before loading. With
+/// `golden360.helper_threads` above 0 the file is read, hashed and parsed
+/// on a helper thread, a few batches ahead of the backend, which writes.
 pub fn load(source: &SourceFile, handle: &SourceHandle, expected_sha256: &str, lineage: &Lineage) -> Loaded {
-    let mut target = BulkTarget::open(source);
-    let mut reader = records(handle);
-    source::check_header(source, &handle.real, &mut reader);
+    let (rows, rejected, (sha256, bytes)) = if ops::helper_threads() == 0 {
+        let mut reader = records(handle);
+        source::check_header(source, &handle.real, &mut reader);
+        let (rows, rejected) = write_records(source, handle, &mut reader, lineage);
+        (rows, rejected, reader.into_inner().finish())
+    } else {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let mut ahead = Ahead::start(scope, &handle.file, &stop);
+            source::check_header(source, &handle.real, &mut ahead);
+            let (rows, rejected) = write_records(source, handle, &mut ahead, lineage);
+            (rows, rejected, ahead.finish(&handle.real))
+        })
+    };
+    if sha256 != expected_sha256 {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("{} changed while it was being ingested", source.file_name),
+            Some(format!("sha256 before loading: {expected_sha256}\nsha256 of the bytes loaded: {sha256}")),
+            "Let the writer finish, then ingest again; nothing of this batch was loaded.",
+        );
+    }
+    Loaded { rows, rejected, sha256, bytes }
+}
 
+/// A batch handed over holds about this many bytes of fields: big enough
+/// that handing over costs nothing per row, small enough that the two
+/// batches in flight are a rounding error of a backend's memory.
+const AHEAD_BATCH_BYTES: usize = 256 << 10;
+
+/// Records parsed on a helper thread, a bounded number of batches ahead.
+/// Dropped (the load done, failed or cancelled), it tells the helper to
+/// stop, and the scope it was started in waits for the helper to end.
+struct Ahead<'scope> {
+    batches: Receiver<io::Result<Batch>>,
+    current: Batch,
+    at: usize,
+    stop: &'scope AtomicBool,
+    helper: Option<ScopedJoinHandle<'scope, Option<(String, u64)>>>,
+}
+
+impl<'scope> Ahead<'scope> {
+    fn start<'env>(scope: &'scope Scope<'scope, 'env>, file: &'scope File, stop: &'scope AtomicBool) -> Ahead<'scope> {
+        let (hand_over, batches) = sync_channel(2);
+        let max_record_bytes = ops::max_record_bytes();
+        let helper = helper::spawn(scope, "golden360 ingest parser", move || {
+            parse_ahead(Records::new(HashingReader::new(StoppableReader::new(file, stop)), max_record_bytes), &hand_over)
+        });
+        Ahead { batches, current: Batch::default(), at: 0, stop, helper: Some(helper) }
+    }
+
+    /// The SHA-256 and size of every byte the helper parsed, once all its
+    /// records were taken.
+    fn finish(mut self, path: &Path) -> (String, u64) {
+        let helper = self.helper.take().expect("finished once");
+        helper::join(helper).unwrap_or_else(|| source::io_error(path, "the parser stopped before the end of the file"))
+    }
+}
+
+impl RecordSource for Ahead<'_> {
+    fn next(&mut self) -> io::Result<Next<'_>> {
+        while self.at >= self.current.len() {
+            match helper::receive(&self.batches) {
+                Some(Ok(batch)) => (self.current, self.at) = (batch, 0),
+                Some(Err(e)) => return Err(e),
+                None => return Ok(Next::End),
+            }
+        }
+        self.at += 1;
+        Ok(self.current.get(self.at - 1).expect("a record of the batch"))
+    }
+}
+
+impl Drop for Ahead<'_> {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+    }
+}
+
+/// The helper's side: parse `records` into batches and hand each over;
+/// returns the hash of the bytes read, or None after an error (handed
+/// over) or when the backend stopped listening.
+fn parse_ahead<R: io::Read>(mut records: Records<HashingReader<R>>, hand_over: &SyncSender<io::Result<Batch>>) -> Option<(String, u64)> {
+    loop {
+        let mut batch = Batch::default();
+        let ended = loop {
+            match records.next() {
+                Err(e) => {
+                    let _ = hand_over.send(Err(e));
+                    return None;
+                }
+                Ok(Next::End) => break true,
+                Ok(next) => batch.push(&next),
+            }
+            if batch.bytes() >= AHEAD_BATCH_BYTES {
+                break false;
+            }
+        };
+        if hand_over.send(Ok(batch)).is_err() {
+            return None;
+        }
+        if ended {
+            return Some(records.into_inner().finish());
+        }
+    }
+}
+
+/// Write every record `reader` gives after the header into the table:
+/// (rows stored, records rejected).
+fn write_records(source: &SourceFile, handle: &SourceHandle, reader: &mut impl RecordSource, lineage: &Lineage) -> (i64, i64) {
+    let mut target = BulkTarget::open(source);
     let source_file_datum = source.file_name.into_datum().expect("a text datum");
     let mut row_number: i64 = 0;
     let mut rows: i64 = 0;
@@ -110,17 +226,7 @@ pub fn load(source: &SourceFile, handle: &SourceHandle, expected_sha256: &str, l
         rejected += 1;
     }
     target.finish();
-
-    let (sha256, bytes) = reader.into_inner().finish();
-    if sha256 != expected_sha256 {
-        raise(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("{} changed while it was being ingested", source.file_name),
-            Some(format!("sha256 before loading: {expected_sha256}\nsha256 of the bytes loaded: {sha256}")),
-            "Let the writer finish, then ingest again; nothing of this batch was loaded.",
-        );
-    }
-    Loaded { rows, rejected, sha256, bytes }
+    (rows, rejected)
 }
 
 /// Why a record cannot be stored as a bronze row, if it cannot.

@@ -23,6 +23,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// Read buffer for hashing and parsing: large enough that syscalls vanish
 /// from the profile, small enough to stay in L2.
@@ -214,6 +215,32 @@ impl Read for PositionalReader<'_> {
     }
 }
 
+/// A `PositionalReader` for a helper thread, which must not touch
+/// PostgreSQL: instead of checking for a cancel, it stops with an error once
+/// `stop` is set (the backend, cancelled or failing, sets it).
+pub struct StoppableReader<'f> {
+    file: &'f File,
+    offset: u64,
+    stop: &'f AtomicBool,
+}
+
+impl<'f> StoppableReader<'f> {
+    pub fn new(file: &'f File, stop: &'f AtomicBool) -> Self {
+        StoppableReader { file, offset: 0, stop }
+    }
+}
+
+impl Read for StoppableReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stop.load(Relaxed) {
+            return Err(io::Error::other("stopped: the ingest ended"));
+        }
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 /// A reader that hashes every byte that passes through it, so the loader
 /// can prove it parsed exactly the bytes whose SHA-256 it recorded.
 pub struct HashingReader<R> {
@@ -265,7 +292,7 @@ pub fn io_error(path: &Path, e: impl std::fmt::Display) -> ! {
 
 /// Fails unless the file's first record is exactly the registry's header
 /// (a UTF-8 BOM before it is allowed: the parser drops it).
-pub fn check_header<R: Read>(source: &SourceFile, path: &Path, reader: &mut super::csv::Records<R>) {
+pub fn check_header(source: &SourceFile, path: &Path, reader: &mut impl super::csv::RecordSource) {
     let found: Vec<String> = match reader.next() {
         Ok(super::csv::Next::Record(record)) => {
             record.fields().map(|f| String::from_utf8_lossy(f).into_owned()).collect()

@@ -10,12 +10,15 @@
 //! - `bulk`: COPY-style multi-inserts, tuple deletes and row building;
 //! - `sort`: byte strings sorted by tuplesort within `maintenance_work_mem`, spilling beyond it;
 //! - `context`: memory contexts for one row's datums, and a writer's batch context;
+//! - `helper`: helper threads for work that touches no PostgreSQL state,
+//!   spawned with signals blocked and waited for with cancel checks;
 //! - `rust_heap`: the Rust heap listed among the backend's memory contexts;
 //! - `snapshot`: seeing the refresh's own writes under the statement's
 //!   snapshot, and the transaction's start time.
 
 pub mod bulk;
 pub mod context;
+pub mod helper;
 pub mod owner;
 pub mod relation;
 pub mod rust_heap;
