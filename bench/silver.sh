@@ -36,3 +36,18 @@ printf '%-22s %9d\n' "checks+indexes+swap" $((s - built))
 printf '%-22s %9d\n' "silver total" "$s"
 printf '%-22s %9d\n' "bronze ingestion" "$b"
 printf 'silver / bronze: %.2fx (target <= 2.00x)\n' "$(echo "$s / $b" | bc -l)"
+
+# The same full build with and without a background worker (geolocation's
+# pass 1 beside the other tables, golden360.build_workers), alternating,
+# over the bronze just loaded.
+rebuild() { # build_workers -> ms
+    local t0; t0=$(now_ms)
+    bench_psql -c "SET golden360.build_workers = $1" -c "SELECT golden360_internal.silver_refresh(true)" >/dev/null 2>&1
+    echo $(( $(now_ms) - t0 ))
+}
+with=() without=()
+for _ in $(seq "$RUNS"); do without+=("$(rebuild 0)"); with+=("$(rebuild 1)"); done
+w=$(printf '%s\n' "${with[@]}" | median)
+wo=$(printf '%s\n' "${without[@]}" | median)
+printf 'full rebuild with a background worker: %d ms, without: %d ms (%.2fx)   runs: with %s; without %s\n' \
+    "$w" "$wo" "$(echo "$w / $wo" | bc -l)" "${with[*]}" "${without[*]}"

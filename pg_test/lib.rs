@@ -56,6 +56,16 @@ impl Drop for KillOnDrop {
 }
 
 /// A connection to a database of this name.
+/// A connection that keeps the NOTICEs (and, under client_min_messages,
+/// DEBUG lines) it receives.
+pub fn connect_collecting_notices(dbname: &str) -> (Client, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = notices.clone();
+    let mut config = config(dbname);
+    config.notice_callback(move |notice| sink.lock().unwrap().push(notice.message().to_string()));
+    (config.connect(postgres::NoTls).unwrap(), notices)
+}
+
 pub fn connect(dbname: &str) -> Client {
     config(dbname).connect(NoTls).unwrap_or_else(|e| panic!("connecting to {dbname}: {e} (is the cluster started?)"))
 }

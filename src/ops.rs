@@ -30,6 +30,13 @@ static MEMORY_LIMIT_KB: GucSetting<i32> = GucSetting::<i32>::new(4 << 20);
 /// cores.
 static HELPER_THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
 
+/// `golden360.build_workers`: how many background workers a full build may
+/// start (`pg::worker`): silver's sifts its biggest stand-alone table
+/// (geolocation) in one while the backend builds the rest. 0: none.
+/// Superuser-only: it spends the server's cores and worker slots
+/// (max_worker_processes).
+static BUILD_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
+
 /// `golden360.lock_timeout` (ms): how long a refresh waits for any lock
 /// before it fails with SQLSTATE 55P03 naming the session in its way.
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -84,6 +91,10 @@ pub fn memory_limit_bytes() -> usize {
     usize::try_from(MEMORY_LIMIT_KB.get()).unwrap_or(4 << 20).saturating_mul(1024)
 }
 
+pub fn build_workers() -> usize {
+    usize::try_from(BUILD_WORKERS.get()).unwrap_or(0)
+}
+
 pub fn helper_threads() -> usize {
     usize::try_from(HELPER_THREADS.get()).unwrap_or(0)
 }
@@ -102,6 +113,16 @@ pub fn register_settings() {
         1 << 30,
         GucContext::Suset,
         GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"golden360.build_workers",
+        c"Background workers a golden360 full build may start (silver: geolocation's pass 1 beside the other tables).",
+        c"0 runs all of a build in the backend. Each takes a max_worker_processes slot while it runs.",
+        &BUILD_WORKERS,
+        0,
+        8,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"golden360.helper_threads",

@@ -1,19 +1,9 @@
 //! `CALL golden360.run_pipeline(source_dir)`: recorded runs, progress
 //! NOTICEs, failures that stay recorded, and one run at a time.
 
-use golden360_it::{config, connect, count, eventually, fresh_database, generate, ScratchDir};
-use postgres::{Client, NoTls};
-use std::sync::{Arc, Mutex};
+use golden360_it::{connect, connect_collecting_notices, count, eventually, fresh_database, generate, ScratchDir};
+use postgres::Client;
 use std::time::{Duration, Instant};
-
-/// A connection that keeps the NOTICEs it receives.
-fn connect_collecting_notices(dbname: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
-    let notices = Arc::new(Mutex::new(Vec::new()));
-    let sink = notices.clone();
-    let mut config = config(dbname);
-    config.notice_callback(move |notice| sink.lock().unwrap().push(notice.message().to_string()));
-    (config.connect(NoTls).unwrap(), notices)
-}
 
 fn call_pipeline(c: &mut Client, dir: &str) -> Result<u64, postgres::Error> {
     c.execute("CALL golden360.run_pipeline($1)", &[&dir])

@@ -14,6 +14,42 @@ fn quarantined(client: &mut postgres::Client, table: &str, reason: &str) -> i64 
         .get(0)
 }
 
+/// A full build with a background worker (geolocation's pass 1 beside the
+/// other tables) equals one without, table for table, in the quarantine and
+/// the run's counts; and when the worker cannot see what the backend sees
+/// (bronze loaded in the same, uncommitted transaction), the backend sifts
+/// the table itself and the build is still the same.
+#[test]
+fn a_build_with_a_background_worker_equals_one_without() {
+    let dir = ScratchDir::new("silver_workers");
+    generate(&dir.0, 0.15, 12);
+    let digests = |db: &str, sql: &str| {
+        let (mut c, notices) = golden360_it::connect_collecting_notices(db);
+        c.batch_execute(sql).unwrap();
+        let said: Vec<String> = notices.lock().unwrap().iter().filter(|n| n.contains("silver.geolocation: ")).cloned().collect();
+        (outcome(&mut c), said)
+    };
+    let path = dir.path();
+    let ingest = format!("SELECT count(*) FROM golden360.ingest_bronze('{path}')");
+    let (alone, with_worker, in_one_transaction) =
+        (fresh_database("silver_workers_0"), fresh_database("silver_workers_1"), fresh_database("silver_workers_tx"));
+    for db in [&alone, &with_worker] {
+        connect(db).batch_execute(&ingest).unwrap();
+    }
+    let refresh = |workers: i32| {
+        format!("SET golden360.quality_gate = warn; SET golden360.build_workers = {workers}; SET client_min_messages = debug1; CALL golden360.refresh_silver()")
+    };
+    let (expected, said_alone) = digests(&alone, &refresh(0));
+    assert!(said_alone.is_empty(), "no worker: {said_alone:?}");
+    let (got, said) = digests(&with_worker, &refresh(1));
+    assert!(said.iter().any(|n| n.ends_with("pass 1 in a background worker")), "{said:?}");
+    assert_eq!(got, expected);
+    let (got, said) =
+        digests(&in_one_transaction, &format!("BEGIN; {ingest}; {}; COMMIT", refresh(1)));
+    assert!(said.iter().any(|n| n.contains("pass 1 here")), "{said:?}");
+    assert_eq!(got, expected);
+}
+
 /// The default sample passes the gate; every row is accounted for, and each
 /// kind of injected dirt lands in quarantine under its rule, exactly.
 #[test]

@@ -13,6 +13,8 @@
 //! - `helper`: helper threads for work that touches no PostgreSQL state,
 //!   spawned with signals blocked and waited for with cancel checks;
 //! - `rust_heap`: the Rust heap listed among the backend's memory contexts;
+//! - `worker`: a step's independent part run in a background worker, its
+//!   input and output in dynamic shared memory;
 //! - `snapshot`: seeing the refresh's own writes under the statement's
 //!   snapshot, and the transaction's start time.
 
@@ -26,3 +28,4 @@ pub mod scan;
 pub mod snapshot;
 pub mod sort;
 pub mod types;
+pub mod worker;

@@ -20,7 +20,9 @@
 
 use super::parse;
 use super::spec::{Check, Dedup, Kind, Rule, TableSpec, Ty, MONEY, NO_COMMENT, TABLES, TRANSLATIONS};
+use crate::ops;
 use crate::pg::bulk::{BulkInsert, RowBuf};
+use crate::pg::worker::{self, Job};
 use crate::pg::types::{column, Column, SqlType};
 use crate::error::raise;
 use crate::keys::{key_hash, KeyHashState};
@@ -46,14 +48,115 @@ pub struct TableStats {
 /// The schema of the shadow generation, which every build writes into.
 const SHADOW: &str = "silver_next";
 
+/// Bronze rows from which sifting a table in a background worker pays for
+/// the worker's start (tens of milliseconds) and its hand-over.
+const WORKER_SIFT_FROM_ROWS: usize = 100_000;
+
 /// Build every silver table from bronze into the shadow generation, which
-/// the caller has emptied in this transaction.
+/// the caller has emptied in this transaction. With `golden360.build_workers`
+/// above 0, the biggest table that stands alone (geolocation) is sifted
+/// (pass 1) in a background worker while this backend builds the others;
+/// its writing pass runs here, in this transaction, as every other's.
 pub fn build_all(run_id: i64) -> Vec<TableStats> {
     let mut context = Context { run_id, parent_keys: HashMap::new(), translations: HashMap::new() };
     let mut quarantine = QuarantineWriter::open(SHADOW);
-    let stats = TABLES.iter().map(|spec| build_table(spec, &mut context, &mut quarantine)).collect();
+    let mut aside = (ops::build_workers() > 0)
+        .then(|| {
+            TABLES
+                .iter()
+                .filter(|spec| spec.stands_alone())
+                .map(|spec| (spec, rows_loaded(spec.table)))
+                .filter(|&(_, rows)| rows >= WORKER_SIFT_FROM_ROWS)
+                .max_by_key(|&(_, rows)| rows)
+        })
+        .flatten()
+        .and_then(|(spec, rows)| SiftAside::start(spec, rows, run_id));
+    // Two sorts run at once while the worker sifts: each gets half of
+    // maintenance_work_mem.
+    let shares = if aside.is_some() { 2 } else { 1 };
+    let stats = TABLES
+        .iter()
+        .map(|spec| match aside.take_if(|a| a.spec.table == spec.table) {
+            Some(aside) => {
+                let sifted = aside.finish();
+                pgrx::debug1!(
+                    "golden360 silver.{}: pass 1 {}",
+                    spec.table,
+                    if sifted.is_some() { "in a background worker" } else { "here: the background worker's could not be used" }
+                );
+                build_table(spec, &mut context, &mut quarantine, sifted, shares)
+            }
+            None => build_table(spec, &mut context, &mut quarantine, None, shares),
+        })
+        .collect();
     quarantine.insert.finish();
     stats
+}
+
+/// A table's pass 1 running in a background worker.
+struct SiftAside {
+    spec: &'static TableSpec,
+    /// The rows this backend's snapshot sees, as the loader counted them.
+    rows: usize,
+    job: Job,
+}
+
+impl SiftAside {
+    /// The worker sees the batches this backend sees (its own snapshot may
+    /// see more), under this backend's sort and memory settings.
+    fn start(spec: &'static TableSpec, rows: usize, run_id: i64) -> Option<SiftAside> {
+        let batches: Vec<i64> = Spi::connect(|client| {
+            client
+                .select("SELECT batch_id FROM golden360.bronze_batches", None, &[])
+                .map(|rows| rows.filter_map(|r| r.get::<i64>(1).ok().flatten()).collect())
+                .unwrap_or_default()
+        });
+        let setting = |name: &str| Spi::get_one::<String>(&format!("SELECT current_setting('{name}')")).ok().flatten().unwrap_or_default();
+        let input = serde_json::json!({
+            "table": spec.table,
+            "run_id": run_id,
+            "batches": batches,
+            "maintenance_work_mem": setting("maintenance_work_mem"),
+            "memory_limit": setting("golden360.memory_limit"),
+        })
+        .to_string();
+        // The output's room: the bitmap, and failures up to 1 row in 16
+        // (more and the backend sifts the table itself).
+        let capacity = 16 + rows.div_ceil(64) * 8 + (rows / 16 + 1024) * 5;
+        let Some(job) = Job::start("golden360_silver_sift", &format!("golden360 silver sift {}", spec.table), input.as_bytes(), capacity)
+        else {
+            pgrx::debug1!("golden360 silver.{}: no background worker slot free (max_worker_processes)", spec.table);
+            return None;
+        };
+        Some(SiftAside { spec, rows, job })
+    }
+
+    /// What the worker sifted, if it finished and saw exactly the rows this
+    /// backend sees; else None, and the table is sifted here.
+    fn finish(self) -> Option<Sifted> {
+        let sifted = self.job.finish().and_then(|bytes| Sifted::decode(&bytes))?;
+        (sifted.bronze_rows as usize == self.rows).then_some(sifted)
+    }
+}
+
+/// The background worker's entry point: sift the table the backend named,
+/// under its settings and its batches.
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn golden360_silver_sift(argument: pg_sys::Datum) {
+    worker::serve(argument, |input| {
+        let Ok(job) = serde_json::from_slice::<serde_json::Value>(input) else { return Vec::new() };
+        let Some(spec) = TABLES.iter().find(|t| Some(t.table) == job["table"].as_str()) else { return Vec::new() };
+        for name in ["maintenance_work_mem", "memory_limit"] {
+            let full = if name == "memory_limit" { "golden360.memory_limit" } else { name };
+            if let Some(value) = job[name].as_str() {
+                worker::adopt_setting(full, value);
+            }
+        }
+        let batches: HashSet<i64> = job["batches"].as_array().into_iter().flatten().filter_map(|b| b.as_i64()).collect();
+        let context = Context { run_id: job["run_id"].as_i64().unwrap_or_default(), parent_keys: HashMap::new(), translations: HashMap::new() };
+        sift(spec, &context, 2, Some(&batches)).encode()
+    });
 }
 
 /// State carried from earlier tables to later ones.
@@ -342,24 +445,72 @@ pub(super) fn type_value<'a>(ty: Ty, field: &'a [u8], context: &Context) -> Resu
     }
 }
 
-fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut QuarantineWriter) -> TableStats {
-    let started = Instant::now();
+/// What pass 1 over a bronze table found: how many rows it saw, which of
+/// them silver keeps (a bit per row, by scan position), and the first rule
+/// each failed row breaks.
+pub(super) struct Sifted {
+    bronze_rows: u32,
+    winners: Vec<u64>,
+    winner_count: usize,
+    failed: HashMap<u32, u8, KeyHashState>,
+}
+
+impl Sifted {
+    /// Bytes, for a background worker's output: counts, then the failures
+    /// as (position, rule), then the winner bitmap.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.failed.len() * 5 + self.winners.len() * 8);
+        out.extend_from_slice(&self.bronze_rows.to_le_bytes());
+        out.extend_from_slice(&(self.winner_count as u64).to_le_bytes());
+        out.extend_from_slice(&(self.failed.len() as u32).to_le_bytes());
+        for (&at, &rule) in &self.failed {
+            out.extend_from_slice(&at.to_le_bytes());
+            out.push(rule);
+        }
+        self.winners.iter().for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Sifted> {
+        let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+        let bronze_rows = u32_at(0)?;
+        let winner_count = u64::from_le_bytes(bytes.get(4..12)?.try_into().ok()?) as usize;
+        let failures = u32_at(12)? as usize;
+        let mut failed: HashMap<u32, u8, KeyHashState> = HashMap::default();
+        let mut at = 16;
+        for _ in 0..failures {
+            failed.insert(u32_at(at)?, *bytes.get(at + 4)?);
+            at += 5;
+        }
+        let words = (bronze_rows as usize).div_ceil(64);
+        let winners = bytes.get(at..at + words * 8)?.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default())).collect();
+        Some(Sifted { bronze_rows, winners, winner_count, failed })
+    }
+
+    fn is_winner(&self, at: u32) -> bool {
+        self.winners[at as usize / 64] & (1 << (at % 64)) != 0
+    }
+}
+
+/// Pass 1 over bronze.`spec.table`: every row typed and checked; each valid
+/// row's (key, rank, position, content) goes into a sort that spills beyond
+/// its share of maintenance_work_mem (`sort_shares` sorts run at once); a
+/// row that fails a rule is remembered with its rule. Where the key is the
+/// whole row (geolocation, the biggest table) the key is the content. Only
+/// the rows of `batches` count, when given (a worker's snapshot, taken
+/// after the backend's, may see batches committed since).
+fn sift(spec: &'static TableSpec, context: &Context, sort_shares: usize, batches: Option<&HashSet<i64>>) -> Sifted {
     let plan = Plan::new(spec);
     let mut scan = BronzeScan::open(spec);
-    let record_names = scan.record_names;
     let mut buf = Vec::new();
-
-    // Pass 1: every valid row's (key, rank, position, content, lineage)
-    // goes into a sort that spills beyond maintenance_work_mem; a row that
-    // fails a rule is remembered with its rule. Both passes see the rows in
-    // the same order (same snapshot, no synchronized scan), so pass 2 needs
-    // no lookups. Where the key is the whole row (geolocation, the biggest
-    // table) the key is the content.
     let whole_row = matches!(spec.dedup, Dedup::WholeRow);
-    let mut sort = Sorter::<Ranked>::for_records(rows_loaded(spec.table), 1);
+    let mut sort = Sorter::<Ranked>::for_records(rows_loaded(spec.table), sort_shares);
     let mut failed: HashMap<u32, u8, KeyHashState> = HashMap::default();
     let mut position = 0u32;
     scan.for_each(|scanned| {
+        if batches.is_some_and(|b| !b.contains(&scanned.batch)) {
+            return;
+        }
         let at = position;
         position += 1;
         let raw = &scanned.fields[..];
@@ -377,7 +528,7 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
         let content = if whole_row { key } else { hash(&values, &mut buf) };
         sort.put(Ranked { key, rank, at, content });
     });
-    let bronze_rows = i64::from(position);
+    scan.close();
 
     // Each key's rows come best first; the one silver keeps is the last of
     // the unbroken run at the top with the best's content (`lineage_row`).
@@ -402,7 +553,27 @@ fn build_table(spec: &'static TableSpec, context: &mut Context, quarantine: &mut
         group.push((at, content));
     });
     keep(&mut group);
-    let is_winner = |at: u32| winners[at as usize / 64] & (1 << (at % 64)) != 0;
+    Sifted { bronze_rows: position, winners, winner_count, failed }
+}
+
+/// Build one table: pass 1 (`sift`, or what a background worker sifted),
+/// then pass 2.
+fn build_table(
+    spec: &'static TableSpec,
+    context: &mut Context,
+    quarantine: &mut QuarantineWriter,
+    sifted: Option<Sifted>,
+    sort_shares: usize,
+) -> TableStats {
+    let started = Instant::now();
+    let sifted = sifted.unwrap_or_else(|| sift(spec, context, sort_shares, None));
+    let plan = Plan::new(spec);
+    let mut scan = BronzeScan::open(spec);
+    let record_names = scan.record_names;
+    let mut buf = Vec::new();
+    let (bronze_rows, winner_count) = (i64::from(sifted.bronze_rows), sifted.winner_count);
+    let failed = &sifted.failed;
+    let is_winner = |at: u32| sifted.is_winner(at);
 
     // Pass 2: write winners and quarantine.
     let mut writer = SilverWriter::open(SHADOW, spec);

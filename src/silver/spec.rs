@@ -212,6 +212,17 @@ impl TableSpec {
         TABLES.iter().any(|t| t.rules.iter().any(|r| matches!(r.check, Check::Exists { parent, .. } if parent == self.table)))
     }
 
+    /// Whether the table's build needs nothing of another's and nothing of
+    /// it is needed by another: no reference rule either way, no
+    /// translated column. Its pass 1 can then run beside the others' (in a
+    /// background worker, `build::build_all`).
+    pub fn stands_alone(&self) -> bool {
+        !self.is_parent()
+            && !self.rules.iter().any(|r| matches!(r.check, Check::Exists { .. }))
+            && !self.columns.iter().any(|c| matches!(c.ty, Ty::EnglishCategory))
+            && self.table != TRANSLATIONS
+    }
+
     pub fn key(&self) -> &'static [&'static str] {
         match self.dedup {
             Dedup::Key(key) | Dedup::KeyPreferring { key, .. } => key,

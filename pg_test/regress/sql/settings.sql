@@ -13,6 +13,8 @@ SET golden360.max_record_bytes = '1GB';
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 SET golden360.helper_threads = 64;
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
+SET golden360.build_workers = 8;
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
 SET golden360.memory_limit = '64GB';
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 SET golden360.quality_gate = 'maybe';
