@@ -2,7 +2,8 @@
 # Scale benchmark (issue 11): the full pipeline (ingest, a full
 # refresh_silver, a full refresh_gold) on a fresh database per scale
 # (SCALES, default "1 10"; add 100 for about 12 GB of CSV), each step in a
-# backend of its own. Per step: its time, the backend's peak RssAnon
+# backend of its own. Per step: its time, the peak RssAnon of the backend
+# and any background worker it started (summed)
 # (sampled from /proc every 20 ms) and the Rust heap's peak
 # (golden360.rust_memory()). The baseline, measured in the same run, is the
 # smallest scale: each larger scale prints its time and memory ratios to it,
@@ -31,7 +32,11 @@ EOF
     local client=$!
     while kill -0 "$client" 2>/dev/null; do
         if [ -s "$pidfile" ]; then
-            rss=$(awk '/^RssAnon:/ {print $2}' "/proc/$(head -n1 "$pidfile")/status" 2>/dev/null || echo 0)
+            # The backend's, plus its background workers' (golden360.build_workers).
+            rss=0
+            for p in $(head -n1 "$pidfile") $(pgrep -f '^postgres: golden360 ' || true); do
+                rss=$((rss + $(awk '/^RssAnon:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+            done
             [ "${rss:-0}" -gt "$peak" ] && peak=$rss
         fi
         sleep 0.02

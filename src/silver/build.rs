@@ -74,21 +74,20 @@ pub fn build_all(run_id: i64) -> Vec<TableStats> {
     // Two sorts run at once while the worker sifts: each gets half of
     // maintenance_work_mem.
     let shares = if aside.is_some() { 2 } else { 1 };
-    let stats = TABLES
-        .iter()
-        .map(|spec| match aside.take_if(|a| a.spec.table == spec.table) {
-            Some(aside) => {
-                let sifted = aside.finish();
-                pgrx::debug1!(
-                    "golden360 silver.{}: pass 1 {}",
-                    spec.table,
-                    if sifted.is_some() { "in a background worker" } else { "here: the background worker's could not be used" }
-                );
-                build_table(spec, &mut context, &mut quarantine, sifted, shares)
-            }
-            None => build_table(spec, &mut context, &mut quarantine, None, shares),
-        })
-        .collect();
+    let is_aside = |spec: &TableSpec| aside.as_ref().is_some_and(|a| a.spec.table == spec.table);
+    let (later, now): (Vec<&'static TableSpec>, Vec<&'static TableSpec>) = TABLES.iter().partition(|spec| is_aside(spec));
+    let mut stats: Vec<TableStats> = now.into_iter().map(|spec| build_table(spec, &mut context, &mut quarantine, None, shares)).collect();
+    // The table set aside comes last, so that its worker has the time of
+    // all the others.
+    for spec in later {
+        let sifted = aside.take().and_then(SiftAside::finish);
+        pgrx::debug1!(
+            "golden360 silver.{}: pass 1 {}",
+            spec.table,
+            if sifted.is_some() { "in a background worker" } else { "here: the background worker's could not be used" }
+        );
+        stats.push(build_table(spec, &mut context, &mut quarantine, sifted, shares));
+    }
     quarantine.insert.finish();
     stats
 }
