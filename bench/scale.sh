@@ -35,7 +35,8 @@ EOF
             # The backend's, plus its background workers' (golden360.build_workers).
             rss=0
             for p in $(head -n1 "$pidfile") $(pgrep -f '^postgres: golden360 ' || true); do
-                rss=$((rss + $(awk '/^RssAnon:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+                # (a process that just exited has no RssAnon line, or no file)
+                rss=$((rss + $(awk '/^RssAnon:/ {a = $2} END {print a + 0}' "/proc/$p/status" 2>/dev/null || echo 0)))
             done
             [ "${rss:-0}" -gt "$peak" ] && peak=$rss
         fi

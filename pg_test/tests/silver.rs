@@ -50,6 +50,38 @@ fn a_build_with_a_background_worker_equals_one_without() {
     assert_eq!(got, expected);
 }
 
+/// A cancelled build ends its background worker too: the cancel fails the
+/// refresh with 57014 while the worker sifts, the worker is gone within a
+/// second, silver is as it was, and the next build (with a worker again)
+/// succeeds.
+#[test]
+fn a_cancelled_build_ends_its_background_worker() {
+    let (db, _dir) = golden360_it::database_with_sample("silver_worker_cancel", 0.5, 13);
+    let mut c = connect(&db);
+    c.batch_execute("SET golden360.quality_gate = warn; CALL golden360.refresh_silver(); CALL golden360.refresh_gold()").unwrap();
+    let before = outcome(&mut c);
+    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let mut admin = connect(&db);
+    let workers = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'golden360'";
+    let build = std::thread::spawn(move || {
+        let result = c.batch_execute("SET golden360.build_workers = 1; CALL golden360.rebuild()");
+        (c, result)
+    });
+    // The worker sifts for a few hundred milliseconds: look for it closely.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&mut admin, workers) == 0 {
+        assert!(Instant::now() < deadline && !build.is_finished(), "no background worker seen");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    admin.query("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
+    let (mut c, result) = build.join().unwrap();
+    assert_eq!(golden360_it::sqlstate(result), "57014");
+    eventually("the worker gone", Duration::from_secs(1), || (count(&mut admin, workers) == 0).then_some(()));
+    assert_eq!(outcome(&mut c), before, "silver (and gold) as they were");
+    c.batch_execute("CALL golden360.rebuild()").unwrap();
+    assert_eq!(outcome(&mut c), before, "the next build gives the same");
+}
+
 /// The default sample passes the gate; every row is accounted for, and each
 /// kind of injected dirt lands in quarantine under its rule, exactly.
 #[test]
