@@ -147,8 +147,9 @@ fn drop_extension_leaves_nothing_behind() {
 /// Parsing ahead on helper threads stores exactly what the backend's own
 /// thread stores: every bronze row with its lineage (but the clock), every
 /// rejected record, every file's hash and counts, on a sample whose files
-/// span many hand-over batches and whose sellers file ends in malformed and
-/// over-long records.
+/// span many hand-over batches and whose sellers file (over the megabyte
+/// from which files are parsed ahead) ends in malformed and over-long
+/// records.
 #[test]
 fn parsing_ahead_on_a_helper_thread_stores_what_the_backend_alone_stores() {
     let dir = ScratchDir::new("helper_threads");

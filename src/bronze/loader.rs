@@ -71,10 +71,12 @@ pub fn records(handle: &SourceHandle) -> Records<HashingReader<PositionalReader<
 /// Load the file behind `handle` into `bronze.<source.table>`. Fails (and
 /// so rolls the whole batch back) on I/O errors or if the bytes parsed are
 /// not the bytes whose SHA-256 was recorded before loading. With
-/// `golden360.helper_threads` above 0 the file is read, hashed and parsed
-/// on a helper thread, a few batches ahead of the backend, which writes.
+/// `golden360.helper_threads` above 0 a file of a megabyte or more is read,
+/// hashed and parsed on a helper thread, a few batches ahead of the
+/// backend, which writes.
 pub fn load(source: &SourceFile, handle: &SourceHandle, expected_sha256: &str, lineage: &Lineage) -> Loaded {
-    let (rows, rejected, (sha256, bytes)) = if ops::helper_threads() == 0 {
+    let ahead = ops::helper_threads() > 0 && handle.file.metadata().is_ok_and(|m| m.len() >= PARSE_AHEAD_FROM_BYTES);
+    let (rows, rejected, (sha256, bytes)) = if !ahead {
         let mut reader = records(handle);
         source::check_header(source, &handle.real, &mut reader);
         let (rows, rejected) = write_records(source, handle, &mut reader, lineage);
@@ -98,6 +100,10 @@ pub fn load(source: &SourceFile, handle: &SourceHandle, expected_sha256: &str, l
     }
     Loaded { rows, rejected, sha256, bytes }
 }
+
+/// Files from this size are parsed ahead on a helper thread: for a
+/// smaller one (a daily delta's), starting the thread costs what it saves.
+const PARSE_AHEAD_FROM_BYTES: u64 = 1 << 20;
 
 /// A batch handed over holds about this many bytes of fields: big enough
 /// that handing over costs nothing per row, small enough that the two

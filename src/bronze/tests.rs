@@ -134,17 +134,6 @@ mod tests {
 
     #[pg_test]
     fn malformed_records_are_rejected_with_their_bytes_and_the_rest_loads() {
-        malformed_records_are_rejected(1);
-    }
-
-    /// The same, parsed on the backend's own thread.
-    #[pg_test]
-    fn malformed_records_are_rejected_alike_without_a_helper_thread() {
-        malformed_records_are_rejected(0);
-    }
-
-    fn malformed_records_are_rejected(helper_threads: i32) {
-        Spi::run(&format!("SET LOCAL golden360.helper_threads = {helper_threads}")).unwrap();
         let fx = Fixture::new("malformed");
         let mut content = b"seller_id,seller_zip_code_prefix,seller_city,seller_state\r\n".to_vec();
         content.extend_from_slice(b"s1,01001,sao paulo,SP\r\n"); // row 1: good
