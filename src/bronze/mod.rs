@@ -104,14 +104,12 @@ pub mod golden360 {
 
         // Every header is checked and every file hashed before anything loads,
         // so a bad fifth file costs seconds, not a rolled-back load.
-        let planned: Vec<_> = present
-            .iter()
-            .map(|(source, handle)| {
-                source::check_header(source, &handle.real, &mut loader::records(handle));
-                let (sha256, bytes) = source::sha256_file(handle);
-                (source, handle, sha256, bytes)
-            })
-            .collect();
+        for (source, handle) in &present {
+            source::check_header(source, &handle.real, &mut loader::records(handle));
+        }
+        let hashes = source::sha256_files(&present.iter().map(|(_, handle)| handle).collect::<Vec<_>>());
+        let planned: Vec<_> =
+            present.iter().zip(hashes).map(|((source, handle), (sha256, bytes))| (source, handle, sha256, bytes)).collect();
 
         let lineage = loader::Lineage { batch_id, ingested_at: started_at.into_datum().expect("a timestamptz datum") };
         let results: Vec<FileResult> = planned

@@ -23,7 +23,9 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use crate::pg::helper;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
 
 /// Read buffer for hashing and parsing: large enough that syscalls vanish
 /// from the profile, small enough to stay in L2.
@@ -279,6 +281,63 @@ pub fn sha256_file(handle: &SourceHandle) -> (String, u64) {
             Err(e) => io_error(&handle.real, e),
         }
     }
+}
+
+/// SHA-256 and size of each file, in order. With helper threads, several
+/// files at once: the helpers (up to `golden360.helper_threads`) and the
+/// backend each take the next file not yet taken; the backend's reads check
+/// for a cancel, and a cancel or an error tells the helpers to stop.
+pub fn sha256_files(handles: &[&SourceHandle]) -> Vec<(String, u64)> {
+    let helpers = crate::ops::helper_threads().min(handles.len().saturating_sub(1));
+    if helpers == 0 {
+        return handles.iter().map(|handle| sha256_file(handle)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let hashed: Vec<Mutex<Option<io::Result<(String, u64)>>>> = handles.iter().map(|_| Mutex::new(None)).collect();
+    let take = || next.fetch_add(1, Relaxed);
+    let helper_work = || {
+        let mut buf = vec![0u8; READ_BUFFER];
+        loop {
+            let i = take();
+            let Some(handle) = handles.get(i) else { break };
+            let result = hash_all(HashingReader::new(StoppableReader::new(&handle.file, &stop)), &mut buf);
+            *hashed[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        }
+    };
+    std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
+        let running: Vec<_> = (0..helpers).map(|_| helper::spawn(scope, "golden360 ingest hash", &helper_work)).collect();
+        loop {
+            let i = take();
+            let Some(handle) = handles.get(i) else { break };
+            *hashed[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(sha256_file(handle)));
+        }
+        running.into_iter().for_each(helper::join);
+    });
+    hashed
+        .into_iter()
+        .zip(handles)
+        .map(|(slot, handle)| match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Ok(hash)) => hash,
+            Some(Err(e)) => io_error(&handle.real, e),
+            None => io_error(&handle.real, "it was not hashed"),
+        })
+        .collect()
+}
+
+/// Sets the flag when dropped: a scope's helpers stop however it ends.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
+    }
+}
+
+fn hash_all<R: Read>(mut reader: HashingReader<R>, buf: &mut [u8]) -> io::Result<(String, u64)> {
+    while reader.read(buf)? > 0 {}
+    Ok(reader.finish())
 }
 
 pub fn io_error(path: &Path, e: impl std::fmt::Display) -> ! {
