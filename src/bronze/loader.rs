@@ -8,7 +8,7 @@
 //! per-batch memory context.
 
 use super::csv::{Batch, Next, Record, RecordSource, Records, Span};
-use super::source::{self, HashingReader, PositionalReader, SourceHandle, StoppableReader};
+use super::source::{self, HashingReader, PositionalReader, SourceHandle};
 use crate::error::raise;
 use olist_model::SourceFile;
 use crate::ops;
@@ -22,7 +22,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::{Scope, ScopedJoinHandle};
 
@@ -117,7 +117,7 @@ struct Ahead<'scope> {
     batches: Receiver<io::Result<Batch>>,
     current: Batch,
     at: usize,
-    stop: &'scope AtomicBool,
+    _stop: helper::Stop<'scope>,
     helper: Option<ScopedJoinHandle<'scope, Option<(String, u64)>>>,
 }
 
@@ -126,9 +126,9 @@ impl<'scope> Ahead<'scope> {
         let (hand_over, batches) = sync_channel(2);
         let max_record_bytes = ops::max_record_bytes();
         let helper = helper::spawn(scope, "golden360 ingest parser", move || {
-            parse_ahead(Records::new(HashingReader::new(StoppableReader::new(file, stop)), max_record_bytes), &hand_over)
+            parse_ahead(Records::new(HashingReader::new(PositionalReader::stopped_by(file, stop)), max_record_bytes), &hand_over)
         });
-        Ahead { batches, current: Batch::default(), at: 0, stop, helper: Some(helper) }
+        Ahead { batches, current: Batch::default(), at: 0, _stop: helper::Stop(stop), helper: Some(helper) }
     }
 
     /// The SHA-256 and size of every byte the helper parsed, once all its
@@ -150,12 +150,6 @@ impl RecordSource for Ahead<'_> {
         }
         self.at += 1;
         Ok(self.current.get(self.at - 1).expect("a record of the batch"))
-    }
-}
-
-impl Drop for Ahead<'_> {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
     }
 }
 

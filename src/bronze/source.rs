@@ -194,48 +194,36 @@ fn confine(real: &Path, as_given: &str) {
 }
 
 /// Reads a file from its start through positional reads (pread), so two
-/// passes over one descriptor never disturb each other; checks for a
-/// cancel between reads.
+/// passes over one descriptor never disturb each other. On the backend's
+/// thread it checks for a cancel between reads; on a helper thread, which
+/// must not touch PostgreSQL, it stops with an error once `stop` is set
+/// instead (the backend, cancelled or failing, sets it: `helper::Stop`).
 pub struct PositionalReader<'f> {
     file: &'f File,
     offset: u64,
+    stop: Option<&'f AtomicBool>,
 }
 
 impl<'f> PositionalReader<'f> {
     pub fn new(file: &'f File) -> Self {
-        PositionalReader { file, offset: 0 }
+        PositionalReader { file, offset: 0, stop: None }
+    }
+
+    /// For a helper thread.
+    pub fn stopped_by(file: &'f File, stop: &'f AtomicBool) -> Self {
+        PositionalReader { file, offset: 0, stop: Some(stop) }
     }
 }
 
 impl Read for PositionalReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // A pending cancel raises its ERROR here, between two reads.
-        pg_sys::check_for_interrupts!();
-        let n = self.file.read_at(buf, self.offset)?;
-        self.offset += n as u64;
-        Ok(n)
-    }
-}
-
-/// A `PositionalReader` for a helper thread, which must not touch
-/// PostgreSQL: instead of checking for a cancel, it stops with an error once
-/// `stop` is set (the backend, cancelled or failing, sets it).
-pub struct StoppableReader<'f> {
-    file: &'f File,
-    offset: u64,
-    stop: &'f AtomicBool,
-}
-
-impl<'f> StoppableReader<'f> {
-    pub fn new(file: &'f File, stop: &'f AtomicBool) -> Self {
-        StoppableReader { file, offset: 0, stop }
-    }
-}
-
-impl Read for StoppableReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.stop.load(Relaxed) {
-            return Err(io::Error::other("stopped: the ingest ended"));
+        match self.stop {
+            // A pending cancel raises its ERROR here, between two reads.
+            None => {
+                pg_sys::check_for_interrupts!();
+            }
+            Some(stop) if stop.load(Relaxed) => return Err(io::Error::other("stopped: the ingest ended")),
+            Some(_) => {}
         }
         let n = self.file.read_at(buf, self.offset)?;
         self.offset += n as u64;
@@ -272,15 +260,8 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// SHA-256 and size of a file's exact bytes.
 pub fn sha256_file(handle: &SourceHandle) -> (String, u64) {
-    let mut reader = HashingReader::new(PositionalReader::new(&handle.file));
     let mut buf = vec![0u8; READ_BUFFER];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return reader.finish(),
-            Ok(_) => {}
-            Err(e) => io_error(&handle.real, e),
-        }
-    }
+    hash_all(HashingReader::new(PositionalReader::new(&handle.file)), &mut buf).unwrap_or_else(|e| io_error(&handle.real, e))
 }
 
 /// SHA-256 and size of each file, in order. With helper threads, several
@@ -301,12 +282,12 @@ pub fn sha256_files(handles: &[&SourceHandle]) -> Vec<(String, u64)> {
         loop {
             let i = take();
             let Some(handle) = handles.get(i) else { break };
-            let result = hash_all(HashingReader::new(StoppableReader::new(&handle.file, &stop)), &mut buf);
+            let result = hash_all(HashingReader::new(PositionalReader::stopped_by(&handle.file, &stop)), &mut buf);
             *hashed[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
         }
     };
     std::thread::scope(|scope| {
-        let _stop = StopOnDrop(&stop);
+        let _stop = helper::Stop(&stop);
         let running: Vec<_> = (0..helpers).map(|_| helper::spawn(scope, "golden360 ingest hash", &helper_work)).collect();
         loop {
             let i = take();
@@ -324,15 +305,6 @@ pub fn sha256_files(handles: &[&SourceHandle]) -> Vec<(String, u64)> {
             None => io_error(&handle.real, "it was not hashed"),
         })
         .collect()
-}
-
-/// Sets the flag when dropped: a scope's helpers stop however it ends.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Relaxed);
-    }
 }
 
 fn hash_all<R: Read>(mut reader: HashingReader<R>, buf: &mut [u8]) -> io::Result<(String, u64)> {

@@ -11,9 +11,20 @@
 
 use crate::error::raise;
 use pgrx::{pg_sys, PgSqlErrorCode};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Duration;
+
+/// Sets its flag when dropped, so that the helpers reading it stop however
+/// the backend's side ends: done, failed or cancelled.
+pub struct Stop<'a>(pub &'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
+    }
+}
 
 /// How long the backend waits for a helper between two cancel checks.
 const SLICE: Duration = Duration::from_millis(10);
