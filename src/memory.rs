@@ -98,7 +98,6 @@ pub fn step_started() {
 pub fn check() {
     let limit = crate::ops::memory_limit_bytes();
     let now = in_use();
-    crate::pg::rust_heap::publish(now);
     if now > limit {
         over_limit(now, limit);
     }

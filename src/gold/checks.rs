@@ -5,11 +5,12 @@
 //! cannot vouch for itself.
 
 use super::build::{estimated_customers, is_counted};
-use crate::keys::{key_hash, Pass};
+use crate::keys::{key_hash, KeyHashState, Pass};
 use crate::pg::scan::{Key, Selection};
 use crate::pg::types::SqlType::{Integer, Text};
 use crate::silver::spec::MONEY;
 use pgrx::pg_sys;
+use std::collections::HashMap;
 
 pub struct Check {
     pub name: &'static str,
@@ -22,7 +23,6 @@ pub struct Check {
 /// merging, which walk memory in order; a hash set of a million keys (scale
 /// 10) missed the CPU's caches at every insert and probe, which made the
 /// checks grow 21x for 10x the data.
-#[derive(Default)]
 struct KeySet(Vec<u128>);
 
 impl KeySet {
@@ -148,26 +148,26 @@ impl SilverTotals {
         scan.close();
         let (customers, people) = (customers.seal(), people.seal());
 
-        // Counted orders of a known customer: (customer, (order, its id
-        // when checking some people)), kept where the customer is one.
+        // Counted orders of a known customer: (customer, order), kept where
+        // the customer is one; 32 bytes an order. Checking some people
+        // only, their orders' ids are kept too, for reading their payments.
         let mut scan = rows("silver", "orders", "customer_id", id_list.as_deref().map(texts));
         let mut candidates = Vec::with_capacity(scan.estimated_rows());
+        let mut ids_of_some: HashMap<u128, Vec<u8>, KeyHashState> = HashMap::default();
         let [id, customer, status] = ["order_id", "customer_id", "order_status"].map(|c| scan.attr(c, Text));
         scan.for_each(|row| {
             if is_counted(row.text(status)) {
-                candidates.push((key_hash(row.text(customer)), (key_hash(row.text(id)), some.map(|_| row.text(id).to_vec()))));
+                candidates.push((key_hash(row.text(customer)), key_hash(row.text(id))));
+                if some.is_some() {
+                    ids_of_some.insert(key_hash(row.text(id)), row.text(id).to_vec());
+                }
             }
         });
         scan.close();
         let mut counted = KeySet::with_capacity(candidates.len());
-        let mut order_list = some.map(|_| Vec::new());
-        customers.each_member(candidates, |(order, id)| {
-            counted.push(order);
-            if let (Some(list), Some(id)) = (order_list.as_mut(), id) {
-                list.push(id);
-            }
-        });
+        customers.each_member(candidates, |order| counted.push(order));
         let counted = counted.seal();
+        let order_list = some.map(|_| counted.0.iter().filter_map(|order| ids_of_some.remove(order)).collect::<Vec<_>>());
 
         let mut counted_spend = 0;
         let mut scan = rows("silver", "order_payments", "order_id", order_list.as_deref().map(texts));

@@ -50,10 +50,11 @@ pub fn register() {
     }
 }
 
-/// Keep the context's `mem_allocated` (what MemoryContextMemAllocated sums)
-/// equal to the bytes held now. Called at the layers' safe points.
-#[inline(always)]
-pub fn publish(bytes: usize) {
+/// Set the context's `mem_allocated` (what MemoryContextMemAllocated sums)
+/// to the bytes held now, whenever PostgreSQL asks for the context's stats:
+/// nothing in PostgreSQL sums it otherwise, so the per-row safe points need
+/// not keep it up to date.
+fn publish(bytes: usize) {
     let context = CONTEXT.load(Relaxed);
     if !context.is_null() {
         // SAFETY: the node lives as long as the process, and a backend

@@ -92,6 +92,10 @@ pub fn build_all(run_id: i64) -> Vec<TableStats> {
     stats
 }
 
+/// The backend's settings a sifting worker takes over: the sort's budget
+/// and the Rust heap's limit.
+const ADOPTED_SETTINGS: [&str; 2] = ["maintenance_work_mem", "golden360.memory_limit"];
+
 /// A table's pass 1 running in a background worker.
 struct SiftAside {
     spec: &'static TableSpec,
@@ -110,15 +114,14 @@ impl SiftAside {
                 .map(|rows| rows.filter_map(|r| r.get::<i64>(1).ok().flatten()).collect())
                 .unwrap_or_default()
         });
-        let setting = |name: &str| Spi::get_one::<String>(&format!("SELECT current_setting('{name}')")).ok().flatten().unwrap_or_default();
-        let input = serde_json::json!({
-            "table": spec.table,
-            "run_id": run_id,
-            "batches": batches,
-            "maintenance_work_mem": setting("maintenance_work_mem"),
-            "memory_limit": setting("golden360.memory_limit"),
-        })
-        .to_string();
+        let settings: serde_json::Map<String, serde_json::Value> = ADOPTED_SETTINGS
+            .iter()
+            .filter_map(|&name| {
+                let value = Spi::get_one_with_args::<String>("SELECT current_setting($1)", &[name.into()]).ok().flatten()?;
+                Some((name.to_string(), value.into()))
+            })
+            .collect();
+        let input = serde_json::json!({ "table": spec.table, "run_id": run_id, "batches": batches, "settings": settings }).to_string();
         // The output's room: the bitmap, and failures up to 1 row in 16
         // (more and the backend sifts the table itself).
         let capacity = 16 + rows.div_ceil(64) * 8 + (rows / 16 + 1024) * 5;
@@ -146,10 +149,9 @@ pub extern "C-unwind" fn golden360_silver_sift(argument: pg_sys::Datum) {
     worker::serve(argument, |input| {
         let Ok(job) = serde_json::from_slice::<serde_json::Value>(input) else { return Vec::new() };
         let Some(spec) = TABLES.iter().find(|t| Some(t.table) == job["table"].as_str()) else { return Vec::new() };
-        for name in ["maintenance_work_mem", "memory_limit"] {
-            let full = if name == "memory_limit" { "golden360.memory_limit" } else { name };
-            if let Some(value) = job[name].as_str() {
-                worker::adopt_setting(full, value);
+        for (name, value) in job["settings"].as_object().into_iter().flatten() {
+            if let (true, Some(value)) = (ADOPTED_SETTINGS.contains(&name.as_str()), value.as_str()) {
+                worker::adopt_setting(name, value);
             }
         }
         let batches: HashSet<i64> = job["batches"].as_array().into_iter().flatten().filter_map(|b| b.as_i64()).collect();
