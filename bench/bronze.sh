@@ -62,6 +62,17 @@ b=$(printf '%s\n' "${bronze_runs[@]}" | median)
 c=$(printf '%s\n' "${copy_runs[@]}" | median)
 a=$(printf '%s\n' "${alone_runs[@]}" | median)
 
+# The hashes taken before loading, alone: the same files again (all
+# skipped as already loaded), with and without a helper hashing beside the
+# backend, alternating.
+time_skipped() { # helper_threads -> ms
+    local t0; t0=$(now_ms)
+    bench_psql -c "SET golden360.helper_threads = $1" -c "SELECT count(*) FROM golden360.ingest_bronze('$data')" >/dev/null
+    echo $(( $(now_ms) - t0 ))
+}
+skip_with=(); skip_without=()
+for _ in $(seq "$RUNS"); do skip_without+=("$(time_skipped 0)"); skip_with+=("$(time_skipped 1)"); done
+
 # Peak private memory of the ingesting backend.
 peak_memory() { # scale -> "rss_anon_peak_kb vm_hwm_kb"
     local dir; dir=$(sample_dir "$1")
@@ -95,6 +106,8 @@ printf 'throughput ratio bronze/COPY: %.2fx (target >= 0.90x)   runs: COPY %s, b
     "$(echo "$c / $b" | bc -l)" "${copy_runs[*]}" "${bronze_runs[*]}"
 printf 'parsing ahead on a helper thread: %.2fx the time of the backend alone   runs: %s\n' \
     "$(echo "$b / $a" | bc -l)" "${alone_runs[*]}"
+printf 'hashing the 9 files again (all skipped): %d ms with a helper, %d ms without   runs: with %s; without %s\n' \
+    "$(printf '%s\n' "${skip_with[@]}" | median)" "$(printf '%s\n' "${skip_without[@]}" | median)" "${skip_with[*]}" "${skip_without[*]}"
 echo
 echo "ingesting backend's peak memory (must not grow with file size)"
 printf '%-10s %10s %18s %12s\n' "scale" "MiB in" "peak RssAnon KiB" "VmHWM KiB"
