@@ -95,7 +95,16 @@ daemon_start() {
     return 1
 }
 
+# daemon_stop PIDFILE: stop the server and wait (up to 10 s) until it has
+# exited, so that a start right after it finds its port free instead of
+# taking the old server's readiness for its own.
 daemon_stop() {
-    if daemon_running "$1"; then kill "$(cat "$1")"; fi
+    if daemon_running "$1"; then
+        kill "$(cat "$1")"
+        for _ in $(seq 100); do
+            daemon_running "$1" || break
+            sleep 0.1
+        done
+    fi
     rm -f "$1"
 }
