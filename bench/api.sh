@@ -13,7 +13,8 @@
 # Targets: PostgREST req/s >= the peer's at both concurrencies (aiming at
 # 1.2x), P95 <= the peer's; Caddy costs <= 10% of throughput.
 # PostgREST's knobs: PGRST_DB_POOL (docker/postgrest.conf: 10) and
-# G360_POSTGREST_RTS (GHC runtime options, e.g. "-N2 -A64m -I0 -qg").
+# G360_POSTGREST_RTS (GHC runtime options beyond docker/postgrest.env's GHCRTS,
+# e.g. "-A64m").
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"

@@ -82,6 +82,10 @@ start)
         export PGRST_JWT_SECRET PGRST_SERVER_PORT=$port PGRST_ADMIN_SERVER_PORT=$admin_port
         export PGRST_DB_URI="postgresql:///$database?host=$PGHOST&port=$PGPORT&user=golden360_authenticator&application_name=postgrest"
         export PGRST_OPENAPI_SERVER_PROXY_URI="https://localhost:$https_port"
+        # The runtime options the docker stack gives it too; G360_POSTGREST_RTS
+        # (given on the command line) overrides them.
+        GHCRTS=$(sed -n 's/^GHCRTS=//p' "$here/docker/postgrest.env")
+        export GHCRTS
         daemon_start "$pidfile" "$run/postgrest-$port.log" PostgREST \
             "curl -fs -o /dev/null http://127.0.0.1:$admin_port/ready" \
             "$postgrest" ${G360_POSTGREST_RTS:++RTS $G360_POSTGREST_RTS -RTS} "$here/docker/postgrest.conf"

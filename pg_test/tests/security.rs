@@ -788,6 +788,34 @@ fn api_sh_start_keeps_the_secret_off_postgrests_command_line() {
     assert!(String::from_utf8_lossy(&environ).contains(&format!("PGRST_JWT_SECRET={secret}")), "it is in its environment");
 }
 
+/// PostgREST's GHC runtime options are docker/postgrest.env's, in both
+/// stacks: scripts/api.sh exports them (the running PostgREST has them in
+/// its environment), the compose file names the same file, and PostgREST's
+/// runtime accepts them (it refuses an unknown option at start).
+#[test]
+fn both_stacks_give_postgrest_the_runtime_options_of_postgrest_env() {
+    let env_file = std::fs::read_to_string(project_dir().join("docker/postgrest.env")).unwrap();
+    let options = env_file.lines().find_map(|l| l.strip_prefix("GHCRTS=")).expect("a GHCRTS= line");
+    assert!(options.contains("-qa"), "{options}");
+    let compose = std::fs::read_to_string(project_dir().join("docker/docker-compose.yml")).unwrap();
+    assert!(compose.contains("env_file: postgrest.env"), "the compose file's api service reads docker/postgrest.env");
+
+    let db = fresh_database("sec_api_rts");
+    let stack = golden360_it::ScriptStack::start(&db, &["api.sh"], None);
+    let pidfile = stack.run.0.join(format!("postgrest-{}.pid", stack.var("G360_API_PORT")));
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    drop(stack);
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(environ.split('\0').any(|v| v == format!("GHCRTS={options}")), "PostgREST runs with GHCRTS={options}");
+
+    let postgrest = std::env::var("G360_POSTGREST").expect("G360_POSTGREST: path of the postgrest binary");
+    let run = |ghcrts: &str| std::process::Command::new(&postgrest).arg("--version").env("GHCRTS", ghcrts).output().unwrap();
+    assert!(run(options).status.success(), "PostgREST refuses {options}");
+    let refused = run("-zzz");
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("unknown RTS option"));
+}
+
 /// docker/: only the API is published beyond localhost, by the single-node
 /// stack and by the Citus override of it.
 #[test]
