@@ -193,3 +193,51 @@ fn parsing_ahead_on_a_helper_thread_stores_what_the_backend_alone_stores() {
     let sellers_report = alone.0.iter().find(|f| f.0 == "olist_sellers_dataset.csv").unwrap();
     assert_eq!(sellers_report.3, 2, "the malformed and the over-long record are rejected");
 }
+
+/// A helper thread the system will not give (the backend's RLIMIT_NPROC
+/// lowered below what its OS user already runs) fails the ingest with
+/// 53000 and a hint that works: nothing of the batch is stored, the server
+/// does not restart, and the same session then ingests with
+/// `helper_threads = 0`, on the backend's own thread.
+#[test]
+fn a_helper_thread_the_system_refuses_fails_with_53000_and_stores_nothing() {
+    let server = golden360_it::SameServer::now();
+    let dir = ScratchDir::new("helper_refused");
+    generate(&dir.0, 0.05, 33);
+    let parsed_ahead = std::fs::read_dir(&dir.0).unwrap().any(|f| f.unwrap().metadata().unwrap().len() >= 1 << 20);
+    assert!(parsed_ahead, "a file of at least 1 MiB, which ingest parses on a helper thread");
+    let db = fresh_database("helper_refused");
+    let mut c = connect(&db);
+    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    // As the backend's own user: lowering another process's limit needs
+    // the same uid (root here lacks CAP_SYS_RESOURCE).
+    let owner = std::fs::metadata(format!("/proc/{pid}")).unwrap();
+    let (uid, gid) = (std::os::unix::fs::MetadataExt::uid(&owner), std::os::unix::fs::MetadataExt::gid(&owner));
+    let limited = std::process::Command::new("setpriv")
+        .args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into(), "prlimit".into()])
+        .args([format!("--pid={pid}"), "--nproc=1:1".into()])
+        .status()
+        .unwrap();
+    assert!(limited.success(), "prlimit on the backend");
+    c.batch_execute("SET golden360.helper_threads = 1").unwrap();
+    let error = c.query(INGEST, &[&dir.path()]).unwrap_err();
+    let error = error.as_db_error().expect("an error from the server");
+    assert_eq!(error.code().code(), "53000", "{error:?}");
+    assert!(error.message().starts_with("could not start a golden360 helper thread"), "{}", error.message());
+    assert!(error.hint().unwrap_or_default().contains("golden360.helper_threads = 0"), "{:?}", error.hint());
+    let stored: i64 = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM golden360.bronze_batches) + (SELECT count(*) FROM golden360.bronze_files) \
+                  + (SELECT count(*) FROM bronze.geolocation) + (SELECT count(*) FROM bronze.customers)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0, "nothing of the failed batch is stored");
+    server.check("a refused helper thread");
+
+    c.batch_execute("SET golden360.helper_threads = 0").unwrap();
+    let files = c.query(INGEST, &[&dir.path()]).unwrap();
+    assert_eq!(files.len(), 9);
+    assert!(files.iter().all(|f| f.get::<_, String>(1) == "loaded"), "every file loads on the backend's own thread");
+}
