@@ -42,12 +42,22 @@ node_cpu() {
     done
     echo "$total"
 }
-pgdata_of() {
-    case $1 in
-    single) (eval "$("$here/scripts/cluster.sh" env)" && dirname "$(dirname "$G360_PGLOG")") ;;
-    *) (eval "$("$here/scripts/citus.sh" env "$1")" && dirname "$(dirname "$G360_PGLOG")") ;;
-    esac
+# settle PGDATA CHILDREN: wait (up to 5 s) until the cluster's postmaster
+# has exactly CHILDREN again: a step's backends (and on Citus the
+# connections it opened to the workers) end after psql returns, and their
+# CPU time joins the postmaster's only once it has reaped them.
+children() { pgrep -P "$(head -n1 "$1/postmaster.pid")" | sort | tr '\n' ' ' || true; }
+settle() {
+    for _ in $(seq 100); do
+        [ "$(children "$1")" = "$2" ] && return
+        sleep 0.05
+    done
 }
+# Each node's data directory, from its cluster's environment.
+declare -A pgdata=([single]=$(eval "$("$here/scripts/cluster.sh" env)" && dirname "$(dirname "$G360_PGLOG")"))
+for n in coordinator worker1 worker2; do
+    pgdata[$n]=$(eval "$("$here/scripts/citus.sh" env "$n")" && dirname "$(dirname "$G360_PGLOG")")
+done
 psql_on() {
     local PGOPTIONS="-c client_min_messages=warning"
     export PGOPTIONS
@@ -57,30 +67,31 @@ psql_on() {
     esac
 }
 
-declare -A ms=() cpu=()
+declare -A ms=() cpu=() nodes_of=([single]=single [citus]="coordinator worker1 worker2")
 setups=(single citus)
-citus_nodes=(coordinator worker1 worker2)
 for setup in "${setups[@]}"; do
     if [ "$setup" = single ]; then
         bench_fresh_db
-        target=single nodes=(single)
+        target=single
     else
-        target=coordinator nodes=("${citus_nodes[@]}")
-        psql_on coordinator -c "SET client_min_messages = warning" -c "DROP EXTENSION IF EXISTS golden360 CASCADE"
+        target=coordinator
+        psql_on coordinator -c "DROP EXTENSION IF EXISTS golden360 CASCADE"
     fi
     psql_on "$target" -c "CREATE EXTENSION golden360" -c "CHECKPOINT"
+    psql_on "$target" -c "ALTER DATABASE $(psql_on "$target" -c "SELECT current_database()") SET golden360.quality_gate = warn"
     for what in ingest silver gold; do
-        sql=$(case $what in
-            ingest) echo "SELECT count(*) FROM golden360.ingest_bronze('$dir')" ;;
-            silver) echo "SET golden360.quality_gate = warn; CALL golden360.refresh_silver()" ;;
-            gold) echo "SET golden360.quality_gate = warn; CALL golden360.refresh_gold()" ;;
-        esac)
-        declare -A before=()
-        for n in "${nodes[@]}"; do before[$n]=$(node_cpu "$(pgdata_of "$n")"); done
+        declare -A before=() idle=()
+        for n in ${nodes_of[$setup]}; do
+            idle[$n]=$(children "${pgdata[$n]}")
+            before[$n]=$(node_cpu "${pgdata[$n]}")
+        done
         t0=$(now_ms)
-        psql_on "$target" -c "$sql" >/dev/null
+        psql_on "$target" -c "$(full_pipeline_step "$what" "$dir")" >/dev/null
         ms[$setup.$what]=$(($(now_ms) - t0))
-        for n in "${nodes[@]}"; do cpu[$setup.$what.$n]=$(($(node_cpu "$(pgdata_of "$n")") - before[$n])); done
+        for n in ${nodes_of[$setup]}; do
+            settle "${pgdata[$n]}" "${idle[$n]}"
+            cpu[$setup.$what.$n]=$(($(node_cpu "${pgdata[$n]}") - before[$n]))
+        done
     done
 done
 
@@ -88,12 +99,11 @@ echo
 echo "Full pipeline at scale $scale: one node, and a coordinator with 2 workers on the same 2 cores"
 printf '%-8s %-7s %10s %12s   %s\n' setup step ms "/ one node" "CPU s (share) per node"
 for setup in "${setups[@]}"; do
-    [ "$setup" = single ] && nodes=(single) || nodes=("${citus_nodes[@]}")
     for what in ingest silver gold; do
         sum=0
-        for n in "${nodes[@]}"; do sum=$((sum + cpu[$setup.$what.$n])); done
+        for n in ${nodes_of[$setup]}; do sum=$((sum + cpu[$setup.$what.$n])); done
         shares=
-        for n in "${nodes[@]}"; do
+        for n in ${nodes_of[$setup]}; do
             c=${cpu[$setup.$what.$n]}
             shares+=$(printf '%s %.1f (%.0f%%)  ' "$n" "$(echo "$c / $ticks" | bc -l)" "$(echo "100 * $c / ($sum + ($sum == 0))" | bc -l)")
         done

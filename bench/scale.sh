@@ -59,12 +59,7 @@ for scale in "${scales[@]}"; do
     bench_psql -c "CREATE EXTENSION golden360" -c "ALTER DATABASE $BENCH_DB SET golden360.quality_gate = warn"
     bench_psql -c "CHECKPOINT"
     for what in ingest silver gold; do
-        sql=$(case $what in
-            ingest) echo "SELECT count(*) FROM golden360.ingest_bronze('$dir')" ;;
-            silver) echo "CALL golden360.refresh_silver()" ;;
-            gold) echo "CALL golden360.refresh_gold()" ;;
-        esac)
-        read -r t r h <<<"$(step "$sql")"
+        read -r t r h <<<"$(step "$(full_pipeline_step "$what" "$dir")")"
         ms[$scale.$what]=$t rss[$scale.$what]=$r rust[$scale.$what]=$h
     done
     if [ "${PEERS:-1}" != 0 ]; then

@@ -56,6 +56,15 @@ bench_venv() {
     echo "$venv"
 }
 now_ms() { date +%s%3N; }
+# full_pipeline_step ingest|silver|gold DIR: the SQL of that step of a full
+# pipeline on DIR's files, as the scale and Citus benchmarks time it.
+full_pipeline_step() {
+    case $1 in
+    ingest) echo "SELECT count(*) FROM golden360.ingest_bronze('$2')" ;;
+    silver) echo "CALL golden360.refresh_silver()" ;;
+    gold) echo "CALL golden360.refresh_gold()" ;;
+    esac
+}
 
 # apt_install_missing PKG...: install (as root) those of the Debian packages
 # that are not installed yet; nothing when all are.
