@@ -218,8 +218,7 @@ pub mod golden360 {
     /// only allows for a CALL that is a transaction of its own.
     #[pg_extern(volatile, parallel_unsafe)]
     fn assert_outside_transaction_block(what: &str) {
-        // SAFETY: reads the backend's transaction state; no arguments.
-        if unsafe { pg_sys::IsTransactionBlock() } {
+        if crate::pg::snapshot::in_transaction_block() {
             raise(
                 PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
                 format!("{what} cannot run inside a transaction block"),

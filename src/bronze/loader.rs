@@ -17,7 +17,8 @@ use crate::pg::helper;
 use crate::pg::relation::{own_table, DAMAGED_HINT};
 use crate::pg::types::SqlType;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgSqlErrorCode};
+use crate::pg::types::{Datum, Oid};
+use pgrx::PgSqlErrorCode;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -33,7 +34,7 @@ const MAX_RAW_BYTES: u64 = 1 << 20;
 /// Lineage stamped on every row of a batch.
 pub struct Lineage {
     pub batch_id: i64,
-    pub ingested_at: pg_sys::Datum,
+    pub ingested_at: Datum,
 }
 
 /// What loading one file produced.
@@ -306,7 +307,7 @@ impl BulkTarget {
 
     /// Buffer one row: CSV fields become text (heap_form_tuple copies them),
     /// lineage comes from `lineage`; a dropped column is NULL.
-    fn push(&mut self, record: &Record, lineage: impl Fn(Column) -> pg_sys::Datum) {
+    fn push(&mut self, record: &Record, lineage: impl Fn(Column) -> Datum) {
         let columns = &self.columns;
         self.row.build(|b| {
             for (i, column) in columns.iter().enumerate() {
@@ -327,7 +328,7 @@ impl BulkTarget {
 
 /// Map the table's attributes to CSV positions and lineage, and insist the
 /// table still has exactly the registry's columns, of the declared types.
-fn map_columns(source: &SourceFile, attributes: &[Option<(String, pg_sys::Oid)>]) -> Vec<Column> {
+fn map_columns(source: &SourceFile, attributes: &[Option<(String, Oid)>]) -> Vec<Column> {
     let mut seen = vec![false; source.columns.len()];
     let mut lineage_seen = 0;
     let columns: Vec<Column> = attributes

@@ -15,7 +15,7 @@ use crate::error::raise;
 use olist_model::{SourceFile, SOURCE_FILES};
 use crate::ops;
 use crate::pg::owner::may_read_server_files;
-use pgrx::{pg_sys, PgSqlErrorCode};
+use pgrx::PgSqlErrorCode;
 use sha2::{Digest, Sha256};
 use std::ffi::CString;
 use std::fs::File;
@@ -220,7 +220,7 @@ impl Read for PositionalReader<'_> {
         match self.stop {
             // A pending cancel raises its ERROR here, between two reads.
             None => {
-                pg_sys::check_for_interrupts!();
+                crate::pg::helper::check_for_interrupts();
             }
             Some(stop) if stop.load(Relaxed) => return Err(io::Error::other("stopped: the ingest ended")),
             Some(_) => {}

@@ -19,17 +19,17 @@
 
 use super::golden360::golden_id_digest;
 use crate::pg::bulk::{decimal, delete_rows, BulkInsert, RowBuf};
-use crate::pg::relation::require_privilege;
+use crate::pg::relation::{require_privilege, Privilege};
 use super::spec::{Bridge, BRIDGE_COLUMNS, C360, CUSTOMER_360_COLUMNS, DIVERSITY, SCORE, SPEND, ZIP_COORDINATES_COLUMNS};
 use crate::pg::types::{Column, SqlType};
 use crate::error::raise;
 use crate::keys::{key_hash, Interner, KeyHashState, Pass};
 use crate::pg::context::RowContext;
-use crate::pg::scan::{Key, Row, Selection};
-use crate::pg::snapshot::{transaction_started_at, OwnWritesVisible};
+use crate::pg::scan::{Key, Lock, Row, Selection, Tid};
+use crate::pg::snapshot::{transaction_started_at, OwnWritesVisible, TimestampTz};
 use super::rfm::{self, rescore, Boundaries, Ranked, RankingOfEveryone, RfmMap};
 use crate::silver::parse::date_of;
-use pgrx::{pg_sys, PgSqlErrorCode};
+use pgrx::PgSqlErrorCode;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
@@ -295,7 +295,7 @@ struct Silver {
     zip_means: HashMap<i32, (f64, f64), KeyHashState>,
 }
 
-pub(super) const SHARE: u32 = pg_sys::AccessShareLock;
+pub(super) const SHARE: Lock = Lock::Read;
 use crate::silver::spec::MONEY;
 use SqlType::{Double, Integer, Text, Timestamp};
 
@@ -620,8 +620,8 @@ enum ZipC {
 /// points inserted.
 fn store_zip_coordinates(changed: Option<Vec<Key>>, sums: &HashMap<i32, PointSum, KeyHashState>) {
     let mut scan = match changed {
-        None => Selection::all("gold", "zip_coordinates", pg_sys::RowExclusiveLock),
-        Some(zips) => Selection::keys("gold", "zip_coordinates", "zip", zips, pg_sys::RowExclusiveLock),
+        None => Selection::all("gold", "zip_coordinates", Lock::Write),
+        Some(zips) => Selection::keys("gold", "zip_coordinates", "zip", zips, Lock::Write),
     };
     scan.expect_columns(&ZIP_COORDINATES_COLUMNS);
     let mut stale = Vec::new();
@@ -800,7 +800,7 @@ struct GoldRows<'a> {
     silver: &'a Silver,
     gold: &'a Gold,
     segments: &'a RfmMap,
-    refreshed_at: pg_sys::TimestampTz,
+    refreshed_at: TimestampTz,
 }
 
 impl TargetRows for GoldRows<'_> {
@@ -963,18 +963,18 @@ struct Synced {
 fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>, pass: Pass) -> Synced {
     let started = Instant::now();
     let mut scan = match stored {
-        None => Selection::all("gold", T::TABLE, pg_sys::RowExclusiveLock),
-        Some(keys) => Selection::keys("gold", T::TABLE, T::COLUMNS[T::KEY].name, keys, pg_sys::RowExclusiveLock),
+        None => Selection::all("gold", T::TABLE, Lock::Write),
+        Some(keys) => Selection::keys("gold", T::TABLE, T::COLUMNS[T::KEY].name, keys, Lock::Write),
     };
     scan.expect_columns(T::COLUMNS);
-    require_privilege(scan.relation_oid(), scan.name(), pg_sys::ACL_DELETE);
+    require_privilege(scan.relation_oid(), scan.name(), Privilege::Delete);
     let storage = scan.storage();
     let mut row_cx = RowContext::new("golden360 gold row");
     let mut buf = RowBuf::new(T::COLUMNS.len());
     let mut kept = vec![false; target.len()];
-    let mut doomed: Vec<pg_sys::ItemPointerData> = Vec::new();
+    let mut doomed: Vec<Tid> = Vec::new();
     let (mut removed, mut rewritten) = (0, 0);
-    let mut unplaced: Vec<(pg_sys::ItemPointerData, Vec<u8>)> = Vec::new();
+    let mut unplaced: Vec<(Tid, Vec<u8>)> = Vec::new();
     scan.for_each(|row| {
         match target.find(row.text(T::KEY)) {
             Some(i) if !kept[i] => {

@@ -10,12 +10,11 @@
 //! - products: every order with an item of it;
 //! - geolocation: every customer of the zip.
 
-use crate::pg::scan::{Key, Selection};
+use crate::pg::scan::{Key, Lock, Selection};
 use crate::pg::types::SqlType::{BigInt, Integer, Text};
-use pgrx::pg_sys;
 use std::collections::BTreeSet;
 
-const SHARE: u32 = pg_sys::AccessShareLock;
+const SHARE: Lock = Lock::Read;
 
 /// What silver's change log asks of gold.
 pub struct Pending {

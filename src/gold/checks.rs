@@ -6,10 +6,9 @@
 
 use super::build::{estimated_customers, is_counted};
 use crate::keys::{key_hash, KeyHashState, Pass};
-use crate::pg::scan::{Key, Selection};
+use crate::pg::scan::{Key, Lock, Selection};
 use crate::pg::types::SqlType::{Integer, Text};
 use crate::silver::spec::MONEY;
-use pgrx::pg_sys;
 use std::collections::HashMap;
 
 pub struct Check {
@@ -72,8 +71,8 @@ const CHECK_BYTES_PER_CUSTOMER: u64 = 128;
 /// The rows of `table` to check: all, or those whose `column` is one of `keys`.
 fn rows(schema: &str, table: &str, column: &str, keys: Option<Vec<Key>>) -> Selection {
     match keys {
-        None => Selection::all(schema, table, pg_sys::AccessShareLock),
-        Some(keys) => Selection::keys(schema, table, column, keys, pg_sys::AccessShareLock),
+        None => Selection::all(schema, table, Lock::Read),
+        Some(keys) => Selection::keys(schema, table, column, keys, Lock::Read),
     }
 }
 

@@ -14,7 +14,7 @@
 //! the tree instead of descending to a random leaf for every row, which is
 //! what makes loading into a table with several indexes cheap.
 
-use super::relation::{check_columns, own_table, require_privilege, OwnTable};
+use super::relation::{check_columns, own_table, require_privilege, OwnTable, Privilege};
 use super::types::{Column, SqlType};
 use crate::error::raise;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -49,7 +49,7 @@ impl BulkInsert {
     /// Open one of golden360's own tables for insertion by the current user.
     pub fn open(table: &OwnTable) -> BulkInsert {
         let (relid, name) = (table.oid, table.name.as_str());
-        require_privilege(relid, name, pg_sys::ACL_INSERT);
+        require_privilege(relid, name, Privilege::Insert);
         // SAFETY: `relid` is one of golden360's own plain tables (own_table);
         // table_open locks it until the transaction ends. Everything made
         // here (slots, executor state, memory context) is released in
@@ -444,10 +444,12 @@ impl RowBuf {
             self.datums[column] = pg_sys::Datum::from(unsafe { base.add(at) });
         }
         for (column, range) in &self.arrays {
-            // SAFETY: as above, for each element; construct_array_builtin
-            // copies them into a new array in the current memory context.
+            // SAFETY: as above, for each element.
             let mut items: Vec<pg_sys::Datum> =
                 self.elements[range.clone()].iter().map(|&at| pg_sys::Datum::from(unsafe { base.add(at) })).collect();
+            // SAFETY: `items` holds that many text datums, which
+            // construct_array_builtin copies into a new array in the
+            // current memory context.
             let array = unsafe { pg_sys::construct_array_builtin(items.as_mut_ptr(), items.len() as i32, pg_sys::TEXTOID) };
             self.datums[*column] = pg_sys::Datum::from(array);
         }
@@ -554,7 +556,7 @@ pub fn decimal(scaled: i64, scale: u16) -> String {
 /// free for the inserts that replace them.
 pub fn delete_rows(rel: pg_sys::Relation, name: &str, tids: &mut [pg_sys::ItemPointerData]) {
     // SAFETY: `rel` is open, so its OID can be read.
-    require_privilege(unsafe { (*rel).rd_id }, name, pg_sys::ACL_DELETE);
+    require_privilege(unsafe { (*rel).rd_id }, name, Privilege::Delete);
     // SAFETY: each tid names a row of `rel` visible to the active snapshot,
     // deleted once (callers collect distinct tids); simple_table_tuple_delete
     // raises on a concurrent update, which golden360's layer locks exclude.

@@ -16,6 +16,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Duration;
 
+/// Raise a pending cancel or terminate here, on the backend's thread.
+pub fn check_for_interrupts() {
+    pg_sys::check_for_interrupts!();
+}
+
 /// Sets its flag when dropped, so that the helpers reading it stop however
 /// the backend's side ends: done, failed or cancelled.
 pub struct Stop<'a>(pub &'a AtomicBool);

@@ -140,11 +140,22 @@ pub fn column_index(rel: pg_sys::Relation, name: &str, column: &str, ty: SqlType
     i
 }
 
-/// Fail unless the current user holds `privilege` (an ACL_* bit) on the
-/// table: bulk writes bypass the executor, which would otherwise check it.
-pub fn require_privilege(relid: pg_sys::Oid, name: &str, privilege: u32) {
+/// A table privilege a bulk write needs.
+#[derive(Clone, Copy, Debug)]
+pub enum Privilege {
+    Insert,
+    Delete,
+}
+
+/// Fail unless the current user holds `privilege` on the table: bulk
+/// writes bypass the executor, which would otherwise check it.
+pub fn require_privilege(relid: pg_sys::Oid, name: &str, privilege: Privilege) {
+    let bit = match privilege {
+        Privilege::Insert => pg_sys::ACL_INSERT,
+        Privilege::Delete => pg_sys::ACL_DELETE,
+    };
     // SAFETY: an ACL look-up for the current user on an existing relation.
-    let granted = unsafe { pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), privilege as pg_sys::AclMode) };
+    let granted = unsafe { pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), bit as pg_sys::AclMode) };
     if granted != pg_sys::AclResult::ACLCHECK_OK {
         raise(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -12,6 +12,28 @@ use crate::error::raise;
 use pgrx::{pg_sys, PgSqlErrorCode};
 use std::cell::Cell;
 
+/// The lock a scan takes on its table, held to the end of the transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lock {
+    /// AccessShareLock: the step only reads the table.
+    Read,
+    /// RowExclusiveLock: the step also writes or deletes the table's rows.
+    Write,
+}
+
+impl Lock {
+    fn mode(self) -> pg_sys::LOCKMODE {
+        (match self {
+            Lock::Read => pg_sys::AccessShareLock,
+            Lock::Write => pg_sys::RowExclusiveLock,
+        }) as pg_sys::LOCKMODE
+    }
+}
+
+/// Where a row version is stored (block and line pointer): what a scan
+/// hands out and a delete or rewrite takes back.
+pub type Tid = pg_sys::ItemPointerData;
+
 /// A heap scan of one table under the active snapshot.
 pub struct HeapScan {
     rel: pg_sys::Relation,
@@ -28,25 +50,25 @@ pub struct HeapScan {
 
 impl HeapScan {
     /// Open golden360's own table `schema.table` (see `relation::own_table`),
-    /// locked in `lockmode` until the end of the transaction.
-    pub fn open(schema: &str, table: &str, lockmode: u32) -> HeapScan {
+    /// locked in `lock` until the end of the transaction.
+    pub fn open(schema: &str, table: &str, lock: Lock) -> HeapScan {
         let table = own_table(schema, table);
-        HeapScan::open_oid(table.oid, table.name, lockmode)
+        HeapScan::open_oid(table.oid, table.name, lock)
     }
 
     /// Open any plain table by OID: for tests of the scan itself.
     #[cfg(any(test, feature = "pg_test"))]
     pub fn open_for_test(relid: pg_sys::Oid) -> HeapScan {
-        HeapScan::open_oid(relid, "test table".into(), pg_sys::AccessShareLock)
+        HeapScan::open_oid(relid, "test table".into(), Lock::Read)
     }
 
-    fn open_oid(relid: pg_sys::Oid, name: String, lockmode: u32) -> HeapScan {
+    fn open_oid(relid: pg_sys::Oid, name: String, lock: Lock) -> HeapScan {
         // SAFETY: `relid` is a plain table (checked by own_table, or by the
         // test that made it); table_open locks it, and the slot and memory
         // context made here are released in `close` (or by the
         // transaction's abort on an error).
         unsafe {
-            let rel = pg_sys::table_open(relid, lockmode as pg_sys::LOCKMODE);
+            let rel = pg_sys::table_open(relid, lock.mode());
             HeapScan {
                 rel,
                 slot: pg_sys::table_slot_create(rel, std::ptr::null_mut()),
@@ -218,13 +240,13 @@ struct IndexOnlyRead {
 }
 
 impl IndexScan {
-    /// Open golden360's own table `schema.table` (locked in `lockmode`) and
+    /// Open golden360's own table `schema.table` (locked in `lock`) and
     /// its btree index whose first columns are `leading`; an index missing
     /// or changed is a damaged installation, reported as such.
-    pub fn open(schema: &str, table: &str, leading: &[&str], lockmode: u32) -> IndexScan {
-        let heap = HeapScan::open(schema, table, lockmode);
+    pub fn open(schema: &str, table: &str, leading: &[&str], lock: Lock) -> IndexScan {
+        let heap = HeapScan::open(schema, table, lock);
         let wanted: Vec<i16> = leading.iter().map(|c| column_number(heap.rel, &heap.name, c)).collect();
-        let index = open_index(&heap, lockmode, pg_sys::BTREE_AM_OID, &wanted);
+        let index = open_index(&heap, lock, pg_sys::BTREE_AM_OID, &wanted);
         let Some(index) = index else {
             raise(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
@@ -493,11 +515,11 @@ pub struct BrinScan {
 impl BrinScan {
     /// Open golden360's own table `schema.table` and its BRIN index whose
     /// first column is `column` (an int8).
-    pub fn open(schema: &str, table: &str, column: &str, lockmode: u32) -> BrinScan {
-        let heap = HeapScan::open(schema, table, lockmode);
+    pub fn open(schema: &str, table: &str, column: &str, lock: Lock) -> BrinScan {
+        let heap = HeapScan::open(schema, table, lock);
         let wanted = column_number(heap.rel, &heap.name, column);
         let at = heap.attr(column, SqlType::BigInt);
-        let index = open_index(&heap, lockmode, pg_sys::BRIN_AM_OID, &[wanted]);
+        let index = open_index(&heap, lock, pg_sys::BRIN_AM_OID, &[wanted]);
         let Some(index) = index else {
             raise(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
@@ -604,16 +626,16 @@ pub enum Selection {
 }
 
 impl Selection {
-    pub fn all(schema: &str, table: &str, lockmode: u32) -> Selection {
-        Selection::All(HeapScan::open(schema, table, lockmode))
+    pub fn all(schema: &str, table: &str, lock: Lock) -> Selection {
+        Selection::All(HeapScan::open(schema, table, lock))
     }
 
     /// The rows whose `column` (which an index leads with) is one of
     /// `keys`, each key once, in key order.
-    pub fn keys(schema: &str, table: &str, column: &str, mut keys: Vec<Key>, lockmode: u32) -> Selection {
+    pub fn keys(schema: &str, table: &str, column: &str, mut keys: Vec<Key>, lock: Lock) -> Selection {
         keys.sort_unstable();
         keys.dedup();
-        Selection::Keys { scan: IndexScan::open(schema, table, &[column], lockmode), keys }
+        Selection::Keys { scan: IndexScan::open(schema, table, &[column], lock), keys }
     }
 
     fn heap(&self) -> &HeapScan {
@@ -683,8 +705,8 @@ impl Selection {
 
 /// The first valid, non-partial index of access method `am` on the open
 /// `heap` whose key columns start with the attribute numbers `leading`,
-/// opened in `lockmode`; None when there is none.
-fn open_index(heap: &HeapScan, lockmode: u32, am: pg_sys::Oid, leading: &[i16]) -> Option<pg_sys::Relation> {
+/// opened in `lock`; None when there is none.
+fn open_index(heap: &HeapScan, lock: Lock, am: pg_sys::Oid, leading: &[i16]) -> Option<pg_sys::Relation> {
     // SAFETY: the heap is open and locked; RelationGetIndexList returns a
     // list this code frees; each index is opened with the heap's lock mode
     // (as the executor does) and closed unless it is the one returned.
@@ -698,7 +720,7 @@ fn open_index(heap: &HeapScan, lockmode: u32, am: pg_sys::Oid, leading: &[i16]) 
         pg_sys::list_free(list);
         let mut found = None;
         for oid in oids {
-            let index = pg_sys::index_open(oid, lockmode as pg_sys::LOCKMODE);
+            let index = pg_sys::index_open(oid, lock.mode());
             let form = &*(*index).rd_index;
             let keys = std::slice::from_raw_parts(form.indkey.values.as_ptr(), form.indnkeyatts as usize);
             let fits = (*(*index).rd_rel).relam == am
@@ -709,7 +731,7 @@ fn open_index(heap: &HeapScan, lockmode: u32, am: pg_sys::Oid, leading: &[i16]) 
             if fits && found.is_none() {
                 found = Some(index);
             } else {
-                pg_sys::index_close(index, lockmode as pg_sys::LOCKMODE);
+                pg_sys::index_close(index, lock.mode());
             }
         }
         found

@@ -30,10 +30,19 @@ impl OwnWritesVisible {
     }
 }
 
+pub use pg_sys::TimestampTz;
+
 /// When the current transaction began (what `now()` returns).
-pub fn transaction_started_at() -> pg_sys::TimestampTz {
+pub fn transaction_started_at() -> TimestampTz {
     // SAFETY: reads the backend's transaction state; no arguments.
     unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }
+}
+
+/// Whether the current statement runs inside BEGIN ... COMMIT (a CALL
+/// that commits as it goes cannot).
+pub fn in_transaction_block() -> bool {
+    // SAFETY: reads the backend's transaction state; no arguments.
+    unsafe { pg_sys::IsTransactionBlock() }
 }
 
 impl Drop for OwnWritesVisible {

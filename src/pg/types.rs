@@ -4,6 +4,11 @@
 
 use pgrx::pg_sys;
 
+/// A value as PostgreSQL passes it, and an object's identifier: the two
+/// PostgreSQL types the layers name (lineage datums, a background worker's
+/// argument, a column's type).
+pub use pg_sys::{Datum, Oid};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlType {
     Text,

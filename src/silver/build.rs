@@ -27,10 +27,11 @@ use crate::pg::types::{column, Column, SqlType};
 use crate::error::raise;
 use crate::keys::{key_hash, KeyHashState};
 use olist_model::SOURCE_FILES;
-use crate::pg::scan::{HeapScan, Row};
+use crate::pg::scan::{HeapScan, Lock, Row};
 use crate::pg::sort::{ordered_bytes, SortRecord, Sorter};
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgSqlErrorCode};
+use crate::pg::types::Datum;
+use pgrx::PgSqlErrorCode;
 use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -145,7 +146,7 @@ impl SiftAside {
 /// under its settings and its batches.
 #[pg_guard]
 #[no_mangle]
-pub extern "C-unwind" fn golden360_silver_sift(argument: pg_sys::Datum) {
+pub extern "C-unwind" fn golden360_silver_sift(argument: Datum) {
     worker::serve(argument, |input| {
         let Ok(job) = serde_json::from_slice::<serde_json::Value>(input) else { return Vec::new() };
         let Some(spec) = TABLES.iter().find(|t| Some(t.table) == job["table"].as_str()) else { return Vec::new() };
@@ -736,7 +737,7 @@ struct BronzeScan {
 impl BronzeScan {
     fn open(spec: &TableSpec) -> BronzeScan {
         let source = SOURCE_FILES.iter().find(|f| f.table == spec.table).expect("a bronze table per silver table");
-        let scan = HeapScan::open("bronze", spec.table, pg_sys::AccessShareLock);
+        let scan = HeapScan::open("bronze", spec.table, Lock::Read);
         BronzeScan {
             sources: spec.columns.iter().map(|c| scan.attr(c.source, SqlType::Text)).collect(),
             record: source.columns.iter().map(|c| scan.attr(c, SqlType::Text)).collect(),
@@ -863,10 +864,10 @@ impl QuarantineWriter {
         // The datums live in the batch context until the push copies them.
         let mut datums = self.insert.in_batch_context(|| {
             [
-                pg_sys::Datum::from(run_id),
+                Datum::from(run_id),
                 spec.table.into_datum().expect("text"),
-                pg_sys::Datum::from(batch),
-                pg_sys::Datum::from(row),
+                Datum::from(batch),
+                Datum::from(row),
                 rule.name.as_str().into_datum().expect("text"),
                 rule.kind.as_str().into_datum().expect("text"),
                 pgrx::JsonB(serde_json::Value::Object(object)).into_datum().expect("jsonb"),

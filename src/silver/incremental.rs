@@ -31,12 +31,11 @@ use crate::error::spi_failed;
 use crate::keys::Pass;
 use crate::pg::bulk::{delete_rows, BulkInsert, RowBuf};
 use crate::pg::relation::DAMAGED_HINT;
-use crate::pg::scan::{Bound, BrinScan, HeapScan, IndexScan, Row};
+use crate::pg::scan::{Bound, BrinScan, HeapScan, IndexScan, Lock, Row, Tid};
 use pgrx::prelude::*;
 use crate::pg::snapshot::OwnWritesVisible;
 use crate::pg::types::{column, Column, SqlType};
 use olist_model::SOURCE_FILES;
-use pgrx::pg_sys;
 use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -209,7 +208,7 @@ fn bound<'a>(value: &'a Value) -> Option<Bound<'a>> {
 /// The current silver row of a key, as far as the refresh needs it.
 struct Current {
     key: u128,
-    tid: pg_sys::ItemPointerData,
+    tid: Tid,
     rank: Rank,
     /// The hash of its values (lineage excluded), as `Ranked::content`.
     content: u128,
@@ -363,7 +362,7 @@ fn references_found(
     let distinct: Vec<(u128, u32)> = refs.chunk_by(|a, b| a.0 == b.0).map(|g| g[0]).collect();
 
     let parent_spec = TABLES.iter().find(|t| t.table == parent).expect("a declared parent");
-    let mut lookup = IndexScan::open(LIVE, parent, &parent_spec.lookup(), pg_sys::AccessShareLock);
+    let mut lookup = IndexScan::open(LIVE, parent, &parent_spec.lookup(), Lock::Read);
     let mut present: Vec<u128> = Vec::new();
     if scan_is_cheaper(distinct.len(), lookup.estimated_rows()) {
         let filter = KeyFilter::of(distinct.iter().map(|r| r.0));
@@ -488,7 +487,7 @@ fn apply_pass(
     // 1. The new batches' rows, and quarantined rows whose missing
     //    reference arrived in this refresh (read back from the bronze
     //    record the quarantine keeps whole); those of this pass's keys.
-    let mut bronze = BrinScan::open("bronze", spec.table, "_batch_id", pg_sys::AccessShareLock);
+    let mut bronze = BrinScan::open("bronze", spec.table, "_batch_id", Lock::Read);
     let attrs = BronzeAttrs::of(&bronze, spec);
     let mut rows = Candidates::new(spec, attrs.record_names);
     // The dedup key's columns: their types, and their fields' places in the record.
@@ -503,7 +502,7 @@ fn apply_pass(
     }
     bronze.close();
     let fresh = rows.len() as i64;
-    let mut rechecked_tids: Vec<pg_sys::ItemPointerData> = Vec::new();
+    let mut rechecked_tids: Vec<Tid> = Vec::new();
     for rule in spec.rules {
         let Check::Exists { column, parent } = rule.check else { continue };
         let Some(arrived) = state.new_keys.get(parent).filter(|k| !k.is_empty()) else { continue };
@@ -556,13 +555,13 @@ fn apply_pass(
     let checked = started.elapsed();
 
     // 4. Per key, the best new rows against the current silver row.
-    let mut live = IndexScan::open(LIVE, spec.table, &spec.lookup(), pg_sys::RowExclusiveLock);
+    let mut live = IndexScan::open(LIVE, spec.table, &spec.lookup(), Lock::Write);
     let stored = current_rows(spec, plan, &mut live, &valid, &rows, &state.context, link);
     let lookup_columns: Vec<usize> = spec.lookup().iter().map(|c| spec.column(c)).collect();
     let keeps_keys = spec.is_parent();
     let is_translation = spec.table == TRANSLATIONS;
     let (mut new_keys, mut duplicates) = (0i64, 0i64);
-    let mut replaced: Vec<pg_sys::ItemPointerData> = Vec::new();
+    let mut replaced: Vec<Tid> = Vec::new();
     let mut winners: Vec<usize> = Vec::new();
     for group in valid.chunk_by(|a, b| a.key == b.key) {
         let current = stored.take(group[0].key);
@@ -619,7 +618,7 @@ fn apply_pass(
     live.close();
     let rechecked = rechecked_tids.len() as i64;
     if !rechecked_tids.is_empty() {
-        let quarantine = HeapScan::open(LIVE, "quarantine", pg_sys::RowExclusiveLock);
+        let quarantine = HeapScan::open(LIVE, "quarantine", Lock::Write);
         delete_rows(quarantine.relation(), quarantine.name(), &mut rechecked_tids);
         quarantine.close();
     }
@@ -660,7 +659,7 @@ fn quarantined_for(
     reason: &str,
     source: &str,
     values: Vec<String>,
-) -> Vec<(pg_sys::ItemPointerData, i64, i64, serde_json::Map<String, serde_json::Value>)> {
+) -> Vec<(Tid, i64, i64, serde_json::Map<String, serde_json::Value>)> {
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT ctid, batch_id, row_number, record FROM silver.quarantine
@@ -671,7 +670,7 @@ fn quarantined_for(
         let mut out = Vec::new();
         for row in rows {
             let (Some(tid), Some(batch), Some(number), Some(pgrx::JsonB(serde_json::Value::Object(record)))) =
-                (row.get::<pg_sys::ItemPointerData>(1)?, row.get::<i64>(2)?, row.get::<i64>(3)?, row.get::<pgrx::JsonB>(4)?)
+                (row.get::<Tid>(1)?, row.get::<i64>(2)?, row.get::<i64>(3)?, row.get::<pgrx::JsonB>(4)?)
             else {
                 continue;
             };
@@ -697,7 +696,7 @@ fn link_value(value: &Value) -> Option<Link> {
 
 /// silver.category_translation as the Portuguese → English map.
 fn read_translations() -> HashMap<Vec<u8>, String> {
-    let mut scan = HeapScan::open(LIVE, TRANSLATIONS, pg_sys::AccessShareLock);
+    let mut scan = HeapScan::open(LIVE, TRANSLATIONS, Lock::Read);
     let [pt, en] = ["product_category_name", "product_category_name_english"].map(|c| scan.attr(c, SqlType::Text));
     let mut map = HashMap::new();
     scan.for_each(|row| {
@@ -717,10 +716,10 @@ fn retranslate(spec: &'static TableSpec, state: &State, changes: &mut ChangeLog)
         .iter()
         .position(|c| c.ty == Ty::Trimmed && c.source == spec.columns[english].source)
         .expect("products keep the Portuguese name beside the English one (spec test)");
-    let mut scan = HeapScan::open(LIVE, spec.table, pg_sys::RowExclusiveLock);
+    let mut scan = HeapScan::open(LIVE, spec.table, Lock::Write);
     let value_attrs: Vec<usize> = spec.columns.iter().map(|c| scan.attr(c.name, c.ty.sql_type())).collect();
     let (batch_attr, row_attr) = (scan.attr("_batch_id", SqlType::BigInt), scan.attr("_row_number", SqlType::BigInt));
-    let mut rewritten: Vec<(pg_sys::ItemPointerData, Vec<Value<'static>>, i64, i64)> = Vec::new();
+    let mut rewritten: Vec<(Tid, Vec<Value<'static>>, i64, i64)> = Vec::new();
     scan.for_each(|row| {
         let Some(pt) = row.opt_text(value_attrs[name]) else { return };
         if !state.retranslated.contains(pt) {
@@ -735,7 +734,7 @@ fn retranslate(spec: &'static TableSpec, state: &State, changes: &mut ChangeLog)
         values[english] = Value::Owned(now);
         rewritten.push((row.tid, values, row.int8(batch_attr).unwrap_or_default(), row.int8(row_attr).unwrap_or_default()));
     });
-    let mut tids: Vec<pg_sys::ItemPointerData> = rewritten.iter().map(|r| r.0).collect();
+    let mut tids: Vec<Tid> = rewritten.iter().map(|r| r.0).collect();
     delete_rows(scan.relation(), scan.name(), &mut tids);
     scan.close();
     let mut writer = SilverWriter::open(LIVE, spec).with_sorted_index_inserts();
