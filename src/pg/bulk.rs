@@ -15,6 +15,7 @@
 //! what makes loading into a table with several indexes cheap.
 
 use super::relation::{check_columns, own_table, require_privilege, OwnTable, Privilege};
+use super::scan::Tid;
 use super::types::{Column, SqlType};
 use crate::error::raise;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -554,7 +555,7 @@ pub fn decimal(scaled: i64, scale: u16) -> String {
 /// scans saw), after checking the current user may; then make the deletes
 /// visible to what follows (CommandCounterIncrement), so unique keys are
 /// free for the inserts that replace them.
-pub fn delete_rows(rel: pg_sys::Relation, name: &str, tids: &mut [pg_sys::ItemPointerData]) {
+pub fn delete_rows(rel: pg_sys::Relation, name: &str, tids: &mut [Tid]) {
     // SAFETY: `rel` is open, so its OID can be read.
     require_privilege(unsafe { (*rel).rd_id }, name, Privilege::Delete);
     // SAFETY: each tid names a row of `rel` visible to the active snapshot,

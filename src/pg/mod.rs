@@ -105,7 +105,7 @@ mod boundary {
                 });
                 if is_block {
                     blocks += 1;
-                    let explained = last_note.is_some_and(|note| n - note <= WITHIN && last_block.is_none_or(|b| note > b || note == n));
+                    let explained = last_note.is_some_and(|note| n - note <= WITHIN && last_block.is_none_or(|b| note > b));
                     if !explained {
                         unexplained.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
                     }

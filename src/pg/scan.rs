@@ -753,7 +753,7 @@ fn column_number(rel: pg_sys::Relation, name: &str, column: &str) -> i16 {
 pub struct Row<'s> {
     pub values: &'s [pg_sys::Datum],
     pub nulls: &'s [bool],
-    pub tid: pg_sys::ItemPointerData,
+    pub tid: Tid,
     row_cx: pg_sys::MemoryContext,
 }
 

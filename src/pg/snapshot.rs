@@ -7,6 +7,8 @@
 
 use pgrx::pg_sys;
 
+pub use pg_sys::TimestampTz;
+
 pub struct OwnWritesVisible {
     _not_send: std::marker::PhantomData<*const ()>,
 }
@@ -29,8 +31,6 @@ impl OwnWritesVisible {
         }
     }
 }
-
-pub use pg_sys::TimestampTz;
 
 /// When the current transaction began (what `now()` returns).
 pub fn transaction_started_at() -> TimestampTz {

@@ -23,14 +23,13 @@ use super::spec::{Check, Dedup, Kind, Rule, TableSpec, Ty, MONEY, NO_COMMENT, TA
 use crate::ops;
 use crate::pg::bulk::{BulkInsert, RowBuf};
 use crate::pg::worker::{self, Job};
-use crate::pg::types::{column, Column, SqlType};
+use crate::pg::types::{column, Column, Datum, SqlType};
 use crate::error::raise;
 use crate::keys::{key_hash, KeyHashState};
 use olist_model::SOURCE_FILES;
 use crate::pg::scan::{HeapScan, Lock, Row};
 use crate::pg::sort::{ordered_bytes, SortRecord, Sorter};
 use pgrx::prelude::*;
-use crate::pg::types::Datum;
 use pgrx::PgSqlErrorCode;
 use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
