@@ -19,13 +19,13 @@
 
 use super::golden360::golden_id_digest;
 use crate::pg::bulk::{decimal, delete_rows, BulkInsert, RowBuf};
-use crate::pg::relation::{require_privilege, Privilege};
+use crate::pg::relation::Privilege;
 use super::spec::{Bridge, BRIDGE_COLUMNS, C360, CUSTOMER_360_COLUMNS, DIVERSITY, SCORE, SPEND, ZIP_COORDINATES_COLUMNS};
 use crate::pg::types::{Column, SqlType};
 use crate::error::raise;
 use crate::keys::{key_hash, Interner, KeyHashState, Pass};
 use crate::pg::context::RowContext;
-use crate::pg::scan::{Key, Lock, Row, Selection, Tid};
+use crate::pg::scan::{Key, Lock, OpenTable, Row, Selection, Tid};
 use crate::pg::snapshot::{transaction_started_at, OwnWritesVisible, TimestampTz};
 use super::rfm::{self, rescore, Boundaries, Ranked, RankingOfEveryone, RfmMap};
 use crate::silver::parse::date_of;
@@ -626,7 +626,7 @@ fn store_zip_coordinates(changed: Option<Vec<Key>>, sums: &HashMap<i32, PointSum
     scan.expect_columns(&ZIP_COORDINATES_COLUMNS);
     let mut stale = Vec::new();
     scan.for_each(|row| stale.push(row.tid));
-    delete_rows(scan.relation(), scan.name(), &mut stale);
+    delete_rows(&scan, &mut stale);
     scan.close();
     let mut insert = BulkInsert::open_declared("gold", "zip_coordinates", &ZIP_COORDINATES_COLUMNS);
     let mut row = RowBuf::new(ZIP_COORDINATES_COLUMNS.len());
@@ -967,7 +967,7 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>, pass: Pass) -> Sync
         Some(keys) => Selection::keys("gold", T::TABLE, T::COLUMNS[T::KEY].name, keys, Lock::Write),
     };
     scan.expect_columns(T::COLUMNS);
-    require_privilege(scan.relation_oid(), scan.name(), Privilege::Delete);
+    scan.require_privilege(Privilege::Delete);
     let storage = scan.storage();
     let mut row_cx = RowContext::new("golden360 gold row");
     let mut buf = RowBuf::new(T::COLUMNS.len());
@@ -1009,7 +1009,7 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>, pass: Pass) -> Sync
             }
         }
     }
-    delete_rows(scan.relation(), scan.name(), &mut doomed);
+    delete_rows(&scan, &mut doomed);
     scan.close();
 
     let compared = Instant::now();

@@ -15,7 +15,7 @@
 //! what makes loading into a table with several indexes cheap.
 
 use super::relation::{check_columns, own_table, require_privilege, OwnTable, Privilege};
-use super::scan::Tid;
+use super::scan::{OpenTable, Tid};
 use super::types::{Column, SqlType};
 use crate::error::raise;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -551,13 +551,13 @@ pub fn decimal(scaled: i64, scale: u16) -> String {
     format!("{sign}{}.{:0width$}", value / divisor, value % divisor, width = usize::from(scale))
 }
 
-/// Delete rows of an open table by their tids (rows this transaction's
+/// Delete rows of a table a scan holds open by their tids (rows this transaction's
 /// scans saw), after checking the current user may; then make the deletes
 /// visible to what follows (CommandCounterIncrement), so unique keys are
 /// free for the inserts that replace them.
-pub fn delete_rows(rel: pg_sys::Relation, name: &str, tids: &mut [Tid]) {
-    // SAFETY: `rel` is open, so its OID can be read.
-    require_privilege(unsafe { (*rel).rd_id }, name, Privilege::Delete);
+pub fn delete_rows(table: &impl OpenTable, tids: &mut [Tid]) {
+    table.require_privilege(Privilege::Delete);
+    let rel = table.open_heap().relation();
     // SAFETY: each tid names a row of `rel` visible to the active snapshot,
     // deleted once (callers collect distinct tids); simple_table_tuple_delete
     // raises on a concurrent update, which golden360's layer locks exclude.

@@ -6,7 +6,7 @@
 //! Each row is a slot's (or an index tuple's) datums; text and numeric
 //! values are read in place.
 
-use super::relation::{check_columns, column_index, own_table};
+use super::relation::{check_columns, column_index, own_table, require_privilege, Privilege};
 use super::types::{Column, SqlType};
 use crate::error::raise;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -87,11 +87,9 @@ impl HeapScan {
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn relation(&self) -> pg_sys::Relation {
+    /// The open relation, for the pg layer's own calls (the layers hand
+    /// over the scan).
+    pub(super) fn relation(&self) -> pg_sys::Relation {
         self.rel
     }
 
@@ -324,14 +322,6 @@ impl IndexScan {
                 nulls: vec![true; width],
             })
         })
-    }
-
-    pub fn name(&self) -> &str {
-        self.heap.name()
-    }
-
-    pub fn relation(&self) -> pg_sys::Relation {
-        self.heap.rel
     }
 
     /// As `HeapScan::attr`.
@@ -601,6 +591,39 @@ impl BrinScan {
     }
 }
 
+/// A table one of the scans holds open. The pg layer's writers
+/// (`bulk::delete_rows`) take the scan, not its relation: the layers never
+/// hold a raw `Relation`, and a table is written only while it is open.
+pub trait OpenTable {
+    fn open_heap(&self) -> &HeapScan;
+
+    /// Raise unless the current user holds `privilege` on the table.
+    fn require_privilege(&self, privilege: Privilege) {
+        let heap = self.open_heap();
+        // SAFETY: the relation is open while the scan lives, so its OID can be read.
+        let oid = unsafe { (*heap.rel).rd_id };
+        require_privilege(oid, &heap.name, privilege);
+    }
+}
+
+impl OpenTable for HeapScan {
+    fn open_heap(&self) -> &HeapScan {
+        self
+    }
+}
+
+impl OpenTable for IndexScan {
+    fn open_heap(&self) -> &HeapScan {
+        &self.heap
+    }
+}
+
+impl OpenTable for Selection {
+    fn open_heap(&self) -> &HeapScan {
+        self.heap()
+    }
+}
+
 /// A key value to look rows up by.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
@@ -643,19 +666,6 @@ impl Selection {
             Selection::All(scan) => scan,
             Selection::Keys { scan, .. } => &scan.heap,
         }
-    }
-
-    pub fn name(&self) -> &str {
-        self.heap().name()
-    }
-
-    pub fn relation(&self) -> pg_sys::Relation {
-        self.heap().rel
-    }
-
-    pub fn relation_oid(&self) -> pg_sys::Oid {
-        // SAFETY: the relation is open while `self` lives.
-        unsafe { (*self.heap().rel).rd_id }
     }
 
     /// Each attribute's storage (length, by value), as `Row::holds` needs it.

@@ -614,12 +614,12 @@ fn apply_pass(
     let compared = started.elapsed();
     // 5. Write: replaced winners and re-checked quarantine rows out, new
     //    winners and quarantined rows in.
-    delete_rows(live.relation(), live.name(), &mut replaced);
+    delete_rows(&live, &mut replaced);
     live.close();
     let rechecked = rechecked_tids.len() as i64;
     if !rechecked_tids.is_empty() {
         let quarantine = HeapScan::open(LIVE, "quarantine", Lock::Write);
-        delete_rows(quarantine.relation(), quarantine.name(), &mut rechecked_tids);
+        delete_rows(&quarantine, &mut rechecked_tids);
         quarantine.close();
     }
     let mut writer = SilverWriter::open(LIVE, spec).with_sorted_index_inserts();
@@ -735,7 +735,7 @@ fn retranslate(spec: &'static TableSpec, state: &State, changes: &mut ChangeLog)
         rewritten.push((row.tid, values, row.int8(batch_attr).unwrap_or_default(), row.int8(row_attr).unwrap_or_default()));
     });
     let mut tids: Vec<Tid> = rewritten.iter().map(|r| r.0).collect();
-    delete_rows(scan.relation(), scan.name(), &mut tids);
+    delete_rows(&scan, &mut tids);
     scan.close();
     let mut writer = SilverWriter::open(LIVE, spec).with_sorted_index_inserts();
     let link = spec.gold_link.map(|c| spec.column(c));
