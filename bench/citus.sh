@@ -12,6 +12,8 @@
 # golden360 runs on the coordinator with its tables local (the distributed
 # layout is designed in the README, not built), so the coordinator's share
 # is the whole of it, and the cost printed is that of Citus being loaded.
+# Then the model of a refresh at 4, 16 and 64 workers (bench/citus_model.py)
+# from the one-node figures of the same run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
@@ -111,3 +113,28 @@ for setup in "${setups[@]}"; do
             "$(echo "${ms[$setup.$what]} / ${ms[single.$what]}" | bc -l)" "$shares"
     done
 done
+
+# The model at 4, 16 and 64 workers (bench/citus_model.py), from this run's
+# one-node figures: its step times, the bytes that would cross nodes, and
+# the cost of writing the moved rows again (INSERT ... SELECT of each moved
+# table into a logged copy with its indexes, one core, rolled back).
+rewrite_ms() {
+    local t0 sql="BEGIN;"
+    for table in "$@"; do
+        sql+="CREATE TABLE public.moved_${table#*.} (LIKE $table INCLUDING INDEXES);
+              INSERT INTO public.moved_${table#*.} SELECT * FROM $table;"
+    done
+    t0=$(now_ms)
+    psql_on single -c "$sql ROLLBACK;" >/dev/null
+    echo $(($(now_ms) - t0))
+}
+heap_bytes() { psql_on single -c "SELECT sum(pg_relation_size(t::regclass)) FROM unnest('{$1}'::text[]) AS t"; }
+silver_moved=silver.customers,silver.orders,silver.order_items,silver.order_payments,silver.order_reviews
+gold_moved=gold.unified_customer_360,gold.identity_bridge
+echo
+python3 "$here/bench/citus_model.py" --scale "$scale" \
+    --ingest-ms "${ms[single.ingest]}" --silver-ms "${ms[single.silver]}" --gold-ms "${ms[single.gold]}" \
+    --csv-bytes "$(du -sb --apparent-size "$dir" | cut -f1)" \
+    --silver-moved-bytes "$(heap_bytes "$silver_moved")" --silver-rewrite-ms "$(rewrite_ms ${silver_moved//,/ })" \
+    --gold-moved-bytes "$(heap_bytes "$gold_moved")" --gold-rewrite-ms "$(rewrite_ms ${gold_moved//,/ })" \
+    --gold-passes "$(psql_on single -c "SELECT passes FROM golden360.gold_runs ORDER BY run_id DESC LIMIT 1")"

@@ -9,7 +9,9 @@
 # smallest scale: each larger scale prints its time and memory ratios to it,
 # next to the data ratio (linear time: within 1.1x the data ratio).
 #
-# Then the peers, on the same files in the same run (PEERS=0 skips them):
+# Then the peers, on the same files in the same run (PEERS=0 skips them;
+# PEERS=duckdb runs DuckDB only, as at scale 100 where plain SQL takes an
+# hour):
 # the SPEC's silver and gold as plain SQL (bench/peer/sql), on DuckDB
 # (2 threads, a file database) and on this PostgreSQL (a database of its
 # own). Each loads the files, builds silver and gold; their gold is
@@ -50,7 +52,9 @@ EOF
 
 declare -A ms=() rss=() rust=() peer_ms=() same=()
 json_field() { python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin)['$1'], sort_keys=True))"; }
-[ "${PEERS:-1}" != 0 ] && venv=$(bench_venv) && export G360_OLIST_GEN=$here/target/release/olist-gen
+peers=${PEERS:-1}
+[ "$peers" = 1 ] && peers="duckdb postgres"
+[ "$peers" != 0 ] && venv=$(bench_venv) && export G360_OLIST_GEN=$here/target/release/olist-gen
 eval "$("$here/scripts/cluster.sh" env)"
 scales=(${SCALES:-1 10})
 for scale in "${scales[@]}"; do
@@ -62,9 +66,9 @@ for scale in "${scales[@]}"; do
         read -r t r h <<<"$(step "$(full_pipeline_step "$what" "$dir")")"
         ms[$scale.$what]=$t rss[$scale.$what]=$r rust[$scale.$what]=$h
     done
-    if [ "${PEERS:-1}" != 0 ]; then
+    if [ "$peers" != 0 ]; then
         ours=$(python3 "$here/bench/peer/sql_peer.py" extension "$BENCH_DB" | json_field fingerprint)
-        for peer in duckdb postgres; do
+        for peer in $peers; do
             result=$(case $peer in
                 duckdb) PEER_THREADS=2 "$venv/bin/python" "$here/bench/peer/sql_peer.py" duckdb "$(run_dir)/peer.duckdb" "$dir" ;;
                 postgres) python3 "$here/bench/peer/sql_peer.py" postgres "${BENCH_DB}_peer" "$dir" ;;
@@ -94,14 +98,17 @@ for scale in "${scales[@]}"; do
         "$(echo "$total / $btotal" | bc -l)" "$(echo "$scale / $base" | bc -l | sed 's/\.0*$//')"
 done
 echo "targets: time per step within 1.1x the data ratio; RssAnon at scale 10 <= 1.2x scale 1; <= 256 MiB at scale 100"
-if [ "${PEERS:-1}" != 0 ]; then
+if [ "$peers" != 0 ]; then
     echo
     echo "Peers on the same files (ms: load + silver + gold; same gold: counts and exact sums equal the extension's)"
     printf '%-6s %12s %12s %12s %16s %16s %10s\n' scale golden360 DuckDB "plain SQL" "DuckDB / ours" "plain SQL / ours" "same gold"
+    # (a peer not run at that scale prints "-")
+    peer_cell() { [ -n "${peer_ms[$1.$2]:-}" ] && echo "${peer_ms[$1.$2]}" || echo -; }
+    peer_ratio() { [ -n "${peer_ms[$1.$2]:-}" ] && printf '%.2fx' "$(echo "${peer_ms[$1.$2]} / $3" | bc -l)" || echo -; }
     for scale in "${scales[@]}"; do
         total=$((ms[$scale.ingest] + ms[$scale.silver] + ms[$scale.gold]))
-        printf '%-6s %12d %12d %12d %15.2fx %15.2fx %10s\n' "$scale" "$total" "${peer_ms[$scale.duckdb]}" \
-            "${peer_ms[$scale.postgres]}" "$(echo "${peer_ms[$scale.duckdb]} / $total" | bc -l)" \
-            "$(echo "${peer_ms[$scale.postgres]} / $total" | bc -l)" "${same[$scale.duckdb]}/${same[$scale.postgres]}"
+        printf '%-6s %12d %12s %12s %16s %16s %10s\n' "$scale" "$total" "$(peer_cell "$scale" duckdb)" \
+            "$(peer_cell "$scale" postgres)" "$(peer_ratio "$scale" duckdb "$total")" \
+            "$(peer_ratio "$scale" postgres "$total")" "${same[$scale.duckdb]:--}/${same[$scale.postgres]:--}"
     done
 fi
