@@ -132,33 +132,63 @@ pub trait SortRecord: Sized {
     fn read(&self) -> Self::Read;
     /// The order of two records in memory: the order of their bytes.
     fn order(a: &Self, b: &Self) -> std::cmp::Ordering;
+    /// The bytes the record holds on the heap besides its own size (a
+    /// boxed rank, say): what a sort in memory counts against its budget.
+    fn heap_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Records sorted in Rust while they fit both `maintenance_work_mem` and
 /// half of `golden360.memory_limit` (fast, and within the same bounds);
 /// otherwise through PostgreSQL's tuplesort (`ByteSort`), which holds that
 /// much and spills to temporary files beyond it. The two give the same
-/// order; the choice is made up front, from the number of records expected.
+/// order. The choice is made up front from the number of records
+/// expected, and again as records arrive: a sort in memory whose records
+/// outgrow its budget (more of them than expected, or records holding heap
+/// bytes of their own) hands them to a tuplesort and goes on there, as
+/// tuplesort itself switches to tapes (holding both for the moment of the
+/// handover: at most about twice the budget).
 pub enum Sorter<T> {
-    InMemory(Vec<T>),
+    InMemory {
+        records: Vec<T>,
+        /// The heap bytes the records hold besides the vector's.
+        held: usize,
+        budget: usize,
+        shares: usize,
+    },
     Spilling { sort: ByteSort, buf: Vec<u8> },
 }
 
 impl<T: SortRecord> Sorter<T> {
     /// A sorter for about `records` records, one of `concurrent` sorters
-    /// that share the budget while they are filled together.
+    /// filled together (they share the budget).
     pub fn for_records(records: usize, concurrent: usize) -> Sorter<T> {
-        let bytes = records.saturating_mul(std::mem::size_of::<T>()).saturating_mul(concurrent.max(1));
-        if bytes <= sort_budget_bytes().min(crate::ops::memory_limit_bytes() / 2) {
-            Sorter::InMemory(Vec::with_capacity(records))
+        let shares = concurrent.max(1);
+        let budget = sort_budget_bytes().min(crate::ops::memory_limit_bytes() / 2) / shares;
+        if records.saturating_mul(std::mem::size_of::<T>()) <= budget {
+            Sorter::InMemory { records: Vec::with_capacity(records), held: 0, budget, shares }
         } else {
-            Sorter::Spilling { sort: ByteSort::new(concurrent), buf: Vec::with_capacity(128) }
+            Sorter::Spilling { sort: ByteSort::new(shares), buf: Vec::with_capacity(128) }
         }
     }
 
     pub fn put(&mut self, record: T) {
         match self {
-            Sorter::InMemory(records) => records.push(record),
+            Sorter::InMemory { records, held, budget, shares } => {
+                *held += record.heap_bytes();
+                records.push(record);
+                if records.capacity() * std::mem::size_of::<T>() + *held > *budget {
+                    let mut sort = ByteSort::new(*shares);
+                    let mut buf = Vec::with_capacity(128);
+                    for r in std::mem::take(records) {
+                        buf.clear();
+                        r.encode(&mut buf);
+                        sort.put(&buf);
+                    }
+                    *self = Sorter::Spilling { sort, buf };
+                }
+            }
             Sorter::Spilling { sort, buf } => {
                 buf.clear();
                 record.encode(buf);
@@ -167,10 +197,16 @@ impl<T: SortRecord> Sorter<T> {
         }
     }
 
+    /// Whether the records went to PostgreSQL's tuplesort.
+    #[cfg(any(test, feature = "pg_test"))]
+    pub fn spills(&self) -> bool {
+        matches!(self, Sorter::Spilling { .. })
+    }
+
     /// Hand every record to `f`, in order.
     pub fn sorted(self, mut f: impl FnMut(T::Read)) {
         match self {
-            Sorter::InMemory(mut records) => {
+            Sorter::InMemory { mut records, .. } => {
                 records.sort_unstable_by(T::order);
                 records.iter().for_each(|r| f(r.read()));
             }
@@ -185,7 +221,7 @@ impl<T: SortRecord> Sorter<T> {
     /// not needed, and an incremental gold refresh ranks all of gold.
     pub fn ntiles(self, buckets: usize, mut f: impl FnMut(i16, T::Read)) {
         match self {
-            Sorter::InMemory(mut records) => ntiles_in_memory(&mut records, buckets, f),
+            Sorter::InMemory { mut records, .. } => ntiles_in_memory(&mut records, buckets, f),
             Sorter::Spilling { sort, .. } => {
                 let (mut position, n) = (0, sort.len());
                 sort.sorted(|bytes| {

@@ -674,6 +674,15 @@ impl SortRecord for Ranked {
     fn order(a: &Ranked, b: &Ranked) -> std::cmp::Ordering {
         a.key.cmp(&b.key).then_with(|| b.rank.cmp(&a.rank))
     }
+
+    /// Reviews' preference values, boxed, and their text: about twice the
+    /// record's own size, which the sort's budget must see.
+    fn heap_bytes(&self) -> usize {
+        self.rank.prefer.as_deref().map_or(0, |values| {
+            std::mem::size_of_val(values)
+                + values.iter().map(|v| if let Some(RankValue::Bytes(b)) = v { b.capacity() } else { 0 }).sum::<usize>()
+        })
+    }
 }
 
 /// The rows bronze.`table` holds, as the loader counted them

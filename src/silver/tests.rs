@@ -351,4 +351,43 @@ mod tests {
         assert_eq!(text(latest), "passed 1 0");
         assert_eq!(one::<i64>("SELECT count(*) FROM silver.quarantine WHERE reason = 'order_status_known'"), 1);
     }
+
+    /// A sort in memory whose records hold more heap than their count
+    /// promised (reviews' preference values are boxed, with their text)
+    /// hands them to PostgreSQL's tuplesort once they outgrow the budget,
+    /// and gives the order a sort in memory gives.
+    #[pg_test]
+    fn a_sort_whose_records_outgrow_its_budget_spills_in_the_same_order() {
+        use crate::pg::sort::{SortRecord, Sorter};
+        use crate::silver::build::{sort_by_key_best_first, Rank, RankValue, Ranked};
+        Spi::run("SET LOCAL maintenance_work_mem = '1MB'").unwrap();
+        let records = |n: u32, text: bool| {
+            (0..n).map(move |i| Ranked {
+                key: u128::from(i % 97),
+                rank: Rank {
+                    prefer: text.then(|| {
+                        vec![Some(RankValue::Bytes(format!("{:0>200}", i * 7919 % 10007).into_bytes())), None].into()
+                    }),
+                    batch: 1,
+                    row: i64::from(i),
+                },
+                at: i,
+                content: u128::from(i),
+            })
+        };
+        for text in [false, true] {
+            // 10,000 records of their own size (80 bytes) fit 1 MB.
+            let mut sort = Sorter::<Ranked>::for_records(10_000, 1);
+            assert!(!sort.spills());
+            for r in records(10_000, text) {
+                sort.put(r);
+            }
+            assert_eq!(sort.spills(), text, "with 200 bytes of text each they do not");
+            let mut got = Vec::new();
+            sort.sorted(|r| got.push(r));
+            let mut want: Vec<Ranked> = records(10_000, text).collect();
+            sort_by_key_best_first(&mut want);
+            assert_eq!(got, want.iter().map(SortRecord::read).collect::<Vec<_>>(), "text {text}");
+        }
+    }
 }
