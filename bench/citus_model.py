@@ -16,8 +16,10 @@ is modelled from measured quantities too:
 - the cost of writing moved rows a second time, measured as an
   INSERT ... SELECT of those tables with their indexes, on one core;
 - gold's passes: a shard whose people do not fit maintenance_work_mem is
-  built in passes, each re-reading the shard's silver (README, Memory: the
-  second pass at scale 10 cost about a fifth more of the step).
+  built in passes, each re-reading the shard's silver: each pass beyond the
+  first costs PASS_COST of a one-pass step (0.1, fitted to bench/scale.sh
+  of 2026-12-04: gold at scale 30, 6 passes, took 4.12x scale 10's 2, where
+  (1 + 5a) / (1 + a) = 4.12 / 3 gives a = 0.10).
 
 Assumptions, given as options: each worker has CORES cores and as many
 shards, building at once; a node's network moves BANDWIDTH gigabits a second
@@ -44,7 +46,7 @@ def main():
     p.add_argument("--cores", type=int, default=2, help="cores (and shards building at once) per worker")
     p.add_argument("--bandwidth", type=float, default=10.0, help="gigabits a second, each way, per node")
     p.add_argument("--parse-share", type=float, default=1 / 6)
-    p.add_argument("--pass-cost", type=float, default=0.2, help="a further gold pass, as a share of the step")
+    p.add_argument("--pass-cost", type=float, default=0.1, help="a further gold pass, as a share of a one-pass step")
     p.add_argument("--workers", default="4,16,64")
     p.add_argument("--scales", default="100,1000")
     a = p.parse_args()

@@ -8,6 +8,9 @@
 # (golden360.rust_memory()). The baseline, measured in the same run, is the
 # smallest scale: each larger scale prints its time and memory ratios to it,
 # next to the data ratio (linear time: within 1.1x the data ratio).
+# SETTINGS (e.g. "maintenance_work_mem=64MB work_mem=4MB", PostgreSQL's
+# defaults) are set on each scale's database, to measure memory under
+# other bounds than the project clusters' 512MB.
 #
 # Then the peers, on the same files in the same run (PEERS=0 skips them;
 # PEERS=duckdb runs DuckDB only, as at scale 100 where plain SQL takes an
@@ -61,6 +64,9 @@ for scale in "${scales[@]}"; do
     dir=$(sample_dir "$scale")
     bench_fresh_db
     bench_psql -c "CREATE EXTENSION golden360" -c "ALTER DATABASE $BENCH_DB SET golden360.quality_gate = warn"
+    for setting in ${SETTINGS:-}; do
+        bench_psql -c "ALTER DATABASE $BENCH_DB SET ${setting%%=*} = '${setting#*=}'"
+    done
     bench_psql -c "CHECKPOINT"
     for what in ingest silver gold; do
         read -r t r h <<<"$(step "$(full_pipeline_step "$what" "$dir")")"
@@ -83,7 +89,7 @@ done
 
 base=${scales[0]}
 echo
-echo "Full pipeline per scale (baseline: scale $base of the same run); ms, peak RssAnon MiB, peak Rust heap MiB"
+echo "Full pipeline per scale (baseline: scale $base of the same run); ms, peak RssAnon MiB, peak Rust heap MiB${SETTINGS:+; with $SETTINGS}"
 printf '%-6s %-7s %10s %10s %10s %14s %14s\n' scale step ms RssAnon "Rust heap" "time / base" "RssAnon / base"
 for scale in "${scales[@]}"; do
     for what in ingest silver gold; do
