@@ -25,7 +25,7 @@ use crate::pg::types::{Column, SqlType};
 use crate::error::raise;
 use crate::keys::{key_hash, Interner, KeyHashState, Pass};
 use crate::pg::context::RowContext;
-use crate::pg::scan::{Key, Lock, OpenTable, Row, Selection, Tid};
+use crate::pg::scan::{HeapScan, Key, Lock, OpenTable, Row, Selection, Tid};
 use crate::pg::snapshot::{transaction_started_at, OwnWritesVisible, TimestampTz};
 use super::rfm::{self, rescore, Boundaries, Ranked, RankingOfEveryone, RfmMap};
 use crate::silver::parse::date_of;
@@ -98,13 +98,23 @@ impl Scope {
         }
     }
 
-    /// The keys of the stored rows a sync compares: None for all of them.
-    fn stored(&self, keys: impl FnOnce() -> Vec<Key>) -> Option<Vec<Key>> {
+    /// The stored rows a sync compares: all of them, or those of these keys.
+    fn stored(&self, keys: impl FnOnce() -> Vec<Key>) -> Stored {
         match self {
-            Scope::Everyone => None,
-            Scope::People { .. } => Some(keys()),
+            Scope::Everyone => Stored::All,
+            Scope::People { .. } => Stored::Keys(keys()),
         }
     }
+}
+
+/// The stored rows of a gold table a sync reads and compares its target with.
+enum Stored {
+    All,
+    Keys(Vec<Key>),
+    /// None: the table held nothing when this build began, so what it
+    /// holds now is the earlier passes' rows, which are theirs and right.
+    /// A first load in passes so reads no pass's rows again.
+    EarlierPassesOnly,
 }
 
 pub fn refresh(scope: &Scope) -> Outcome {
@@ -212,6 +222,8 @@ fn refresh_everyone_in_passes(count: u64, customers: usize) -> Outcome {
     let visible = OwnWritesVisible::push();
     let refreshed_at = transaction_started_at();
     let mut outcome = Outcome::default();
+    let (records_were_empty, bridge_was_empty) = (is_empty(GoldRows::TABLE), is_empty(BridgeRows::TABLE));
+    let stored = |was_empty: bool| if was_empty { Stored::EarlierPassesOnly } else { Stored::All };
     // The last pass's orders are still in memory: it is written first.
     let mut passes: Vec<Pass> = Pass::all(count).collect();
     passes.rotate_right(1);
@@ -227,9 +239,9 @@ fn refresh_everyone_in_passes(count: u64, customers: usize) -> Outcome {
             }
             Ranked { moved: Vec::new(), boundaries: None, read_everyone: true }
         });
-        let records = sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at }, None, pass);
+        let records = sync(&GoldRows { silver: &silver, gold: &gold, segments: &segments, refreshed_at }, stored(records_were_empty), pass);
         visible.advance();
-        let bridge = sync(&BridgeRows::new(&silver, &gold), None, pass);
+        let bridge = sync(&BridgeRows::new(&silver, &gold), stored(bridge_was_empty), pass);
         visible.advance();
         outcome = outcome.with(gold.records.len(), &records, &bridge);
     }
@@ -960,11 +972,12 @@ struct Synced {
 /// deleted. Deletes come first, so unique keys are free for the inserts.
 /// In a pass of several (`target` holds that pass's people only), the
 /// stored rows of other passes' people are left to their pass.
-fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>, pass: Pass) -> Synced {
+fn sync<T: TargetRows>(target: &T, stored: Stored, pass: Pass) -> Synced {
     let started = Instant::now();
     let mut scan = match stored {
-        None => Selection::all("gold", T::TABLE, Lock::Write),
-        Some(keys) => Selection::keys("gold", T::TABLE, T::COLUMNS[T::KEY].name, keys, Lock::Write),
+        Stored::All => Selection::all("gold", T::TABLE, Lock::Write),
+        Stored::Keys(keys) => Selection::keys("gold", T::TABLE, T::COLUMNS[T::KEY].name, keys, Lock::Write),
+        Stored::EarlierPassesOnly => return insert_all(target, started),
     };
     scan.expect_columns(T::COLUMNS);
     scan.require_privilege(Privilege::Delete);
@@ -1012,9 +1025,25 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>, pass: Pass) -> Sync
     delete_rows(&scan, &mut doomed);
     scan.close();
 
+    let written = insert(target, |i| !kept[i], started);
+    Synced { written, removed, added: written - rewritten }
+}
+
+/// A sync of a table that holds none of the target's people's rows: every
+/// target row inserted.
+fn insert_all<T: TargetRows>(target: &T, started: Instant) -> Synced {
+    let written = insert(target, |_| true, started);
+    Synced { written, removed: 0, added: written }
+}
+
+/// Insert the target rows `wanted`; `started` is when the sync began (for
+/// its timings).
+fn insert<T: TargetRows>(target: &T, wanted: impl Fn(usize) -> bool, started: Instant) -> i64 {
     let compared = Instant::now();
+    let mut row_cx = RowContext::new("golden360 gold row");
+    let mut buf = RowBuf::new(T::COLUMNS.len());
     let mut insert = BulkInsert::open_declared("gold", T::TABLE, T::COLUMNS).sorted_index_inserts();
-    for i in (0..target.len()).filter(|&i| !kept[i]) {
+    for i in (0..target.len()).filter(|&i| wanted(i)) {
         // The push copies the row's datums out of the row context.
         row_cx.scoped(|| {
             buf.build(|b| target.fill(i, b));
@@ -1030,7 +1059,15 @@ fn sync<T: TargetRows>(target: &T, stored: Option<Vec<Key>>, pass: Pass) -> Sync
         (heap_written - compared).as_secs_f64() * 1e3,
         heap_written.elapsed().as_secs_f64() * 1e3
     );
-    Synced { written, removed, added: written - rewritten }
+    written
+}
+
+/// Whether gold.`table` holds no row.
+fn is_empty(table: &str) -> bool {
+    let mut scan = HeapScan::open("gold", table, SHARE);
+    let empty = scan.is_empty();
+    scan.close();
+    empty
 }
 
 

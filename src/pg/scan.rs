@@ -146,6 +146,20 @@ impl HeapScan {
         }
     }
 
+    /// Whether no row is visible (a scan that stops at the first).
+    pub fn is_empty(&mut self) -> bool {
+        // SAFETY: as in `for_each`: the relation is open and locked, the
+        // scan runs under the active snapshot and ends before this returns.
+        unsafe {
+            let scan =
+                pg_sys::table_beginscan_strat(self.rel, pg_sys::GetActiveSnapshot(), 0, std::ptr::null_mut(), true, false);
+            let found = pg_sys::table_scan_getnextslot(scan, pg_sys::ScanDirection::ForwardScanDirection, self.slot);
+            pg_sys::table_endscan(scan);
+            pg_sys::ExecClearTuple(self.slot);
+            !found
+        }
+    }
+
     /// Release the scan; the lock stays until the end of the transaction.
     pub fn close(self) {
         // SAFETY: releases what `open_oid` made; the lock stays.
