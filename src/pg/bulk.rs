@@ -138,7 +138,11 @@ impl BulkInsert {
             if indexes.iter().any(|&(index, info)| !(*info).ii_ExclusionOps.is_null() || !(*(*index).rd_index).indimmediate) {
                 return self;
             }
-            let work_mem = pg_sys::maintenance_work_mem;
+            // The sorts are filled together, so they share the budget (as
+            // ByteSort's shares do): the entries of a step's writes are
+            // held within maintenance_work_mem, spilling beyond it.
+            let btrees = indexes.iter().filter(|&&(index, _)| (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID).count();
+            let work_mem = (pg_sys::maintenance_work_mem / i32::try_from(btrees.max(1)).unwrap_or(i32::MAX)).max(64);
             self.sorts = Some(
                 indexes
                     .iter()
