@@ -6,8 +6,9 @@
 //! present (Citus creates it on every worker, inside a two-phase commit)
 //! and on a worker added later, and the pipeline runs on the coordinator
 //! with the same results as on a single node, its tables local to the
-//! coordinator. Distributing the tables is the next step (README, Scale-out
-//! on Citus).
+//! coordinator (so it runs with a worker down, while the extension's DDL,
+//! which Citus carries to every worker, fails naming the node).
+//! Distributing the tables is the next step (README, Scale-out on Citus).
 
 use golden360_it::{count, fresh_database, generate, outcome, project_dir, ScratchDir};
 use postgres::{Client, Config, NoTls};
@@ -164,4 +165,61 @@ fn the_pipeline_on_a_citus_coordinator_equals_a_single_node() {
     assert_eq!(on_citus, on_plain);
     // The tables stayed the coordinator's own: nothing is distributed yet.
     assert_eq!(count(&mut coordinator, "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'gold.%'"), 0);
+}
+
+/// Starts the Citus nodes again when dropped, so that a failing assertion
+/// does not leave a worker down for the tests after it.
+struct StartAgain;
+
+impl Drop for StartAgain {
+    fn drop(&mut self) {
+        // Start the nodes that are down; register no worker beyond those
+        // registered (G360_CITUS_WORKERS empty).
+        let status = Command::new(project_dir().join("scripts/citus.sh"))
+            .arg("start")
+            .env("G360_CITUS_WORKERS", "")
+            .status()
+            .unwrap();
+        assert!(status.success() || std::thread::panicking(), "scripts/citus.sh start failed");
+    }
+}
+
+/// A worker that is down. The pipeline, whose tables are the
+/// coordinator's own, does not need it and runs. The extension's DDL,
+/// which Citus carries to every worker, fails with Citus's error naming
+/// the node, and leaves the coordinator as it was: the extension is still
+/// installed there and on the other workers, and the data is there. Once
+/// the worker is back, the same DDL goes through on every node.
+#[test]
+fn a_worker_down_fails_the_extensions_ddl_naming_it_and_nothing_is_half_applied() {
+    let _alone = alone();
+    let sample = ScratchDir::new("citus_worker_down");
+    generate(&sample.0, 0.02, 11);
+    let mut coordinator = connect_node("coordinator");
+    coordinator.batch_execute("DROP EXTENSION IF EXISTS golden360 CASCADE; CREATE EXTENSION golden360").unwrap();
+    let version = installed_version(&mut coordinator).expect("installed");
+
+    let start_again = StartAgain;
+    citus_script(&["stop", "worker1"]);
+    run_pipeline(&mut coordinator, sample.path());
+    let people = count(&mut coordinator, "SELECT count(*) FROM gold.unified_customer_360");
+    assert!(people > 100, "{people} golden records with worker1 down");
+
+    let err = coordinator.batch_execute("DROP EXTENSION golden360 CASCADE").expect_err("worker1 is down");
+    let db = err.as_db_error().expect("a server error");
+    let (socket, port) = node_address("worker1");
+    assert!(
+        db.message().contains(&format!("{socket}:{port}")),
+        "the error names the node that is down: {}",
+        db.message()
+    );
+    assert_eq!(installed_version(&mut coordinator).as_deref(), Some(version.as_str()), "nothing dropped");
+    assert_eq!(count(&mut coordinator, "SELECT count(*) FROM gold.unified_customer_360"), people, "the data is there");
+
+    drop(start_again);
+    let mut coordinator = connect_node("coordinator");
+    coordinator.batch_execute("DROP EXTENSION golden360 CASCADE").unwrap();
+    assert_eq!(installed_version(&mut connect_node("worker1")), None, "dropped on worker1 once it is back");
+    coordinator.batch_execute("CREATE EXTENSION golden360").unwrap();
+    assert_eq!(installed_version(&mut connect_node("worker1")).as_deref(), Some(version.as_str()));
 }
