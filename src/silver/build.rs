@@ -76,7 +76,12 @@ pub fn build_all(run_id: i64) -> Vec<TableStats> {
     let shares = if aside.is_some() { 2 } else { 1 };
     let is_aside = |spec: &TableSpec| aside.as_ref().is_some_and(|a| a.spec.table == spec.table);
     let (later, now): (Vec<&'static TableSpec>, Vec<&'static TableSpec>) = TABLES.iter().partition(|spec| is_aside(spec));
-    let mut stats: Vec<TableStats> = now.into_iter().map(|spec| build_table(spec, &mut context, &mut quarantine, None, shares)).collect();
+    let mut stats = Vec::with_capacity(TABLES.len());
+    for (i, &spec) in now.iter().enumerate() {
+        stats.push(build_table(spec, &mut context, &mut quarantine, None, shares));
+        // A parent's keys are held until its last child is built, not to the end.
+        context.parent_keys.retain(|parent, _| now[i + 1..].iter().chain(&later).any(|t| t.references(parent)));
+    }
     // The table set aside comes last, so that its worker has the time of
     // all the others.
     for spec in later {
@@ -578,8 +583,10 @@ fn build_table(
 
     // Pass 2: write winners and quarantine.
     let mut writer = SilverWriter::open(SHADOW, spec);
-    let mut keys: HashSet<u128, KeyHashState> = HashSet::default();
     let keeps_keys = spec.is_parent();
+    // Sized once: a set growing by doubling would hold both tables at its last growth.
+    let mut keys: HashSet<u128, KeyHashState> =
+        HashSet::with_capacity_and_hasher(if keeps_keys { winner_count } else { 0 }, KeyHashState::default());
     let (mut duplicates, mut quarantined) = (0i64, 0i64);
     let mut written_winners = 0usize;
     let mut position = 0u32;

@@ -209,7 +209,12 @@ impl TableSpec {
     /// Whether another table's reference rule points at this one (its
     /// keys are then what those rules look up).
     pub fn is_parent(&self) -> bool {
-        TABLES.iter().any(|t| t.rules.iter().any(|r| matches!(r.check, Check::Exists { parent, .. } if parent == self.table)))
+        TABLES.iter().any(|t| t.references(self.table))
+    }
+
+    /// Whether one of this table's reference rules points at `parent`.
+    pub fn references(&self, parent: &str) -> bool {
+        self.rules.iter().any(|r| matches!(r.check, Check::Exists { parent: p, .. } if p == parent))
     }
 
     /// Whether the table's build needs nothing of another's and nothing of
