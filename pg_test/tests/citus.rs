@@ -50,8 +50,23 @@ fn connect_node(node: &str) -> Client {
 }
 
 fn citus_script(args: &[&str]) {
-    let status = Command::new(project_dir().join("scripts/citus.sh")).args(args).status().unwrap();
-    assert!(status.success(), "scripts/citus.sh {args:?} failed");
+    assert!(citus_command(args).status().unwrap().success(), "scripts/citus.sh {args:?} failed");
+}
+
+fn citus_command(args: &[&str]) -> Command {
+    let mut command = Command::new(project_dir().join("scripts/citus.sh"));
+    command.args(args);
+    command
+}
+
+/// A sample of `scale` in a scratch directory, and the coordinator with
+/// golden360 installed afresh (so on every registered worker too).
+fn sample_and_fresh_coordinator(name: &str, scale: f64, seed: u64) -> (ScratchDir, Client) {
+    let sample = ScratchDir::new(name);
+    generate(&sample.0, scale, seed);
+    let mut coordinator = connect_node("coordinator");
+    coordinator.batch_execute("DROP EXTENSION IF EXISTS golden360 CASCADE; CREATE EXTENSION golden360").unwrap();
+    (sample, coordinator)
 }
 
 fn installed_version(client: &mut Client) -> Option<String> {
@@ -148,11 +163,7 @@ fn run_pipeline(client: &mut Client, dir: &str) {
 #[test]
 fn the_pipeline_on_a_citus_coordinator_equals_a_single_node() {
     let _alone = alone();
-    let sample = ScratchDir::new("citus_sample");
-    generate(&sample.0, 0.05, 7);
-
-    let mut coordinator = connect_node("coordinator");
-    coordinator.batch_execute("DROP EXTENSION IF EXISTS golden360 CASCADE; CREATE EXTENSION golden360").unwrap();
+    let (sample, mut coordinator) = sample_and_fresh_coordinator("citus_sample", 0.05, 7);
     run_pipeline(&mut coordinator, sample.path());
     let on_citus = outcome(&mut coordinator);
 
@@ -175,11 +186,7 @@ impl Drop for StartAgain {
     fn drop(&mut self) {
         // Start the nodes that are down; register no worker beyond those
         // registered (G360_CITUS_WORKERS empty).
-        let status = Command::new(project_dir().join("scripts/citus.sh"))
-            .arg("start")
-            .env("G360_CITUS_WORKERS", "")
-            .status()
-            .unwrap();
+        let status = citus_command(&["start"]).env("G360_CITUS_WORKERS", "").status().unwrap();
         assert!(status.success() || std::thread::panicking(), "scripts/citus.sh start failed");
     }
 }
@@ -193,10 +200,7 @@ impl Drop for StartAgain {
 #[test]
 fn a_worker_down_fails_the_extensions_ddl_naming_it_and_nothing_is_half_applied() {
     let _alone = alone();
-    let sample = ScratchDir::new("citus_worker_down");
-    generate(&sample.0, 0.02, 11);
-    let mut coordinator = connect_node("coordinator");
-    coordinator.batch_execute("DROP EXTENSION IF EXISTS golden360 CASCADE; CREATE EXTENSION golden360").unwrap();
+    let (sample, mut coordinator) = sample_and_fresh_coordinator("citus_worker_down", 0.02, 11);
     let version = installed_version(&mut coordinator).expect("installed");
 
     let start_again = StartAgain;

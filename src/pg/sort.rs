@@ -179,14 +179,9 @@ impl<T: SortRecord> Sorter<T> {
                 *held += record.heap_bytes();
                 records.push(record);
                 if records.capacity() * std::mem::size_of::<T>() + *held > *budget {
-                    let mut sort = ByteSort::new(*shares);
-                    let mut buf = Vec::with_capacity(128);
-                    for r in std::mem::take(records) {
-                        buf.clear();
-                        r.encode(&mut buf);
-                        sort.put(&buf);
-                    }
-                    *self = Sorter::Spilling { sort, buf };
+                    let records = std::mem::take(records);
+                    *self = Sorter::Spilling { sort: ByteSort::new(*shares), buf: Vec::with_capacity(128) };
+                    records.into_iter().for_each(|r| self.put(r));
                 }
             }
             Sorter::Spilling { sort, buf } => {
